@@ -1,0 +1,1 @@
+"""Exchange types: one small module each behind exchanges.base.ExchangeType."""

@@ -1,0 +1,110 @@
+"""The narrow interface between the broker and a message store.
+
+The broker owns queues and their order in RAM; a store only makes persistent
+messages in durable queues, and durable definitions, survive a restart.
+
+Identity:
+  * msg_id   - a positive int the broker assigns, increasing in publish order.
+  * queue    - an opaque str the broker builds from vhost and queue name.
+  * def key  - an opaque str naming one durable definition (exchange, queue,
+               binding); its record is a JSON-serialisable dict.
+
+Durability: publish/remove/mark_delivered/save_definition return at once; the
+data reaches disk in the store's group commit. `publish` returns a token (an
+increasing int); callbacks registered with `on_sync` are called on the event
+loop with (token, ok) once everything up to that token is fsync'd (ok=True),
+or could not be written (ok=False, e.g. disk full). Publisher confirms hang on
+that. The store never raises from publish for an I/O failure; it reports it
+through the callback and sets `failed` so the broker can raise the disk alarm.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+SyncCallback = Callable[[int, bool], None]
+
+
+@dataclass(slots=True)
+class RecoveredMessage:
+    """One message of one queue as found on disk; body is read lazily."""
+
+    msg_id: int
+    exchange: str
+    routing_key: str
+    properties: bytes  # raw content-header property bytes: flags then values
+    body_size: int
+    delivered: bool  # was handed to a consumer before the stop: redelivered=true
+
+
+@dataclass
+class Recovery:
+    """What a store found when it opened."""
+
+    definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queues: dict[str, list[RecoveredMessage]] = field(default_factory=dict)  # in msg_id order
+    next_msg_id: int = 1
+    seconds: float = 0.0
+    skipped_records: int = 0  # corrupt records that were logged and skipped
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unreadable body, closed store)."""
+
+
+class MessageStore(ABC):
+    """A place where persistent messages and durable definitions survive restarts."""
+
+    #: True once a write or fsync failed (disk full, read-only); cleared when writes succeed
+    failed: bool = False
+
+    @abstractmethod
+    def open(self) -> Recovery:
+        """Open (creating if needed) and recover; called once before anything else."""
+
+    @abstractmethod
+    async def run(self) -> None:
+        """The group-commit loop; runs in the broker's task group until close()."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and fsync what is pending, then release files. Idempotent."""
+
+    # --- definitions -------------------------------------------------------
+    @abstractmethod
+    def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
+        """Create or replace (record) or delete (None) one durable definition."""
+
+    # --- messages ----------------------------------------------------------
+    @abstractmethod
+    def publish(self, msg_id: int, exchange: str, routing_key: str, properties: bytes,
+                body: bytes, queues: Sequence[str]) -> int:
+        """Store the message once and enqueue it on each queue; returns a sync token."""
+
+    @abstractmethod
+    def remove(self, queue: str, msg_ids: Iterable[int]) -> None:
+        """The messages left the queue for good (ack, reject without requeue, purge, expiry)."""
+
+    @abstractmethod
+    def mark_delivered(self, queue: str, msg_id: int) -> None:
+        """The message was handed to a consumer; after a crash it comes back redelivered."""
+
+    @abstractmethod
+    def delete_queue(self, queue: str) -> None:
+        """Forget the queue and every message reference it holds."""
+
+    @abstractmethod
+    def read_body(self, msg_id: int) -> bytes:
+        """The body of a stored message (also one not yet fsync'd). StoreError if unreadable."""
+
+    @abstractmethod
+    def on_sync(self, callback: SyncCallback) -> None:
+        """Call callback(token, ok) after the next group commit that covers all
+        tokens issued so far (at once if nothing is pending)."""
+
+    @property
+    @abstractmethod
+    def last_token(self) -> int:
+        """The token of the most recent publish."""
