@@ -1,0 +1,177 @@
+"""The broker: virtual hosts, the message store, users, and broker-wide counters.
+
+Nothing here touches sockets; server.py runs connections against a Broker.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from storage import MemoryStore, MessageStore
+
+from .config import Config
+from .protocol.fast import shortstr
+from .queue import Message, Queue
+from .vhost import VHost
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+
+def is_loopback(host: str) -> bool:
+    if not host:
+        return True  # in-process tests have no peer
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if addr.version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
+        addr = addr.ipv4_mapped  # type: ignore[union-attr]
+    return addr.is_loopback
+
+
+class Broker:
+    def __init__(self, config: Config, store: MessageStore | None = None) -> None:
+        self.config = config
+        self.log = structlog.get_logger("amqp_broker")
+        self.store: MessageStore = store if store is not None else MemoryStore()
+        self.cluster_name = f"amqp-broker@{socket.gethostname()}"
+        self.users = {config.default_user: config.default_pass}
+        self.vhosts: dict[str, VHost] = {}
+        for name in (config.default_vhost, *config.vhosts):
+            self.vhosts[name] = VHost(self, name)
+        self.connections: set["Connection"] = set()
+        self._msg_id = 0
+        self._recovering = False
+        # plain counters, rendered by the metrics collector at scrape time
+        self.published = 0
+        self.unroutable = 0
+        self.channel_errors = 0
+        self.connections_opened = 0
+        self.started = time.time()
+        self.alarms: set[str] = set()
+
+    # --- identity and auth ---------------------------------------------------
+    def next_msg_id(self) -> int:
+        self._msg_id += 1
+        return self._msg_id
+
+    def authenticate(self, user: str, password: str, peer_host: str) -> str | None:
+        """None when the login is allowed, else the reason it is refused."""
+        expected = self.users.get(user)
+        if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
+            return "invalid credentials"
+        if user in self.config.loopback_users and not is_loopback(peer_host):
+            return f"user '{user}' can only connect via localhost"
+        return None
+
+    # --- durable definitions -------------------------------------------------
+    def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
+        if not self._recovering:
+            self.store.save_definition(key, record)
+
+    def recover(self) -> dict[str, Any]:
+        """Rebuild durable definitions and queue contents from the store."""
+        started = time.monotonic()
+        recovery = self.store.open()
+        self._recovering = True
+        try:
+            defs = recovery.definitions.values()
+            for rec in defs:
+                if rec.get("kind") == "exchange":
+                    vhost = self.vhosts.get(rec["vhost"])
+                    if vhost is not None and rec["name"] not in vhost.exchanges:
+                        vhost.declare_exchange(rec["name"], rec["type"], False, True,
+                                               rec["auto_delete"], rec["internal"],
+                                               rec["arguments"])
+            queues: dict[str, Queue] = {}
+            for rec in defs:
+                if rec.get("kind") == "queue":
+                    vhost = self.vhosts.get(rec["vhost"])
+                    if vhost is not None:
+                        q, _ = vhost.declare_queue(rec["name"], False, True, False,
+                                                   rec["auto_delete"], rec["arguments"], None)
+                        queues[q.store_key] = q
+            for rec in defs:
+                if rec.get("kind") == "binding":
+                    vhost = self.vhosts.get(rec["vhost"])
+                    if vhost is None:
+                        continue
+                    source = vhost.exchanges.get(rec["source"])
+                    dest: Any = (vhost.queues if rec["destination_kind"] == "queue"
+                                 else vhost.exchanges).get(rec["destination"])
+                    if source is not None and dest is not None:
+                        vhost.bind(source, dest, rec["routing_key"], rec["arguments"])
+        finally:
+            self._recovering = False
+        messages = 0
+        for store_key, entries in recovery.queues.items():
+            q = queues.get(store_key)
+            if q is None:
+                self.store.delete_queue(store_key)
+                continue
+            shared: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+            for e in entries:
+                raw = shared.get((e.exchange, e.routing_key))
+                if raw is None:
+                    raw = shared[(e.exchange, e.routing_key)] = (
+                        shortstr(e.exchange), shortstr(e.routing_key))
+                msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, True, e.body_size)
+                msg.stored = True
+                q.ready.append(msg)
+                q.ready_bytes += e.body_size
+                if e.delivered:
+                    q.redelivered.add(e.msg_id)
+                messages += 1
+        self._msg_id = max(self._msg_id, recovery.next_msg_id - 1)
+        summary = {"queues": len(queues), "messages": messages,
+                   "skipped_records": recovery.skipped_records,
+                   "seconds": round(time.monotonic() - started, 3)}
+        return summary
+
+    # --- lifecycle hooks -----------------------------------------------------
+    def connection_opened(self, conn: "Connection") -> None:
+        self.connections.add(conn)
+        self.connections_opened += 1
+        self.log.info("connection opened", peer=_peer(conn), user=conn.user,
+                      vhost=conn.vhost.name,
+                      client=_client_name(conn.client_properties))
+
+    def connection_closed(self, conn: "Connection") -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.log.info("connection closed", peer=_peer(conn), user=conn.user,
+                          vhost=conn.vhost.name if conn.vhost else None,
+                          reason=conn.close_reason)
+        else:
+            self.log.debug("connection closed before open", peer=_peer(conn),
+                           reason=conn.close_reason)
+
+    def queue_deleted(self, q: Queue) -> None:
+        return None
+
+    def queues(self) -> list[Queue]:
+        return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]
+
+
+def _peer(conn: "Connection") -> str:
+    if not conn.peer:
+        return "-"
+    host, port = conn.peer[0], conn.peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _client_name(props: dict[str, Any]) -> str:
+    product = props.get("product", "")
+    version = props.get("version", "")
+    if isinstance(product, bytes):
+        product = product.decode("utf-8", "replace")
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
+    return f"{product} {version}".strip()

@@ -1,0 +1,395 @@
+"""One AMQP channel: content assembly, deliveries, settlement, confirms, tx.
+
+Method handlers live in amqp_broker.handlers (grouped per AMQP class); this
+module keeps the state they share and the per-message hot path: publish
+(assemble content, route, enqueue), deliver, and settle (ack, nack, reject
+all go through `settle`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import (ACCESS_REFUSED, FRAME_ERROR, NO_ROUTE, NOT_FOUND, NOT_IMPLEMENTED,
+                     PRECONDITION_FAILED, UNEXPECTED_FRAME, AMQPError)
+from .protocol import fast
+from .protocol.frames import method_frame
+from .protocol.methods import encode_method
+from .queue import Consumer, Message, Queue
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+ACK, DROP, REQUEUE = 0, 1, 2
+
+Delivery = tuple[Message, Queue, "Consumer | None"]
+
+
+class ChannelState(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"  # we sent channel.close; only close / close-ok count now
+    CLOSED = "closed"
+
+
+class Channel:
+    def __init__(self, connection: "Connection", number: int) -> None:
+        self.connection = connection
+        self.broker = connection.broker
+        self.vhost = connection.vhost
+        self.store = connection.broker.store
+        self.number = number
+        self.state = ChannelState.OPEN
+        self.flow_active = True
+        # content assembly: (exchange raw, routing key raw, exchange, key, flags)
+        self._publish: tuple[bytes, bytes, str, str, int] | None = None
+        self._props = b""
+        self._body_size = 0
+        self._body: list[bytes] = []
+        self._received = 0
+        self._last_props = b""
+        # consumers and deliveries
+        self.consumers: dict[str, Consumer] = {}
+        self.prefetch_count = 0  # per consumer, for consumers created later
+        self.global_prefetch = 0  # per channel
+        self.next_tag = 0
+        self.unacked: dict[int, Delivery] = {}
+        self._low_tag = 1  # no unacked tag below this
+        self.unacked_count = 0  # unacked deliveries counted against global prefetch
+        # publisher confirms
+        self.confirm_mode = False
+        self.publish_seq = 0
+        self._confirm_pending: deque[tuple[int, int]] = deque()  # (seq, store token)
+        self._confirm_ready = 0  # every seq up to here is confirmed but not yet told
+        self._confirm_told = 0
+        self._sync_waiting = False
+        # transactions
+        self.tx_mode = False
+        self.tx_publishes: list[tuple[str, bytes, bytes, str, int, bytes, bytes]] = []
+        self.tx_settles: list[tuple[list[tuple[int, Delivery]], int]] = []
+
+    # --- output ------------------------------------------------------------
+    def send(self, key: tuple[int, int], **values: Any) -> None:
+        self.connection.write(method_frame(self.number, encode_method(key, **values)))
+
+    # --- content assembly ----------------------------------------------------
+    def on_publish(self, payload: bytes) -> None:
+        if self._publish is not None:
+            raise AMQPError(UNEXPECTED_FRAME, "expected content header for class 60, got "
+                            "non content header frame instead", 60, 40)
+        exchange, routing_key, bits = fast.decode_publish(payload)
+        if bits & 2:
+            raise AMQPError(NOT_IMPLEMENTED, "immediate=true", 60, 40)
+        n = payload[6]
+        ex_raw = payload[6: 7 + n]
+        rk_raw = payload[7 + n: 8 + n + payload[7 + n]]
+        self._publish = (ex_raw, rk_raw, exchange, routing_key, bits & 1)
+
+    def on_header(self, payload: bytes) -> None:
+        if self._publish is None or self._props is None:
+            raise AMQPError(UNEXPECTED_FRAME, "unexpected content header frame")
+        class_id, body_size, props = fast.decode_content_header(payload)
+        if class_id != 60:
+            raise AMQPError(FRAME_ERROR, f"content header class {class_id} is not basic")
+        if body_size > self.broker.config.max_message_size:
+            self._publish = None
+            raise AMQPError(PRECONDITION_FAILED, f"message size {body_size} is larger than "
+                            f"configured max size {self.broker.config.max_message_size}", 60, 40)
+        # identical properties on consecutive messages share one bytes object
+        if props == self._last_props:
+            props = self._last_props
+        else:
+            fast.check_properties(props)
+            self._last_props = props
+        self._props = props
+        self._body_size = body_size
+        self._received = 0
+        if body_size == 0:
+            self._complete(b"")
+        else:
+            self._body = []
+            self._in_body = True
+
+    def on_body(self, payload: bytes) -> None:
+        if self._publish is None or not self._body_size:
+            raise AMQPError(UNEXPECTED_FRAME, "unexpected content body frame")
+        self._received += len(payload)
+        if self._received > self._body_size:
+            raise AMQPError(FRAME_ERROR, "content body exceeds the size in its header")
+        if self._received == self._body_size:
+            if self._body:
+                self._body.append(payload)
+                body = b"".join(self._body)
+                self._body = []
+            else:
+                body = payload
+            self._complete(body)
+        else:
+            self._body.append(payload)
+
+    def expecting_content(self) -> bool:
+        return self._publish is not None
+
+    def _complete(self, body: bytes) -> None:
+        assert self._publish is not None
+        ex_raw, rk_raw, exchange, routing_key, mandatory = self._publish
+        self._publish = None
+        self._body_size = 0
+        if self.tx_mode:
+            self.get_exchange_for_publish(exchange)
+            self.tx_publishes.append((exchange, ex_raw, rk_raw, routing_key, mandatory,
+                                      self._props, body))
+            return
+        self.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, self._props, body)
+
+    # --- publish -------------------------------------------------------------
+    def get_exchange_for_publish(self, name: str) -> Any:
+        ex = self.vhost.exchanges.get(name)
+        if ex is None:
+            raise AMQPError(NOT_FOUND, f"no exchange '{name}' {self.vhost.where()}", 60, 40)
+        if ex.internal:
+            raise AMQPError(ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' "
+                            f"{self.vhost.where()}", 60, 40)
+        return ex
+
+    def publish(self, exchange: str, ex_raw: bytes, rk_raw: bytes, routing_key: str,
+                mandatory: int, props: bytes, body: bytes) -> None:
+        ex = self.get_exchange_for_publish(exchange)
+        queues = self.vhost.route(ex, routing_key, lambda: fast.message_headers(props))
+        broker = self.broker
+        broker.published += 1
+        self.connection.published += 1
+        token = 0
+        if queues:
+            persistent = fast.delivery_mode(props) == 2
+            msg = Message(broker.next_msg_id(), ex_raw, rk_raw, props, body, persistent,
+                          len(body))
+            if persistent:
+                durable = [q.store_key for q in queues if q.durable]
+                if durable:
+                    token = self.store.publish(msg.msg_id, exchange, routing_key, props, body,
+                                               durable)
+                    msg.stored = True
+            for q in queues:
+                q.enqueue(msg)
+        else:
+            broker.unroutable += 1
+            if mandatory:
+                self.connection.write(method_frame(self.number, encode_method(
+                    (60, 50), reply_code=NO_ROUTE, reply_text="NO_ROUTE", exchange=exchange,
+                    routing_key=routing_key)))
+                self.connection.write_content(self.number, props, body)
+        if self.confirm_mode:
+            self.publish_seq += 1
+            if token or self._confirm_pending:
+                self._confirm_pending.append((self.publish_seq, token))
+                if not self._sync_waiting:
+                    self._sync_waiting = True
+                    self.store.on_sync(self._on_synced)
+            else:
+                self._confirm_ready = self.publish_seq
+                self.connection.confirms_due.add(self)
+
+    def _on_synced(self, token: int, ok: bool) -> None:
+        self._sync_waiting = False
+        if self.state is not ChannelState.OPEN:
+            return
+        pending = self._confirm_pending
+        nacked = False
+        while pending and pending[0][1] <= token:
+            seq, _ = pending.popleft()
+            if not ok:
+                if not nacked:
+                    self.flush_confirms()
+                nacked = True
+                self.send((60, 120), delivery_tag=seq, multiple=False, requeue=False)
+                self._confirm_told = seq
+            else:
+                self._confirm_ready = seq
+        # transient publishes queued behind the synced ones are confirmed too
+        while pending and pending[0][1] == 0:
+            self._confirm_ready = pending.popleft()[0]
+        self.flush_confirms()
+        if pending and not self._sync_waiting:
+            self._sync_waiting = True
+            self.store.on_sync(self._on_synced)
+        self.connection.flush()
+
+    def flush_confirms(self) -> None:
+        ready = self._confirm_ready
+        if ready > self._confirm_told:
+            self.send((60, 80), delivery_tag=ready, multiple=ready - self._confirm_told > 1)
+            self._confirm_told = ready
+
+    # --- deliveries ----------------------------------------------------------
+    def can_deliver(self) -> bool:
+        return (self.flow_active and not self.connection.write_blocked
+                and (not self.global_prefetch or self.unacked_count < self.global_prefetch))
+
+    def can_deliver_noack(self) -> bool:
+        return self.flow_active and not self.connection.write_blocked
+
+    def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool) -> None:
+        self.next_tag += 1
+        tag = self.next_tag
+        body = msg.body
+        if body is None:
+            body = self.store.read_body(msg.msg_id)
+        queue.delivered += 1
+        if consumer.no_ack:
+            if msg.stored and queue.durable:
+                self.store.remove(queue.store_key, (msg.msg_id,))
+        else:
+            self.unacked[tag] = (msg, queue, consumer)
+            consumer.unacked += 1
+            self.unacked_count += 1
+            queue.unacked += 1
+            if msg.stored and queue.durable:
+                self.store.mark_delivered(queue.store_key, msg.msg_id)
+        conn = self.connection
+        conn.write(fast.deliver_frames(self.number, consumer.tag_raw, tag, redelivered,
+                                       msg.exchange_raw, msg.routing_key_raw, msg.properties,
+                                       body, conn.frame_max))
+
+    def record_get(self, queue: Queue, msg: Message, no_ack: bool) -> int:
+        """Track a basic.get delivery; returns its delivery tag."""
+        self.next_tag += 1
+        tag = self.next_tag
+        queue.delivered += 1
+        if no_ack:
+            if msg.stored and queue.durable:
+                self.store.remove(queue.store_key, (msg.msg_id,))
+        else:
+            self.unacked[tag] = (msg, queue, None)
+            self.unacked_count += 1
+            queue.unacked += 1
+            if msg.stored and queue.durable:
+                self.store.mark_delivered(queue.store_key, msg.msg_id)
+        return tag
+
+    # --- settlement: ack, nack, reject, recover all end here ------------------
+    def collect(self, tag: int, multiple: bool) -> list[tuple[int, Delivery]]:
+        """Take deliveries out of the unacked map; 406 for an unknown tag."""
+        unacked = self.unacked
+        if multiple:
+            if tag == 0:
+                taken = list(unacked.items())
+                unacked.clear()
+                self._low_tag = self.next_tag + 1
+                return taken
+            if tag > self.next_tag:
+                raise AMQPError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+            taken = []
+            for t in range(self._low_tag, tag + 1):
+                d = unacked.pop(t, None)
+                if d is not None:
+                    taken.append((t, d))
+            self._low_tag = tag + 1
+            if not taken:
+                raise AMQPError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+            return taken
+        d = unacked.pop(tag, None)
+        if d is None:
+            raise AMQPError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+        if tag == self._low_tag:
+            self._low_tag = tag + 1
+        return [(tag, d)]
+
+    def settle(self, tag: int, multiple: bool, action: int) -> None:
+        taken = self.collect(tag, multiple)
+        if self.tx_mode:
+            self.tx_settles.append((taken, action))
+            return
+        self.apply_settle(taken, action)
+
+    def apply_settle(self, taken: list[tuple[int, Delivery]], action: int) -> None:
+        requeue: dict[Queue, list[Message]] = {}
+        removed: dict[Queue, list[int]] = {}
+        touched: set[Queue] = set()
+        for _tag, (msg, queue, consumer) in taken:
+            self.unacked_count -= 1
+            queue.unacked -= 1
+            if consumer is not None:
+                consumer.unacked -= 1
+                touched.add(consumer.queue)
+            if queue.deleted:
+                continue
+            if action == REQUEUE:
+                requeue.setdefault(queue, []).append(msg)
+            else:
+                queue.acked += 1
+                if msg.stored and queue.durable:
+                    removed.setdefault(queue, []).append(msg.msg_id)
+        for queue, ids in removed.items():
+            self.store.remove(queue.store_key, ids)
+        for queue, msgs in requeue.items():
+            queue.requeue(msgs)
+        if self.global_prefetch:
+            touched.update(c.queue for c in self.consumers.values())
+        for queue in touched:
+            if queue.ready and queue.consumers:
+                queue.dispatch()
+
+    def restore(self, taken: list[tuple[int, Delivery]]) -> None:
+        """Put collected deliveries back as unacked (tx.rollback)."""
+        for tag, d in taken:
+            self.unacked[tag] = d
+            self._low_tag = min(self._low_tag, tag)
+
+    def requeue_all(self) -> None:
+        """Give every unacked delivery back to its queue (channel close, recover)."""
+        if self.unacked:
+            taken = sorted(self.unacked.items())
+            self.unacked.clear()
+            self._low_tag = self.next_tag + 1
+            self.apply_settle(taken, REQUEUE)
+
+    # --- consumers ------------------------------------------------------------
+    def add_consumer(self, consumer: Consumer) -> None:
+        self.consumers[consumer.tag] = consumer
+        consumer.queue.add_consumer(consumer)
+
+    def remove_consumer(self, tag: str) -> Consumer | None:
+        consumer = self.consumers.pop(tag, None)
+        if consumer is not None:
+            queue = consumer.queue
+            queue.remove_consumer(consumer)
+            if queue.auto_delete and not queue.consumers and not queue.deleted:
+                self.vhost.remove_queue(queue)
+        return consumer
+
+    def cancel_by_server(self, consumer: Consumer) -> None:
+        """The queue went away under the consumer: tell clients that asked to be told."""
+        self.consumers.pop(consumer.tag, None)
+        if self.state is ChannelState.OPEN and self.connection.capability(
+                "consumer_cancel_notify"):
+            self.send((60, 30), consumer_tag=consumer.tag, nowait=True)
+
+    def kick(self) -> None:
+        """Deliveries may resume (socket drained, flow on): wake this channel's queues."""
+        for queue in {c.queue for c in self.consumers.values()}:
+            if queue.ready:
+                queue.dispatch()
+
+    # --- teardown -------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Release everything the channel holds; called once when it closes."""
+        if self.state is ChannelState.CLOSED:
+            return
+        self.state = ChannelState.CLOSED
+        for tag in list(self.consumers):
+            self.remove_consumer(tag)
+        for taken, _action in self.tx_settles:
+            self.restore(taken)
+        self.tx_settles.clear()
+        self.tx_publishes.clear()
+        self.requeue_all()
+        self._confirm_pending.clear()
+
+
+def noop(*_args: Any) -> None:
+    return None
+
+
+Handler = Callable[[Channel, dict[str, Any]], None]

@@ -1,0 +1,32 @@
+"""Broker configuration: one frozen dataclass, built by the CLI and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 5672
+    data_dir: str | None = "data"  # None: in-memory store, nothing survives a restart
+    log_level: str = "info"
+    log_format: str = "console"  # console | json
+    # negotiation limits offered in connection.tune
+    channel_max: int = 2047
+    frame_max: int = 131072
+    heartbeat: int = 60
+    # authentication
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    default_vhost: str = "/"
+    vhosts: tuple[str, ...] = field(default_factory=tuple)
+    loopback_users: tuple[str, ...] = ("guest",)  # users allowed from loopback only
+    # limits
+    max_message_size: int = 128 * 1024 * 1024
+    # per-connection output buffer above which deliveries to it pause (bytes)
+    write_high_water: int = 1024 * 1024
+    # total bytes of ready messages in RAM above which publishers are blocked
+    memory_high_water: int = 1024 * 1024 * 1024
+    # prometheus metrics endpoint port (0 disables)
+    metrics_port: int = 0

@@ -1,0 +1,456 @@
+"""One client connection, sans-IO: bytes in through `receive`, bytes out
+through `take_output`. The I/O shell (server.py) owns the socket and timers.
+
+The handshake is an explicit state machine (ConnState). Every AMQPError raised
+while handling a frame is translated here, once: channel errors close the
+channel, connection errors close the connection (errors.is_connection_error).
+"""
+
+from __future__ import annotations
+
+import enum
+import platform
+import struct
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import __version__
+from .channel import ACK, DROP, REQUEUE, Channel, ChannelState
+from .errors import (ACCESS_REFUSED, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED,
+                     FRAME_ERROR, INTERNAL_ERROR, NOT_ALLOWED, SYNTAX_ERROR, UNEXPECTED_FRAME,
+                     AMQPError, is_connection_error)
+from .handlers import HANDLERS
+from .protocol import fast
+from .protocol.frames import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
+                              FRAME_MIN_SIZE, HEARTBEAT_FRAME, PROTOCOL_HEADER, FrameReader,
+                              content_frames, method_frame)
+from .protocol.methods import METHODS, decode_method, decode_table, encode_method
+
+if TYPE_CHECKING:
+    from .broker import Broker
+    from .queue import Queue
+    from .vhost import VHost
+
+_method_key = struct.Struct(">HH").unpack_from
+
+CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "consumer_priorities": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+    "direct_reply_to": True,
+}
+
+
+class ConnState(enum.Enum):
+    AWAIT_HEADER = "await-header"
+    AWAIT_START_OK = "await-start-ok"
+    AWAIT_TUNE_OK = "await-tune-ok"
+    AWAIT_OPEN = "await-open"
+    OPEN = "open"
+    CLOSING = "closing"  # we sent connection.close and wait for close-ok
+    CLOSED = "closed"  # the shell closes the socket once output is flushed
+
+
+class Connection:
+    def __init__(self, broker: "Broker", peer: tuple[str, int] | None = None,
+                 on_output: Callable[[], None] | None = None) -> None:
+        self.broker = broker
+        self.config = broker.config
+        self.peer = peer
+        self.peer_host = peer[0] if peer else ""
+        self.on_output = on_output or _noop
+        self.state = ConnState.AWAIT_HEADER
+        self.reader = FrameReader(FRAME_MIN_SIZE)
+        self._header = b""
+        self._out: list[bytes] = []
+        self.out_size = 0
+        self._wake_pending = False
+        self.write_blocked = False
+        # negotiated
+        self.channel_max = self.config.channel_max
+        self.frame_max = FRAME_MIN_SIZE
+        self.heartbeat = 0
+        self.user = ""
+        self.vhost: "VHost" = None  # type: ignore[assignment]
+        self.client_properties: dict[str, Any] = {}
+        self.channels: dict[int, Channel] = {}
+        self.exclusive_queues: set["Queue"] = set()
+        self.last_queue_name: str | None = None
+        self.confirms_due: set[Channel] = set()
+        self.close_reason = ""
+        self.last_received = time.monotonic()
+        self.published = 0  # messages this connection published (flow control)
+        self.blocked_notified = False
+
+    # --- output --------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self.out_size += len(data)
+        if self.out_size > self.config.write_high_water:
+            self.write_blocked = True
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.on_output()
+
+    def write_content(self, channel: int, props: bytes, body: bytes) -> None:
+        for part in content_frames(channel, props, body, self.frame_max):
+            self.write(part)
+
+    def send_method(self, channel: int, key: tuple[int, int], **values: Any) -> None:
+        self.write(method_frame(channel, encode_method(key, **values)))
+
+    def take_output(self) -> bytes:
+        """Everything queued for the socket, as one buffer."""
+        out = self._out
+        self._wake_pending = False
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        self.out_size = 0
+        return data
+
+    def drained(self) -> None:
+        """The shell wrote everything out: resume deliveries paused on a full buffer."""
+        if self.write_blocked and self.out_size <= self.config.write_high_water // 2:
+            self.write_blocked = False
+            for ch in list(self.channels.values()):
+                ch.kick()
+
+    def flush(self) -> None:
+        if self._out and not self._wake_pending:
+            self._wake_pending = True
+            self.on_output()
+
+    def capability(self, name: str) -> bool:
+        caps = self.client_properties.get("capabilities")
+        return isinstance(caps, dict) and bool(caps.get(name))
+
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnState.CLOSED
+
+    # --- input ---------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        """Process bytes from the socket; never raises."""
+        if self.state is ConnState.CLOSED:
+            return
+        self.last_received = time.monotonic()
+        try:
+            if self.state is ConnState.AWAIT_HEADER:
+                data = self._receive_header(data)
+                if not data:
+                    return
+            for frame_type, channel, payload in self.reader.feed(data):
+                self._frame(frame_type, channel, payload)
+                if self.state is ConnState.CLOSED:
+                    break
+        except AMQPError as exc:
+            self.close_with(exc)
+        except Exception as exc:  # a bug must cost one connection, not the broker
+            self.broker.log.exception("internal error handling frame", peer=self.peer)
+            self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
+        if self.confirms_due:
+            for ch in self.confirms_due:
+                ch.flush_confirms()
+            self.confirms_due.clear()
+
+    def _receive_header(self, data: bytes) -> bytes:
+        need = 8 - len(self._header)
+        self._header += data[:need]
+        rest = data[need:]
+        if len(self._header) < 8:
+            if not PROTOCOL_HEADER.startswith(self._header[:4]):
+                self._reject_header()
+            return b""
+        if self._header != PROTOCOL_HEADER:
+            self._reject_header()
+            return b""
+        self.state = ConnState.AWAIT_START_OK
+        props = {
+            "product": "amqp-broker",
+            "version": __version__,
+            "platform": f"Python {platform.python_version()}",
+            "copyright": "amqp-broker contributors",
+            "information": "An AMQP 0-9-1 broker in Python",
+            "cluster_name": self.broker.cluster_name,
+            "capabilities": CAPABILITIES,
+        }
+        self.send_method(0, (10, 10), version_major=0, version_minor=9, server_properties=props,
+                         mechanisms=b"PLAIN AMQPLAIN", locales=b"en_US")
+        return rest
+
+    def _reject_header(self) -> None:
+        self.write(PROTOCOL_HEADER)
+        self.close_reason = "bad protocol header"
+        self.state = ConnState.CLOSED
+
+    def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
+        if frame_type == FRAME_METHOD:
+            if channel == 0:
+                self._connection_method(payload)
+                return
+            if self.state is not ConnState.OPEN:
+                if self.state is ConnState.CLOSING:
+                    return
+                raise AMQPError(COMMAND_INVALID, "channel methods before connection.open")
+            ch = self.channels.get(channel)
+            if len(payload) < 4:
+                raise AMQPError(FRAME_ERROR, "method frame too short")
+            key = _method_key(payload, 0)
+            if ch is None:
+                self._channel_open(channel, key, payload)
+                return
+            if ch.state is not ChannelState.OPEN:
+                self._closing_channel_method(ch, key)
+                return
+            try:
+                if key == (60, 40):
+                    ch.on_publish(payload)
+                    return
+                if ch.expecting_content():
+                    raise AMQPError(UNEXPECTED_FRAME, "expected content header for class 60, "
+                                    "got non content header frame instead", *key)
+                if key == (60, 80):
+                    tag, bits = fast.decode_ack(payload)
+                    ch.settle(tag, bool(bits & 1), ACK)
+                    return
+                if key[0] == 20:
+                    self._channel_method(ch, key, payload)
+                    return
+                handler = HANDLERS.get(key)
+                if handler is None:
+                    raise AMQPError(COMMAND_INVALID if key in METHODS else FRAME_ERROR,
+                                    f"unexpected method {key[0]}.{key[1]}", *key)
+                _, args = decode_method(payload)
+                handler(ch, args)
+            except AMQPError as exc:
+                exc.with_method(*key)
+                if is_connection_error(exc.reply_code):
+                    raise
+                self._close_channel(ch, exc)
+        elif frame_type == FRAME_HEADER or frame_type == FRAME_BODY:
+            if self.state is not ConnState.OPEN:
+                if self.state is ConnState.CLOSING:
+                    return
+                raise AMQPError(UNEXPECTED_FRAME, "content frame before connection.open")
+            ch = self.channels.get(channel)
+            if ch is None:
+                raise AMQPError(CHANNEL_ERROR, f"content frame on unopened channel {channel}")
+            if ch.state is not ChannelState.OPEN:
+                return  # content of a method sent before the client saw channel.close
+            try:
+                if frame_type == FRAME_HEADER:
+                    ch.on_header(payload)
+                else:
+                    ch.on_body(payload)
+            except AMQPError as exc:
+                if is_connection_error(exc.reply_code):
+                    raise
+                self._close_channel(ch, exc)
+        elif frame_type == FRAME_HEARTBEAT:
+            if channel != 0:
+                raise AMQPError(FRAME_ERROR, "heartbeat frame on a non-zero channel")
+
+    # --- channels ------------------------------------------------------------
+    def _channel_open(self, number: int, key: tuple[int, int], payload: bytes) -> None:
+        if key != (20, 10):
+            raise AMQPError(CHANNEL_ERROR, f"expected 'channel.open' on channel {number}", *key)
+        if number > self.channel_max:
+            raise AMQPError(CHANNEL_ERROR, f"channel number {number} exceeds negotiated "
+                            f"channel_max {self.channel_max}", 20, 10)
+        self.channels[number] = Channel(self, number)
+        self.send_method(number, (20, 11), reserved_1=b"")
+
+    def _channel_method(self, ch: Channel, key: tuple[int, int], payload: bytes) -> None:
+        if key == (20, 40):  # client closes the channel
+            ch.shutdown()
+            del self.channels[ch.number]
+            self.send_method(ch.number, (20, 41))
+        elif key == (20, 41):
+            raise AMQPError(CHANNEL_ERROR, "unexpected channel.close-ok", *key)
+        elif key == (20, 10):
+            raise AMQPError(CHANNEL_ERROR, "second 'channel.open' seen", *key)
+        else:
+            handler = HANDLERS.get(key)
+            if handler is None:
+                raise AMQPError(COMMAND_INVALID, f"unexpected method {key[0]}.{key[1]}", *key)
+            handler(ch, decode_method(payload)[1])
+
+    def _closing_channel_method(self, ch: Channel, key: tuple[int, int]) -> None:
+        # After we sent channel.close only close and close-ok mean anything.
+        if key == (20, 41):
+            del self.channels[ch.number]
+        elif key == (20, 40):
+            self.send_method(ch.number, (20, 41))
+
+    def _close_channel(self, ch: Channel, exc: AMQPError) -> None:
+        self.broker.channel_errors += 1
+        ch.shutdown()
+        ch.state = ChannelState.CLOSING
+        self.send_method(ch.number, (20, 40), reply_code=exc.reply_code,
+                         reply_text=exc.reply_text, class_id=exc.class_id,
+                         method_id=exc.method_id)
+
+    # --- connection class ----------------------------------------------------
+    def _connection_method(self, payload: bytes) -> None:
+        key, args = decode_method(payload)
+        state = self.state
+        if state is ConnState.CLOSING:
+            if key == (10, 51):
+                self._finish("closed by broker")
+            elif key == (10, 50):
+                self.send_method(0, (10, 51))
+            return
+        if key == (10, 50):
+            self.send_method(0, (10, 51))
+            self._finish(f"client closed: {args['reply_code']} {args['reply_text']}".strip())
+            return
+        if key == (10, 51):
+            raise AMQPError(CHANNEL_ERROR, "unexpected connection.close-ok", *key)
+        if state is ConnState.AWAIT_START_OK and key == (10, 11):
+            self._start_ok(args)
+        elif state is ConnState.AWAIT_TUNE_OK and key == (10, 31):
+            self._tune_ok(args)
+        elif state is ConnState.AWAIT_OPEN and key == (10, 40):
+            self._open(args)
+        elif state is ConnState.OPEN and key == (10, 70):
+            self.send_method(0, (10, 71))
+        elif state is ConnState.OPEN and key in ((10, 60), (10, 61)):
+            return
+        else:
+            raise AMQPError(COMMAND_INVALID if state is ConnState.OPEN else CHANNEL_ERROR,
+                            f"unexpected method {METHODS[key][0]} in state {state.value}", *key)
+
+    def _start_ok(self, args: dict[str, Any]) -> None:
+        props = args["client_properties"]
+        self.client_properties = props if isinstance(props, dict) else {}
+        mechanism = args["mechanism"]
+        response = args["response"]
+        if mechanism == "PLAIN":
+            parts = response.split(b"\x00")
+            if len(parts) != 3:
+                raise AMQPError(ACCESS_REFUSED, "malformed PLAIN response", 10, 11)
+            user, password = parts[1], parts[2]
+        elif mechanism == "AMQPLAIN":
+            try:
+                table, _ = decode_table(struct.pack(">I", len(response)) + response, 0)
+            except AMQPError:
+                raise AMQPError(ACCESS_REFUSED, "malformed AMQPLAIN response", 10, 11) from None
+            user, password = _as_bytes(table.get("LOGIN")), _as_bytes(table.get("PASSWORD"))
+        else:
+            raise AMQPError(ACCESS_REFUSED, f"unknown authentication mechanism '{mechanism}'",
+                            10, 11)
+        name = user.decode("utf-8", "replace")
+        self.user = name
+        refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
+                                           self.peer_host)
+        if refusal:
+            self.broker.log.warning("authentication failed", peer=self.peer, user=name,
+                                    reason=refusal)
+            raise AMQPError(ACCESS_REFUSED, f"Login was refused using authentication mechanism "
+                            f"{mechanism}. For details see the broker logfile.", 10, 11)
+        self.state = ConnState.AWAIT_TUNE_OK
+        self.send_method(0, (10, 30), channel_max=self.config.channel_max,
+                         frame_max=self.config.frame_max, heartbeat=self.config.heartbeat)
+
+    def _tune_ok(self, args: dict[str, Any]) -> None:
+        channel_max = args["channel_max"] or 65535
+        frame_max = args["frame_max"] or self.config.frame_max
+        if frame_max < FRAME_MIN_SIZE:
+            raise AMQPError(SYNTAX_ERROR, f"frame_max={frame_max} < {FRAME_MIN_SIZE} min size",
+                            10, 31)
+        if frame_max > self.config.frame_max:
+            raise AMQPError(SYNTAX_ERROR, f"frame_max={frame_max} > {self.config.frame_max} "
+                            "max size", 10, 31)
+        if self.config.channel_max and channel_max > self.config.channel_max:
+            raise AMQPError(NOT_ALLOWED, f"channel_max={channel_max} > "
+                            f"{self.config.channel_max} max", 10, 31)
+        self.channel_max = channel_max
+        self.frame_max = frame_max
+        self.reader.frame_max = frame_max
+        self.heartbeat = args["heartbeat"]
+        self.state = ConnState.AWAIT_OPEN
+
+    def _open(self, args: dict[str, Any]) -> None:
+        name = args["virtual_host"]
+        vhost = self.broker.vhosts.get(name)
+        if vhost is None:
+            raise AMQPError(NOT_ALLOWED, f"vhost {name} not found", 10, 40)
+        self.vhost = vhost
+        self.state = ConnState.OPEN
+        self.send_method(0, (10, 41), reserved_1="")
+        self.broker.connection_opened(self)
+
+    # --- closing -------------------------------------------------------------
+    def close_with(self, exc: AMQPError) -> None:
+        """Close the connection with an error (or CONNECTION_FORCED at shutdown)."""
+        if self.state in (ConnState.CLOSING, ConnState.CLOSED):
+            return
+        if exc.reply_code == ACCESS_REFUSED and self.state is ConnState.AWAIT_START_OK:
+            if not self.capability("authentication_failure_close"):
+                self._finish("authentication failed")
+                return
+        if self.state is ConnState.AWAIT_HEADER:
+            self._finish(exc.reply_text)
+            return
+        self.close_reason = exc.reply_text
+        self.send_method(0, (10, 50), reply_code=exc.reply_code, reply_text=exc.reply_text,
+                         class_id=exc.class_id, method_id=exc.method_id)
+        self._release()
+        self.state = ConnState.CLOSING
+
+    def force_close(self, text: str = "broker shutdown") -> None:
+        self.close_with(AMQPError(CONNECTION_FORCED, text))
+
+    def _finish(self, reason: str) -> None:
+        if not self.close_reason:
+            self.close_reason = reason
+        self._release()
+        self.state = ConnState.CLOSED
+
+    def _release(self) -> None:
+        """Give back everything the connection holds; idempotent."""
+        for ch in list(self.channels.values()):
+            ch.shutdown()
+        self.channels.clear()
+        for q in list(self.exclusive_queues):
+            if not q.deleted:
+                q.vhost.remove_queue(q)
+        self.exclusive_queues.clear()
+
+    def connection_lost(self) -> None:
+        """The socket is gone (peer closed, I/O error, heartbeat timeout)."""
+        if not self.close_reason:
+            self.close_reason = "connection lost"
+        self._release()
+        self.state = ConnState.CLOSED
+        self.broker.connection_closed(self)
+
+    # --- heartbeats ----------------------------------------------------------
+    def heartbeat_due(self, now: float, last_sent: float) -> bool:
+        return bool(self.heartbeat) and now - last_sent >= self.heartbeat / 2
+
+    def heartbeat_expired(self, now: float) -> bool:
+        return bool(self.heartbeat) and now - self.last_received > 2 * self.heartbeat
+
+    def send_heartbeat(self) -> None:
+        self.write(HEARTBEAT_FRAME)
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value or "").encode()
+
+
+def _noop() -> None:
+    return None
+
+
+__all__ = ["Connection", "ConnState", "CAPABILITIES", "DROP", "REQUEUE"]

@@ -1,0 +1,109 @@
+"""basic.* methods. basic.publish and the acknowledgements take the fast path in
+Connection; they arrive here only through `settle`, which all three share."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from ..channel import ACK, DROP, REQUEUE, Channel, Handler
+from ..errors import ACCESS_REFUSED, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
+from ..protocol.fast import shortstr
+from ..protocol.frames import method_frame
+from ..protocol.methods import encode_method
+from ..queue import Consumer
+
+
+def qos(ch: Channel, args: dict[str, Any]) -> None:
+    if args["prefetch_size"]:
+        raise AMQPError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({args['prefetch_size']})", 60, 10)
+    if args["global"]:
+        ch.global_prefetch = args["prefetch_count"]
+    else:
+        ch.prefetch_count = args["prefetch_count"]
+    ch.send((60, 11))
+    ch.kick()
+
+
+def _priority(arguments: dict[str, Any]) -> int:
+    value = arguments.get("x-priority", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def consume(ch: Channel, args: dict[str, Any]) -> None:
+    conn = ch.connection
+    name = args["queue"] or conn.last_queue_name or ""
+    q = ch.vhost.get_queue(name, conn)
+    tag = args["consumer_tag"] or "amq.ctag-" + secrets.token_urlsafe(16)
+    if tag in ch.consumers:
+        raise AMQPError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", 60, 20)
+    if q.has_exclusive_consumer() or (args["exclusive"] and q.consumers):
+        raise AMQPError(ACCESS_REFUSED,
+                        f"queue '{q.name}' {ch.vhost.where()} in exclusive use", 60, 20)
+    consumer = Consumer(ch, tag, shortstr(tag), q, args["no_ack"], args["exclusive"],
+                        ch.prefetch_count, _priority(args["arguments"]), args["arguments"])
+    if not args["nowait"]:
+        ch.send((60, 21), consumer_tag=tag)
+    ch.add_consumer(consumer)
+
+
+def cancel(ch: Channel, args: dict[str, Any]) -> None:
+    ch.remove_consumer(args["consumer_tag"])
+    if not args["nowait"]:
+        ch.send((60, 31), consumer_tag=args["consumer_tag"])
+
+
+def get(ch: Channel, args: dict[str, Any]) -> None:
+    conn = ch.connection
+    q = ch.vhost.get_queue(args["queue"] or conn.last_queue_name or "", conn)
+    taken = q.take()
+    if taken is None:
+        ch.send((60, 72))
+        return
+    msg, redelivered = taken
+    tag = ch.record_get(q, msg, args["no_ack"])
+    body = msg.body if msg.body is not None else ch.store.read_body(msg.msg_id)
+    conn.write(method_frame(ch.number, encode_method(
+        (60, 71), delivery_tag=tag, redelivered=redelivered, exchange=msg.exchange,
+        routing_key=msg.routing_key, message_count=q.message_count)))
+    conn.write_content(ch.number, msg.properties, body)
+
+
+def ack(ch: Channel, args: dict[str, Any]) -> None:
+    ch.settle(args["delivery_tag"], args["multiple"], ACK)
+
+
+def reject(ch: Channel, args: dict[str, Any]) -> None:
+    ch.settle(args["delivery_tag"], False, REQUEUE if args["requeue"] else DROP)
+
+
+def nack(ch: Channel, args: dict[str, Any]) -> None:
+    ch.settle(args["delivery_tag"], args["multiple"], REQUEUE if args["requeue"] else DROP)
+
+
+def _recover(ch: Channel, args: dict[str, Any], method_id: int) -> None:
+    if not args["requeue"]:
+        raise AMQPError(NOT_IMPLEMENTED, "requeue=false", 60, method_id)
+    ch.requeue_all()
+
+
+def recover_async(ch: Channel, args: dict[str, Any]) -> None:
+    _recover(ch, args, 100)
+
+
+def recover(ch: Channel, args: dict[str, Any]) -> None:
+    _recover(ch, args, 110)
+    ch.send((60, 111))
+
+
+HANDLERS: dict[tuple[int, int], Handler] = {
+    (60, 10): qos,
+    (60, 20): consume,
+    (60, 30): cancel,
+    (60, 70): get,
+    (60, 80): ack,
+    (60, 90): reject,
+    (60, 100): recover_async,
+    (60, 110): recover,
+    (60, 120): nack,
+}

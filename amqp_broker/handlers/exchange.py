@@ -1,0 +1,46 @@
+"""exchange.declare, delete, bind, unbind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..channel import Channel, Handler
+
+
+def declare(ch: Channel, args: dict[str, Any]) -> None:
+    ch.vhost.declare_exchange(args["exchange"], args["type"], args["passive"], args["durable"],
+                              args["auto_delete"], args["internal"], args["arguments"])
+    if not args["nowait"]:
+        ch.send((40, 11))
+
+
+def delete(ch: Channel, args: dict[str, Any]) -> None:
+    ch.vhost.delete_exchange(args["exchange"], args["if_unused"])
+    if not args["nowait"]:
+        ch.send((40, 21))
+
+
+def bind(ch: Channel, args: dict[str, Any]) -> None:
+    vhost = ch.vhost
+    dest = vhost.get_exchange(args["destination"])
+    source = vhost.get_exchange(args["source"])
+    vhost.bind(source, dest, args["routing_key"], args["arguments"])
+    if not args["nowait"]:
+        ch.send((40, 31))
+
+
+def unbind(ch: Channel, args: dict[str, Any]) -> None:
+    vhost = ch.vhost
+    dest = vhost.get_exchange(args["destination"])
+    source = vhost.get_exchange(args["source"])
+    vhost.unbind(source, dest, args["routing_key"], args["arguments"])
+    if not args["nowait"]:
+        ch.send((40, 51))
+
+
+HANDLERS: dict[tuple[int, int], Handler] = {
+    (40, 10): declare,
+    (40, 20): delete,
+    (40, 30): bind,
+    (40, 40): unbind,
+}

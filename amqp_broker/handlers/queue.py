@@ -1,0 +1,81 @@
+"""queue.declare, bind, unbind, purge, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..channel import Channel, Handler
+from ..errors import ACCESS_REFUSED, AMQPError
+
+
+def _queue_name(ch: Channel, name: str) -> str:
+    # An empty name means the last queue declared on this channel, as in RabbitMQ.
+    return name or ch.connection.last_queue_name or ""
+
+
+def declare(ch: Channel, args: dict[str, Any]) -> None:
+    conn = ch.connection
+    q, _created = ch.vhost.declare_queue(args["queue"], args["passive"], args["durable"],
+                                         args["exclusive"], args["auto_delete"],
+                                         args["arguments"], conn)
+    conn.last_queue_name = q.name
+    if q.exclusive_owner is conn:
+        conn.exclusive_queues.add(q)
+    if not args["nowait"]:
+        ch.send((50, 11), queue=q.name, message_count=q.message_count,
+                consumer_count=len(q.consumers))
+
+
+def bind(ch: Channel, args: dict[str, Any]) -> None:
+    vhost = ch.vhost
+    q = vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
+    ex = vhost.get_exchange(args["exchange"])
+    vhost.bind(ex, q, args["routing_key"], args["arguments"])
+    if not args["nowait"]:
+        ch.send((50, 21))
+
+
+def unbind(ch: Channel, args: dict[str, Any]) -> None:
+    vhost = ch.vhost
+    q = vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
+    ex = vhost.get_exchange(args["exchange"])
+    vhost.unbind(ex, q, args["routing_key"], args["arguments"])
+    ch.send((50, 51))
+
+
+def purge(ch: Channel, args: dict[str, Any]) -> None:
+    q = ch.vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
+    msgs = q.purge()
+    if q.durable:
+        ids = [m.msg_id for m in msgs if m.stored]
+        if ids:
+            ch.store.remove(q.store_key, ids)
+    if not args["nowait"]:
+        ch.send((50, 31), message_count=len(msgs))
+
+
+def delete(ch: Channel, args: dict[str, Any]) -> None:
+    vhost = ch.vhost
+    name = _queue_name(ch, args["queue"])
+    q = vhost.queues.get(name)
+    if q is None:
+        # Deleting a missing queue is not an error in RabbitMQ.
+        if not args["nowait"]:
+            ch.send((50, 41), message_count=0)
+        return
+    vhost.check_exclusive(q, ch.connection)
+    if name.startswith("amq.") and not name.startswith("amq.gen-"):
+        raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
+    count = vhost.delete_queue(q, args["if_unused"], args["if_empty"])
+    ch.connection.exclusive_queues.discard(q)
+    if not args["nowait"]:
+        ch.send((50, 41), message_count=count)
+
+
+HANDLERS: dict[tuple[int, int], Handler] = {
+    (50, 10): declare,
+    (50, 20): bind,
+    (50, 30): purge,
+    (50, 40): delete,
+    (50, 50): unbind,
+}

@@ -1,0 +1,47 @@
+"""tx.select, commit, rollback: publishes and settlements take effect at commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..channel import Channel, Handler
+from ..errors import PRECONDITION_FAILED, AMQPError
+
+
+def select(ch: Channel, args: dict[str, Any]) -> None:
+    if ch.confirm_mode:
+        raise AMQPError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode", 90, 10)
+    ch.tx_mode = True
+    ch.send((90, 11))
+
+
+def _require_tx(ch: Channel, method_id: int) -> None:
+    if not ch.tx_mode:
+        raise AMQPError(PRECONDITION_FAILED, "channel is not transactional", 90, method_id)
+
+
+def commit(ch: Channel, args: dict[str, Any]) -> None:
+    _require_tx(ch, 20)
+    publishes, settles = ch.tx_publishes, ch.tx_settles
+    ch.tx_publishes, ch.tx_settles = [], []
+    for exchange, ex_raw, rk_raw, routing_key, mandatory, props, body in publishes:
+        ch.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, props, body)
+    for taken, action in settles:
+        ch.apply_settle(taken, action)
+    ch.send((90, 21))
+
+
+def rollback(ch: Channel, args: dict[str, Any]) -> None:
+    _require_tx(ch, 30)
+    ch.tx_publishes = []
+    for taken, _action in ch.tx_settles:
+        ch.restore(taken)
+    ch.tx_settles = []
+    ch.send((90, 31))
+
+
+HANDLERS: dict[tuple[int, int], Handler] = {
+    (90, 10): select,
+    (90, 20): commit,
+    (90, 30): rollback,
+}

@@ -1,0 +1,218 @@
+"""The I/O shell: sockets, timers and signals around the sans-IO core.
+
+Per connection: one reader task feeding Connection.receive, one writer task
+sending whatever the connection queued as one buffer, and one timer task for
+heartbeats and the handshake timeout. Broker-wide: the store's group commit,
+the resource alarm loop, and the signal handler for a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Callable
+
+import anyio
+from anyio.abc import SocketAttribute, SocketStream
+
+from storage import MemoryStore, MessageStore
+
+from .broker import Broker
+from .config import Config
+from .connection import Connection, ConnState
+
+HANDSHAKE_TIMEOUT = 10.0
+CLOSE_OK_TIMEOUT = 3.0
+_IO_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+              OSError)
+
+
+def open_store(config: Config) -> MessageStore:
+    if not config.data_dir:
+        return MemoryStore()
+    from storage.disk import DiskStore
+    return DiskStore(config.data_dir)
+
+
+class Server:
+    def __init__(self, config: Config, store: MessageStore | None = None) -> None:
+        self.config = config
+        self.broker = Broker(config, store if store is not None else open_store(config))
+        self.log = self.broker.log
+        self.port = config.port
+        self.unblocked = anyio.Event()
+        self.unblocked.set()
+        self._stopping = False
+        self._stop = anyio.Event()
+
+    async def run(self, ready: Callable[["Server"], Any] | None = None) -> None:
+        summary = self.broker.recover()
+        self.log.info("recovered", data_dir=self.config.data_dir, **summary)
+        listener = await anyio.create_tcp_listener(local_host=self.config.host,
+                                                   local_port=self.config.port)
+        self.port = listener.extra(SocketAttribute.local_port)
+        self._stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.broker.store.run)
+            tg.start_soon(self._alarm_loop)
+            tg.start_soon(self._signals)
+            tg.start_soon(listener.serve, self._handle, tg)
+            self.log.info("listening", host=self.config.host, port=self.port,
+                          data_dir=self.config.data_dir, pid=os.getpid())
+            if ready is not None:
+                ready(self)
+            await self._stop.wait()
+            self._stopping = True
+            await listener.aclose()
+            await self._shutdown_connections()
+            tg.cancel_scope.cancel()
+        self.broker.store.close()
+        self.log.info("stopped")
+
+    def stop(self) -> None:
+        """Ask the server to shut down; call from the event loop's thread."""
+        self._stop.set()
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                self.log.info("shutting down", signal=signal.Signals(signum).name)
+                self.stop()
+                return
+
+    async def _shutdown_connections(self) -> None:
+        conns = list(self.broker.connections)
+        for conn in conns:
+            conn.force_close("broker shutdown")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and any(
+                c.state is ConnState.CLOSING or c.out_size for c in conns):
+            await anyio.sleep(0.05)
+
+    # --- alarms: publishers stop being read while memory or disk is short ----
+    async def _alarm_loop(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        limit = self.config.memory_high_water
+        while True:
+            await anyio.sleep(0.5)
+            alarms: set[str] = set()
+            try:
+                with open("/proc/self/statm") as f:
+                    rss = int(f.read().split()[1]) * page
+                if rss > limit:
+                    alarms.add("memory")
+            except OSError:
+                pass
+            if getattr(self.broker.store, "failed", False):
+                alarms.add("disk")
+            if alarms != self.broker.alarms:
+                self._set_alarms(alarms)
+
+    def _set_alarms(self, alarms: set[str]) -> None:
+        before = self.broker.alarms
+        self.broker.alarms = alarms
+        if alarms and not before:
+            self.log.warning("resource alarm: blocking publishers", alarms=sorted(alarms))
+            self.unblocked = anyio.Event()
+            reason = "low on " + " and ".join(sorted(alarms))
+            for conn in self.broker.connections:
+                if conn.capability("connection.blocked"):
+                    conn.send_method(0, (10, 60), reason=reason)
+        elif not alarms and before:
+            self.log.info("resource alarm cleared: unblocking publishers")
+            for conn in self.broker.connections:
+                if conn.capability("connection.blocked"):
+                    conn.send_method(0, (10, 61))
+            self.unblocked.set()
+
+    # --- one connection -----------------------------------------------------
+    async def _handle(self, stream: SocketStream) -> None:
+        try:
+            peer = stream.extra(SocketAttribute.remote_address)
+        except Exception:
+            peer = ("?", 0)
+        host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else (str(peer), 0)
+        wake = [anyio.Event()]
+        conn = Connection(self.broker, (host, port), on_output=lambda: wake[0].set())
+        last_sent = [time.monotonic()]
+        opened_at = time.monotonic()
+        if self._stopping:
+            await stream.aclose()
+            return
+
+        async def writer() -> None:
+            while True:
+                await wake[0].wait()
+                wake[0] = anyio.Event()
+                data = conn.take_output()
+                if data:
+                    await stream.send(data)
+                    last_sent[0] = time.monotonic()
+                conn.drained()
+                if conn.closed and not conn.out_size:
+                    return
+
+        async def timers() -> None:
+            closing_since = 0.0
+            while True:
+                await anyio.sleep(1.0 if not conn.heartbeat else min(1.0, conn.heartbeat / 4))
+                now = time.monotonic()
+                if conn.state is ConnState.CLOSING:
+                    closing_since = closing_since or now
+                    if now - closing_since > CLOSE_OK_TIMEOUT:
+                        return
+                elif conn.state is not ConnState.OPEN and now - opened_at > HANDSHAKE_TIMEOUT:
+                    conn.close_reason = "handshake timeout"
+                    return
+                if conn.heartbeat_expired(now):
+                    conn.close_reason = (f"missed heartbeats from client, timeout: "
+                                         f"{conn.heartbeat}s")
+                    self.log.warning("heartbeat timeout", peer=f"{host}:{port}",
+                                     user=conn.user)
+                    return
+                if conn.heartbeat_due(now, last_sent[0]):
+                    conn.send_heartbeat()
+
+        async def reader() -> None:
+            while not conn.closed:
+                if self.broker.alarms and conn.published and not self.unblocked.is_set():
+                    await self.unblocked.wait()
+                data = await stream.receive(65536)
+                conn.receive(data)
+            wake[0].set()  # let the writer flush the last frames, then it ends the connection
+
+        try:
+            async with anyio.create_task_group() as tg:
+                async def run_then_cancel(fn: Callable[[], Any], always: bool) -> None:
+                    try:
+                        await fn()
+                    except _IO_ERRORS:
+                        always = True
+                    if always:
+                        tg.cancel_scope.cancel()
+                tg.start_soon(run_then_cancel, writer, True)
+                tg.start_soon(run_then_cancel, timers, True)
+                tg.start_soon(run_then_cancel, reader, False)
+        finally:
+            conn.connection_lost()
+            with anyio.CancelScope(shield=True):
+                try:
+                    data = conn.take_output()
+                    if data:
+                        with anyio.move_on_after(1.0):
+                            await stream.send(data)
+                except _IO_ERRORS:
+                    pass
+                await stream.aclose()
+
+
+def run(config: Config) -> None:
+    """Run the broker until SIGTERM/SIGINT (uvloop when installed)."""
+    server = Server(config)
+    try:
+        import uvloop  # noqa: F401
+        options: dict[str, Any] = {"use_uvloop": True}
+    except ImportError:
+        options = {}
+    anyio.run(server.run, backend="asyncio", backend_options=options)

@@ -1,0 +1,313 @@
+"""A virtual host: its exchanges, queues and bindings, and routing between them.
+
+Every operation that can fail raises AMQPError with RabbitMQ's reply code and
+text. Durable definitions are written through to the message store.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any, Hashable, Iterable
+
+import exchanges
+from exchanges.base import BindingError, ExchangeType
+
+from .errors import (ACCESS_REFUSED, COMMAND_INVALID, NOT_FOUND, PRECONDITION_FAILED,
+                     RESOURCE_LOCKED, AMQPError)
+from .queue import Queue
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+STANDARD_EXCHANGES = (
+    ("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
+    ("amq.headers", "headers"), ("amq.match", "headers"),
+)
+
+
+class Exchange:
+    def __init__(self, vhost: "VHost", name: str, type_name: str, durable: bool,
+                 auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
+        self.vhost = vhost
+        self.name = name
+        self.type_name = type_name
+        self.durable = durable
+        self.auto_delete = auto_delete
+        self.internal = internal
+        self.arguments = arguments
+        self.table: ExchangeType = exchanges.create(type_name)
+        self.needs_headers = self.table.needs_headers
+        self.has_exchange_destinations = False  # exchange-to-exchange bindings present
+        self.deleted = False
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.name!r} {self.type_name}>"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class VHost:
+    def __init__(self, broker: "Broker", name: str) -> None:
+        self.broker = broker
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.default_exchange = Exchange(self, "", "direct", True, False, False, {})
+        self.exchanges[""] = self.default_exchange
+        for name_, type_name in STANDARD_EXCHANGES:
+            self.exchanges[name_] = Exchange(self, name_, type_name, True, False, False, {})
+
+    # --- lookups -----------------------------------------------------------
+    def where(self) -> str:
+        return f"in vhost '{self.name}'"
+
+    def get_exchange(self, name: str) -> Exchange:
+        ex = self.exchanges.get(name)
+        if ex is None:
+            raise AMQPError(NOT_FOUND, f"no exchange '{name}' {self.where()}")
+        return ex
+
+    def get_queue(self, name: str, connection: object | None = None) -> Queue:
+        q = self.queues.get(name)
+        if q is None:
+            raise AMQPError(NOT_FOUND, f"no queue '{name}' {self.where()}")
+        if connection is not None:
+            self.check_exclusive(q, connection)
+        return q
+
+    def check_exclusive(self, q: Queue, connection: object) -> None:
+        if q.exclusive_owner is not None and q.exclusive_owner is not connection:
+            raise AMQPError(
+                RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked queue '{q.name}' {self.where()}. "
+                "It could be originally declared on another connection or the exclusive "
+                "property value does not match that of the original declaration.")
+
+    # --- exchanges ---------------------------------------------------------
+    def declare_exchange(self, name: str, type_name: str, passive: bool, durable: bool,
+                         auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> Exchange:
+        if passive:
+            return self.get_exchange(name)
+        if name.startswith("amq."):
+            existing = self.exchanges.get(name)
+            if existing is None or existing.type_name != type_name:
+                raise AMQPError(ACCESS_REFUSED,
+                                f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        if name == "":
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if type_name not in exchanges.TYPES:
+            raise AMQPError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
+        existing = self.exchanges.get(name)
+        if existing is not None:
+            self._check_exchange_equivalent(existing, type_name, durable, auto_delete,
+                                            internal, arguments)
+            return existing
+        ex = Exchange(self, name, type_name, durable, auto_delete, internal, arguments)
+        self.exchanges[name] = ex
+        if durable:
+            self.broker.save_definition(self._exchange_key(name), {
+                "kind": "exchange", "vhost": self.name, "name": name, "type": type_name,
+                "auto_delete": auto_delete, "internal": internal, "arguments": arguments})
+        return ex
+
+    def _check_exchange_equivalent(self, ex: Exchange, type_name: str, durable: bool,
+                                   auto_delete: bool, internal: bool,
+                                   arguments: dict[str, Any]) -> None:
+        where = f"for exchange '{ex.name}' {self.where()}"
+        if ex.type_name != type_name:
+            raise AMQPError(PRECONDITION_FAILED,
+                            f"inequivalent arg 'type' {where}: received '{type_name}' but "
+                            f"current is '{ex.type_name}'")
+        for arg, new, old in (("durable", durable, ex.durable),
+                              ("auto_delete", auto_delete, ex.auto_delete),
+                              ("internal", internal, ex.internal)):
+            if new != old:
+                raise AMQPError(PRECONDITION_FAILED,
+                                f"inequivalent arg '{arg}' {where}: received '{_bool(new)}' but "
+                                f"current is '{_bool(old)}'")
+
+    def delete_exchange(self, name: str, if_unused: bool) -> None:
+        if name == "" or name.startswith("amq."):
+            raise AMQPError(ACCESS_REFUSED, f"operation not permitted on exchange '{name}'"
+                            if name else "operation not permitted on the default exchange")
+        ex = self.exchanges.get(name)
+        if ex is None:
+            # RabbitMQ answers delete-ok for a missing exchange (idempotent delete).
+            return
+        if if_unused and ex.table.has_bindings():
+            raise AMQPError(PRECONDITION_FAILED, f"exchange '{name}' {self.where()} in use")
+        self._remove_exchange(ex)
+
+    def _remove_exchange(self, ex: Exchange) -> None:
+        ex.deleted = True
+        del self.exchanges[ex.name]
+        for dest, key, args in list(ex.table.bindings()):
+            ex.table.unbind(dest, key, args)
+            self._forget_binding(ex, dest, key, args)
+        # bindings where this exchange is the destination
+        for source in list(self.exchanges.values()):
+            if source.has_exchange_destinations:
+                for dest, key, args in list(source.table.bindings()):
+                    if dest is ex:
+                        self.unbind(source, ex, key, args)
+        if ex.durable:
+            self.broker.save_definition(self._exchange_key(ex.name), None)
+
+    # --- queues ------------------------------------------------------------
+    def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
+                      auto_delete: bool, arguments: dict[str, Any],
+                      connection: object) -> tuple[Queue, bool]:
+        """Returns (queue, created)."""
+        if passive:
+            return self.get_queue(name, connection), False
+        if name == "":
+            name = "amq.gen-" + secrets.token_urlsafe(16)
+        elif name.startswith("amq."):
+            raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
+        existing = self.queues.get(name)
+        if existing is not None:
+            self.check_exclusive(existing, connection)
+            self._check_queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
+            return existing, False
+        q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments)
+        self.queues[name] = q
+        self.default_exchange.table.bind(q, name, {})
+        if durable and not exclusive:
+            self.broker.save_definition(self._queue_key(name), {
+                "kind": "queue", "vhost": self.name, "name": name,
+                "auto_delete": auto_delete, "arguments": arguments})
+        return q, True
+
+    def _check_queue_equivalent(self, q: Queue, durable: bool, exclusive: bool,
+                                auto_delete: bool, arguments: dict[str, Any]) -> None:
+        where = f"for queue '{q.name}' {self.where()}"
+        for arg, new, old in (("durable", durable, q.durable),
+                              ("exclusive", exclusive, q.exclusive_owner is not None),
+                              ("auto_delete", auto_delete, q.auto_delete)):
+            if new != old:
+                raise AMQPError(PRECONDITION_FAILED,
+                                f"inequivalent arg '{arg}' {where}: received '{_bool(new)}' but "
+                                f"current is '{_bool(old)}'")
+        for key in set(arguments) | set(q.arguments):
+            if key.startswith("x-") and arguments.get(key) != q.arguments.get(key):
+                raise AMQPError(PRECONDITION_FAILED,
+                                f"inequivalent arg '{key}' {where}: received "
+                                f"{_show(arguments.get(key))} but current is "
+                                f"{_show(q.arguments.get(key))}")
+
+    def delete_queue(self, q: Queue, if_unused: bool = False, if_empty: bool = False) -> int:
+        if if_unused and q.consumers:
+            raise AMQPError(PRECONDITION_FAILED, f"queue '{q.name}' {self.where()} in use")
+        if if_empty and q.ready:
+            raise AMQPError(PRECONDITION_FAILED, f"queue '{q.name}' {self.where()} not empty")
+        return self.remove_queue(q)
+
+    def remove_queue(self, q: Queue) -> int:
+        """Delete a queue unconditionally: consumers cancelled, bindings and data gone."""
+        if q.deleted:
+            return 0
+        q.deleted = True
+        self.queues.pop(q.name, None)
+        count = len(q.ready)
+        for consumer in list(q.consumers):
+            consumer.channel.cancel_by_server(consumer)
+        q.consumers.clear()
+        q.ready.clear()
+        for ex in list(self.exchanges.values()):
+            if ex is self.default_exchange:
+                ex.table.unbind_destination(q)
+                continue
+            if q.durable and ex.durable:
+                for dest, key, args in [b for b in ex.table.bindings() if b[0] is q]:
+                    self._forget_binding(ex, dest, key, args)
+            if ex.table.unbind_destination(q):
+                self._maybe_auto_delete(ex)
+        if q.durable:
+            self.broker.save_definition(self._queue_key(q.name), None)
+            self.broker.store.delete_queue(q.store_key)
+        self.broker.queue_deleted(q)
+        return count
+
+    # --- bindings ----------------------------------------------------------
+    def bind(self, source: Exchange, dest: Queue | Exchange, routing_key: str,
+             arguments: dict[str, Any]) -> None:
+        if source is self.default_exchange or dest is self.default_exchange:
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        try:
+            added = source.table.bind(dest, routing_key, arguments)
+        except BindingError as exc:
+            raise AMQPError(PRECONDITION_FAILED, str(exc)) from None
+        if isinstance(dest, Exchange):
+            source.has_exchange_destinations = True
+        if added and source.durable and dest.durable:
+            kind = "queue" if isinstance(dest, Queue) else "exchange"
+            self.broker.save_definition(
+                self._binding_key(source.name, kind, dest.name, routing_key, arguments),
+                {"kind": "binding", "vhost": self.name, "source": source.name,
+                 "destination_kind": kind, "destination": dest.name,
+                 "routing_key": routing_key, "arguments": arguments})
+
+    def unbind(self, source: Exchange, dest: Queue | Exchange, routing_key: str,
+               arguments: dict[str, Any]) -> None:
+        if source is self.default_exchange or dest is self.default_exchange:
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if source.table.unbind(dest, routing_key, arguments):
+            self._forget_binding(source, dest, routing_key, arguments)
+            self._maybe_auto_delete(source)
+
+    def _forget_binding(self, source: Exchange, dest: Hashable, routing_key: str,
+                        arguments: dict[str, Any]) -> None:
+        if isinstance(dest, (Queue, Exchange)) and source.durable and dest.durable:
+            kind = "queue" if isinstance(dest, Queue) else "exchange"
+            self.broker.save_definition(
+                self._binding_key(source.name, kind, dest.name, routing_key, arguments), None)
+
+    def _maybe_auto_delete(self, ex: Exchange) -> None:
+        if ex.auto_delete and not ex.deleted and not ex.table.has_bindings():
+            self._remove_exchange(ex)
+
+    # --- routing -----------------------------------------------------------
+    def route(self, ex: Exchange, routing_key: str, headers_of: Any) -> Iterable[Queue]:
+        """Queues a message goes to. headers_of() decodes the headers table lazily."""
+        if ex is self.default_exchange:
+            q = self.queues.get(routing_key)
+            return (q,) if q is not None else ()
+        headers = headers_of() if ex.needs_headers else None
+        found = ex.table.route(routing_key, headers)
+        if not ex.has_exchange_destinations:
+            return found  # type: ignore[return-value]
+        queues: set[Queue] = set()
+        seen = {ex}
+        pending = [found]
+        while pending:
+            for dest in pending.pop():
+                if isinstance(dest, Queue):
+                    queues.add(dest)
+                elif dest not in seen:
+                    seen.add(dest)
+                    if dest.needs_headers and headers is None:
+                        headers = headers_of()
+                    pending.append(dest.table.route(routing_key, headers))
+        return queues
+
+    # --- store keys --------------------------------------------------------
+    def _exchange_key(self, name: str) -> str:
+        return f"exchange\x00{self.name}\x00{name}"
+
+    def _queue_key(self, name: str) -> str:
+        return f"queue\x00{self.name}\x00{name}"
+
+    def _binding_key(self, source: str, kind: str, dest: str, routing_key: str,
+                     arguments: dict[str, Any]) -> str:
+        return "\x00".join(("binding", self.name, source, kind, dest, routing_key,
+                            repr(sorted(arguments.items()))))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return f"'{value}'"
