@@ -1,0 +1,726 @@
+# On-disk format (version 1). All integers are little-endian.
+#
+#   <data_dir>/LOCK                 flock'd while a store has the directory open
+#   <data_dir>/segments/NNNNNNNN.seg  message segments, NNNNNNNN = segment number (decimal)
+#   <data_dir>/index.log            queue index and durable definitions (append log)
+#   <data_dir>/index.log.tmp        a compacted index being written (deleted on open)
+#
+# Every file starts with a 16-byte header:
+#   magic[8] ("AMQPSEG\0" for segments, "AMQPIDX\0" for the index) | u16 version (1)
+#   | u16 flags (0) | u32 file number (segment number; 0 for the index)
+# followed by records, each framed as:
+#   u32 record magic 0x5245438E | u32 payload length | u32 zlib.crc32(payload) | payload
+# The payload's first byte is its kind.
+#
+# A segment holds MESSAGE records only, one per message however many queues it
+# was routed to (the queue names are the per-queue enqueue references):
+#   u8 kind=1 | u64 msg_id | u32 body_len | u32 props_len | u16 n_queues
+#   | u16 exchange_len | u16 routing_key_len
+#   | n_queues x (u16 len | queue name UTF-8) | exchange | routing_key
+#   | properties (raw content-header property bytes) | body
+# A message's address is (segment number, record offset); RAM keeps
+# msg_id -> (segment, offset, record length) in arrays. Segments are only ever
+# appended to; a new one is started when the current one would pass
+# segment_size and on every open. A segment file is deleted once none of its
+# messages is referenced by any queue.
+#
+# The index holds everything else as small records:
+#   DEF          u8 2 | u16 key_len | key | record as UTF-8 JSON
+#   UNDEF        u8 3 | u16 key_len | key
+#   REMOVE       u8 4 | u16 queue_len | queue | u64 msg_id...   refs left the queue
+#   DELIVERED    u8 5 | u16 queue_len | queue | u64 msg_id...   refs were delivered
+#   DELETE_QUEUE u8 6 | u16 queue_len | queue | u64 W   drops every ref of queue with msg_id <= W
+#   BASE         u8 7 | u64 W | u64 next_msg_id        first record of a compacted index
+#   LIVE         u8 8 | u16 queue_len | queue | u64 msg_id...   (after BASE)
+# A queue reference (queue, msg_id) found in a segment is alive when it is not
+# removed by a REMOVE or DELETE_QUEUE record, and, if msg_id <= BASE's W, it is
+# listed in a LIVE record (a compacted index lists the live references instead
+# of the removed ones). The index is compacted on open and whenever it has
+# grown to 4x its last compacted size (at least 2 MB): the whole live state is
+# written to index.log.tmp, fsync'd, renamed over index.log and the directory
+# fsync'd, after segments it no longer describes have been deleted.
+#
+# Recovery verifies every record's frame and CRC. A bad tail (torn write) is
+# logged and the file truncated to the last good record; a bad record followed
+# by good ones is logged with file and offset and skipped by searching forward
+# for the next record magic whose record verifies.
+"""A durable MessageStore: segment files, an index log, and a group commit.
+
+Publishes, acks and definitions are appended to an in-memory batch; `run()`
+writes and fsyncs each batch in a worker thread while the next one fills, then
+calls the sync callbacks (publisher confirms). See storage.base for the contract.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from zlib import crc32
+
+import anyio
+
+from . import segment as fmt
+from .base import MessageStore, RecoveredMessage, Recovery, StoreError, SyncCallback
+
+log = logging.getLogger(__name__)
+
+INDEX_COMPACT_MIN = 2 * 1024 * 1024
+REMOVED = 1
+DELIVERED = 2
+
+
+class _QueueRefs:
+    """One queue's message references in msg_id order: 9 bytes each."""
+
+    __slots__ = ("flags", "head", "ids", "removed")
+
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.flags = bytearray()
+        self.head = 0  # no live reference before this index
+        self.removed = 0
+
+    def find(self, msg_id: int) -> int:
+        ids, i = self.ids, self.head
+        if i >= len(ids) or ids[i] != msg_id:
+            i = bisect_left(ids, msg_id, i)
+        if i < len(ids) and ids[i] == msg_id and not self.flags[i] & REMOVED:
+            return i
+        return -1
+
+    def drop(self, i: int) -> None:
+        flags = self.flags
+        flags[i] |= REMOVED
+        self.removed += 1
+        while self.head < len(flags) and flags[self.head] & REMOVED:
+            self.head += 1
+        if self.removed > 1024 and self.removed * 2 > len(flags):
+            self._compact()
+
+    def _compact(self) -> None:
+        if self.removed == self.head:  # the usual FIFO case: all removals are at the front
+            del self.ids[:self.head]
+            del self.flags[:self.head]
+        else:
+            keep = [i for i, f in enumerate(self.flags) if not f & REMOVED]
+            self.ids = array("q", [self.ids[i] for i in keep])
+            self.flags = bytearray(self.flags[i] for i in keep)
+        self.head = self.removed = 0
+
+    def live(self) -> Iterable[tuple[int, int]]:
+        """(msg_id, flags) of every live reference."""
+        flags = self.flags
+        return ((m, flags[i]) for i, m in enumerate(self.ids) if not flags[i] & REMOVED)
+
+
+class _QueueRecovery:
+    """What the index says about one queue, while segments are scanned."""
+
+    __slots__ = (
+        "delivered",
+        "dropped_upto",
+        "live",
+        "messages",
+        "name",
+        "pos",
+        "refs",
+        "removed",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.live = array("q")  # LIVE refs of a compacted index, sorted
+        self.pos = 0  # scan position in live
+        self.removed: set[int] = set()
+        self.delivered: set[int] = set()
+        self.dropped_upto = 0  # DELETE_QUEUE watermark
+        self.refs: _QueueRefs | None = None
+        self.messages: list[RecoveredMessage] = []
+
+
+class _IndexState:
+    def __init__(self) -> None:
+        self.watermark = 0
+        self.max_id = 0
+        self.by_raw: dict[bytes, _QueueRecovery] = {}
+        self.strings: dict[bytes, str] = {}  # shared exchange and routing key strings
+        self.props: dict[bytes, bytes] = {}  # shared property blobs
+
+    def queue(self, name: str) -> _QueueRecovery:
+        raw = name.encode()
+        q = self.by_raw.get(raw)
+        if q is None:
+            q = self.by_raw[raw] = _QueueRecovery(name)
+        return q
+
+    @property
+    def queues(self) -> dict[bytes, _QueueRecovery]:
+        return self.by_raw
+
+
+_INDEX_KINDS = frozenset((fmt.K_DEF, fmt.K_UNDEF, fmt.K_REMOVE, fmt.K_DELIVERED,
+                          fmt.K_DELETE_QUEUE, fmt.K_LIVE))
+
+
+class DiskStore(MessageStore):
+    """Messages in append-only segment files, refs and definitions in an index log."""
+
+    retry_interval = 1.0  # seconds between write attempts after a failure
+
+    def __init__(self, data_dir: str | Path, *, segment_size: int = 64 * 1024 * 1024,
+                 fsync: bool = True) -> None:
+        if not fmt.HEADER_SIZE < segment_size < 2**32:
+            raise ValueError("segment_size must be between 16 bytes and 4 GiB")
+        self.root = Path(data_dir)
+        self.segment_size = segment_size
+        self._writer = fmt.Writer(self.root, fsync)
+        self._roll_dead_at = min(segment_size // 2, 1024 * 1024)
+        self._lock_fd = -1
+        self._opened = self._closed = False
+        self._wakeup: anyio.Event | None = None
+        self._pending = fmt.Batch()
+        self._retry: list[fmt.Batch] = []
+        # message table, sorted by msg_id: msg_id -> (segment, offset, record length), refcount
+        self._ids = array("q")
+        self._segs = array("I")
+        self._offs = array("I")
+        self._lens = array("I")
+        self._refs = array("I")
+        self._dead = 0  # table entries whose refcount is 0
+        self._queues: dict[str, _QueueRefs] = {}
+        self._seg_live: dict[int, int] = {}  # live messages per existing segment
+        self._seg_no = 0
+        self._seg_off = 0  # 0: the current segment has not been started
+        self._read_fds: dict[int, int] = {}
+        self._unsynced: dict[int, bytes] = {}  # bodies not yet known to be on disk
+        self.unsynced_bytes = 0
+        self._qfields: dict[str, bytes] = {}  # queue name -> encoded name field
+        self._defs: dict[str, dict[str, Any]] = {}
+        self._last_msg_id = 0
+        self._token = 0
+        self._index_bytes = 0
+        self._snapshot_bytes = 0
+
+    # --- lifecycle ---------------------------------------------------------
+    def open(self) -> Recovery:
+        if self._opened:
+            raise StoreError("store already opened")
+        self._opened = True
+        started = time.perf_counter()
+        self._writer.seg_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock_fd)
+            raise StoreError(f"data directory {self.root} is in use by another store") from None
+        (self.root / "index.log.tmp").unlink(missing_ok=True)
+        recovery = self._recover()
+        recovery.seconds = time.perf_counter() - started
+        log.info("store opened: %d queues, %d messages, %d definitions in %.2fs",
+                 len(recovery.queues), len(self._ids) - self._dead,
+                 len(recovery.definitions), recovery.seconds)
+        return recovery
+
+    def _recover(self) -> Recovery:
+        recovery = Recovery()
+        index = _IndexState()
+        index_end = self._read_index(index, recovery)
+        seg_dir = self._writer.seg_dir
+        segments = sorted(int(p.stem) for p in seg_dir.glob("*.seg") if p.stem.isdigit())
+        if segments and index_end < 0:
+            log.warning("store %s: index.log is missing; every stored message is recovered",
+                        self.root)
+        last_id = 0
+        for seg in segments:
+            last_id = self._recover_segment(seg, index, recovery, last_id)
+        for q in index.queues.values():
+            if q.refs is not None:
+                self._queues[q.name] = q.refs
+                recovery.queues[q.name] = q.messages
+        recovery.definitions = dict(self._defs)
+        recovery.next_msg_id = max(last_id, index.max_id) + 1
+        self._last_msg_id = recovery.next_msg_id - 1
+        self._seg_no = max(segments, default=0)
+        dead = [seg for seg in segments if not self._seg_live.get(seg)]
+        for seg in dead:
+            self._seg_live.pop(seg, None)
+            self._writer.seg_path(seg).unlink(missing_ok=True)
+        if dead and self._writer.do_fsync:
+            fmt.fsync_dir(seg_dir)
+        try:
+            snapshot = self.snapshot()
+            self._writer.replace_index(snapshot)
+            self._index_bytes = self._snapshot_bytes = len(snapshot)
+        except OSError as exc:  # e.g. disk full: keep appending to the index we just read
+            log.error("store %s: cannot compact index.log (%s)", self.root, exc)
+            self.failed = True
+            try:
+                self._writer.reuse_index(max(index_end, 0))
+            except OSError as exc2:
+                raise StoreError(f"cannot write {self._writer.index_path}: {exc2}") from exc2
+            self._index_bytes = max(index_end, 0)
+        return recovery
+
+    def _read_index(self, index: _IndexState, recovery: Recovery) -> int:
+        """Load index.log into `index` and self._defs; returns its good length or -1."""
+        path = self._writer.index_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return -1
+        if not self._check_header(data, fmt.INDEX_MAGIC, path):
+            return -1
+        scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
+        view = memoryview(data)
+        for _, start, end in scan:
+            payload = view[start:end]
+            kind = payload[0]
+            if kind == fmt.K_BASE:
+                _, index.watermark, next_id = fmt.BASE.unpack_from(payload)
+                index.max_id = max(index.max_id, next_id - 1)
+                continue
+            if kind not in _INDEX_KINDS:
+                log.error("store file %s: unknown record kind %d at offset %d",
+                          path, kind, start - fmt.FRAME_SIZE)
+                recovery.skipped_records += 1
+                continue
+            kind, name, rest = fmt.split_key(payload)
+            if kind == fmt.K_DEF:
+                self._defs[name] = json.loads(bytes(rest))
+            elif kind == fmt.K_UNDEF:
+                self._defs.pop(name, None)
+            elif kind == fmt.K_DELETE_QUEUE:
+                upto = fmt.U64.unpack_from(rest)[0]
+                q = index.queue(name)
+                q.dropped_upto = max(q.dropped_upto, upto)
+                index.max_id = max(index.max_id, upto)
+            else:
+                ids = fmt.ids_from(rest)
+                if ids:
+                    index.max_id = max(index.max_id, max(ids))
+                q = index.queue(name)
+                if kind == fmt.K_REMOVE:
+                    q.removed.update(ids)
+                elif kind == fmt.K_DELIVERED:
+                    q.delivered.update(ids)
+                else:
+                    q.live.extend(ids)
+        recovery.skipped_records += scan.skipped
+        return scan.end
+
+    def _check_header(self, data: bytes, magic: bytes, path: Path) -> bool:
+        if len(data) < fmt.HEADER_SIZE:
+            log.warning("store file %s: shorter than its header, ignored", path)
+            return False
+        got, version, _, _ = fmt.FILE_HEADER.unpack_from(data)
+        if got != magic:
+            log.error("store file %s: bad header magic %r; reading its records anyway", path, got)
+        elif version > fmt.VERSION:
+            raise StoreError(f"{path}: format version {version} is newer than {fmt.VERSION}")
+        return True
+
+    def _recover_segment(self, seg: int, index: _IndexState, recovery: Recovery,
+                         last_id: int) -> int:
+        """Load one segment's live messages; returns the highest msg_id seen."""
+        path = self._writer.seg_path(seg)
+        data = path.read_bytes()
+        self._seg_live[seg] = 0
+        if not self._check_header(data, fmt.SEGMENT_MAGIC, path):
+            return last_id
+        scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
+        unpack_head, unpack_u16 = fmt.MSG_HEAD.unpack_from, fmt.U16.unpack_from
+        head_size, watermark = fmt.MSG_HEAD.size, index.watermark
+        queues, strings, props_cache = index.by_raw, index.strings, index.props
+        live_count = 0
+        tables = (self._ids.append, self._segs.append, self._offs.append, self._lens.append,
+                  self._refs.append)
+        for pos, start, end in scan:
+            kind, msg_id, body_len, props_len, n_queues, ex_len, rk_len = unpack_head(data, start)
+            if kind != fmt.K_MESSAGE or msg_id <= last_id:
+                log.error("store file %s: unexpected record (kind %d, msg_id %d) at offset %d",
+                          path, kind, msg_id, pos)
+                recovery.skipped_records += 1
+                continue
+            last_id = msg_id
+            p = start + head_size
+            alive = []
+            for _ in range(n_queues):
+                n = unpack_u16(data, p)[0]
+                raw = data[p + 2:p + 2 + n]
+                p += 2 + n
+                q = queues.get(raw)
+                if q is None:
+                    q = index.queue(raw.decode())
+                if msg_id <= q.dropped_upto or msg_id in q.removed:
+                    continue
+                if msg_id <= watermark:  # compacted range: only LIVE-listed refs survive
+                    live, i = q.live, q.pos
+                    while i < len(live) and live[i] < msg_id:
+                        i += 1
+                    q.pos = i
+                    if i == len(live) or live[i] != msg_id:
+                        continue
+                alive.append(q)
+            if not alive:
+                continue
+            raw = data[p:p + ex_len]
+            exchange = strings.get(raw) or strings.setdefault(raw, raw.decode())
+            p += ex_len
+            raw = data[p:p + rk_len]
+            routing_key = strings.get(raw) or strings.setdefault(raw, raw.decode())
+            p += rk_len
+            raw = data[p:p + props_len]
+            properties = props_cache.setdefault(raw, raw)
+            for q in alive:
+                delivered = msg_id in q.delivered
+                q.messages.append(RecoveredMessage(msg_id, exchange, routing_key, properties,
+                                                   body_len, delivered))
+                refs = q.refs
+                if refs is None:
+                    refs = q.refs = _QueueRefs()
+                refs.ids.append(msg_id)
+                refs.flags.append(DELIVERED if delivered else 0)
+            for append, value in zip(tables, (msg_id, seg, pos, end - pos, len(alive))):
+                append(value)
+            live_count += 1
+        self._seg_live[seg] = live_count
+        recovery.skipped_records += scan.skipped
+        if scan.tail_bytes and live_count:
+            with open(path, "r+b") as f:
+                f.truncate(scan.end)
+                if self._writer.do_fsync:
+                    os.fsync(f.fileno())
+        return last_id
+
+    async def run(self) -> None:
+        while not self._closed:
+            if not self._has_pending():
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                continue
+            if not await self.commit():
+                await anyio.sleep(self.retry_interval)
+
+    async def commit(self) -> bool:
+        """One group commit: write and fsync what is pending in a worker thread."""
+        batches = self._retry + [self._take_batch()]
+        self._retry = []
+        if not any(b.has_data() for b in batches):
+            self._finish(batches, len(batches), None)
+            return True
+        with anyio.CancelScope(shield=True):  # never lose the outcome of a started write
+            done, exc = await anyio.to_thread.run_sync(self._writer.commit, batches)
+            self._finish(batches, done, exc)
+        return exc is None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._opened:
+            batches = self._retry + [self._take_batch(compact=False)]
+            self._retry = []
+            self._finish(batches, *self._writer.commit(batches))
+            self._writer.close()
+            for fd in self._read_fds.values():
+                os.close(fd)
+            self._read_fds.clear()
+            os.close(self._lock_fd)
+
+    def _has_pending(self) -> bool:
+        p = self._pending
+        return bool(self._retry or p.callbacks) or p.has_data()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _take_batch(self, compact: bool = True) -> fmt.Batch:
+        """Swap in a fresh pending batch and finish encoding the old one."""
+        if self._seg_off >= self._roll_dead_at and not self._seg_live.get(self._seg_no):
+            self._retire_segment(self._seg_no)  # a full-of-garbage current segment
+            self._seg_off = 0
+        b, self._pending = self._pending, fmt.Batch()
+        b.token = self._token
+        for kind, per_queue in ((fmt.K_REMOVE, b.removes), (fmt.K_DELIVERED, b.delivered)):
+            for queue, ids in per_queue.items():
+                b.index.append(fmt.ids_record(kind, queue, ids))
+        b.removes, b.delivered = {}, {}
+        self._index_bytes += sum(map(len, b.index))
+        if (compact and not self._retry
+                and self._index_bytes > max(INDEX_COMPACT_MIN, 4 * self._snapshot_bytes)):
+            b.snapshot = self.snapshot()  # already includes b.index's effects
+            b.index = []
+            self._index_bytes = self._snapshot_bytes = len(b.snapshot)
+        return b
+
+    def _finish(self, batches: list[fmt.Batch], done: int, exc: OSError | None) -> None:
+        """On the event loop after a commit: release bodies, call callbacks."""
+        for i, b in enumerate(batches):
+            ok = i < done
+            if ok:
+                for msg_id in b.msg_ids:
+                    body = self._unsynced.pop(msg_id, None)
+                    if body is not None:
+                        self.unsynced_bytes -= len(body)
+            callbacks, b.callbacks = b.callbacks, []
+            for cb in callbacks:
+                try:
+                    cb(b.token, ok)
+                except Exception:
+                    log.exception("store sync callback failed")
+        if exc is not None:
+            self._retry = batches[done:]
+            if not self.failed:
+                log.error("store write failed (%s); will retry every %.1fs",
+                          exc.strerror or exc, self.retry_interval)
+            self.failed = True
+        elif self.failed:
+            log.warning("store writes succeed again")
+            self.failed = False
+
+    # --- definitions -------------------------------------------------------
+    def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
+        self._check_open()
+        if record is None:
+            if self._defs.pop(key, None) is None:
+                return
+            self._pending.index.append(fmt.key_record(fmt.K_UNDEF, key))
+        else:
+            self._defs[key] = record
+            raw = json.dumps(record, separators=(",", ":")).encode()
+            self._pending.index.append(fmt.key_record(fmt.K_DEF, key, raw))
+        self._wake()
+
+    # --- messages ----------------------------------------------------------
+    def publish(self, msg_id: int, exchange: str, routing_key: str, properties: bytes,
+                body: bytes, queues: Sequence[str]) -> int:
+        self._check_open()
+        if msg_id <= self._last_msg_id:
+            raise StoreError(f"msg_id {msg_id} is not above the last one ({self._last_msg_id})")
+        self._token += 1
+        names = list(dict.fromkeys(queues))
+        if not names:
+            return self._token
+        qfields = self._qfields
+        fields = []
+        for q in names:
+            f = qfields.get(q)
+            if f is None:
+                f = qfields[q] = fmt.name_field(q)
+            fields.append(f)
+        head = fmt.message_head(msg_id, exchange.encode(), routing_key.encode(), properties,
+                                body, b"".join(fields), len(names))
+        size = len(head) + len(body)
+        if self._seg_off == 0 or self._seg_off + size > self.segment_size:
+            self._start_segment()
+        seg, off = self._seg_no, self._seg_off
+        batch = self._pending
+        last = batch.writes[-1] if batch.writes else None
+        if last is not None and last[0] == seg:
+            last[2].extend((head, body))
+        else:
+            batch.writes.append((seg, off, [head, body]))
+        self._seg_off = off + size
+        self._seg_live[seg] += 1
+        self._ids.append(msg_id)
+        self._segs.append(seg)
+        self._offs.append(off)
+        self._lens.append(size)
+        self._refs.append(len(names))
+        for q in names:
+            refs = self._queues.get(q)
+            if refs is None:
+                refs = self._queues[q] = _QueueRefs()
+            refs.ids.append(msg_id)
+            refs.flags.append(0)
+        self._unsynced[msg_id] = body
+        self.unsynced_bytes += len(body)
+        batch.msg_ids.append(msg_id)
+        self._last_msg_id = msg_id
+        self._wake()
+        return self._token
+
+    def _start_segment(self) -> None:
+        old = self._seg_no
+        if self._seg_off and not self._seg_live.get(old):
+            self._retire_segment(old)
+        self._seg_no += 1
+        self._seg_live[self._seg_no] = 0
+        header = fmt.file_header(fmt.SEGMENT_MAGIC, self._seg_no)
+        self._pending.writes.append((self._seg_no, 0, [header]))
+        self._seg_off = len(header)
+
+    def _retire_segment(self, seg: int) -> None:
+        self._seg_live.pop(seg, None)
+        fd = self._read_fds.pop(seg, None)
+        if fd is not None:
+            os.close(fd)
+        self._pending.unlink.append(seg)
+        self._wake()
+
+    def remove(self, queue: str, msg_ids: Iterable[int]) -> None:
+        self._check_open()
+        refs = self._queues.get(queue)
+        if refs is None:
+            return
+        logged = self._pending.removes.get(queue)
+        for msg_id in msg_ids:
+            i = refs.find(msg_id)
+            if i < 0:
+                continue
+            refs.drop(i)
+            if logged is None:
+                logged = self._pending.removes[queue] = array("q")
+            logged.append(msg_id)
+            self._release(msg_id)
+        if logged:
+            self._wake()
+
+    def mark_delivered(self, queue: str, msg_id: int) -> None:
+        self._check_open()
+        refs = self._queues.get(queue)
+        i = -1 if refs is None else refs.find(msg_id)
+        if refs is None or i < 0 or refs.flags[i] & DELIVERED:
+            return
+        refs.flags[i] |= DELIVERED
+        logged = self._pending.delivered.get(queue)
+        if logged is None:
+            logged = self._pending.delivered[queue] = array("q")
+        logged.append(msg_id)
+        self._wake()
+
+    def delete_queue(self, queue: str) -> None:
+        self._check_open()
+        refs = self._queues.pop(queue, None)
+        self._qfields.pop(queue, None)
+        self._pending.removes.pop(queue, None)
+        self._pending.delivered.pop(queue, None)
+        if refs is not None:
+            for msg_id, _ in list(refs.live()):
+                self._release(msg_id)
+        watermark = fmt.U64.pack(self._last_msg_id)
+        self._pending.index.append(fmt.key_record(fmt.K_DELETE_QUEUE, queue, watermark))
+        self._wake()
+
+    def _release(self, msg_id: int) -> None:
+        """One queue dropped its reference to msg_id."""
+        i = self._find(msg_id)
+        if i < 0:
+            return
+        self._refs[i] -= 1
+        if self._refs[i]:
+            return
+        self._dead += 1
+        body = self._unsynced.pop(msg_id, None)
+        if body is not None:
+            self.unsynced_bytes -= len(body)
+        seg = self._segs[i]
+        left = self._seg_live[seg] - 1
+        self._seg_live[seg] = left
+        if not left and seg != self._seg_no:
+            self._retire_segment(seg)
+        if self._dead > 1024 and self._dead * 2 > len(self._ids):
+            self._compact_table()
+
+    def _find(self, msg_id: int) -> int:
+        i = bisect_left(self._ids, msg_id)
+        if i < len(self._ids) and self._ids[i] == msg_id and self._refs[i]:
+            return i
+        return -1
+
+    def _compact_table(self) -> None:
+        refs = self._refs
+        first = next((i for i, r in enumerate(refs) if r), len(refs))
+        if first == self._dead:  # the usual FIFO case: every dead entry is at the front
+            for arr in (self._ids, self._segs, self._offs, self._lens, refs):
+                del arr[:first]
+        else:
+            keep = [i for i, r in enumerate(refs) if r]
+            for name in ("_ids", "_segs", "_offs", "_lens", "_refs"):
+                old = getattr(self, name)
+                setattr(self, name, array(old.typecode, [old[i] for i in keep]))
+        self._dead = 0
+
+    def read_body(self, msg_id: int) -> bytes:
+        body = self._unsynced.get(msg_id)
+        if body is not None:
+            return body
+        i = self._find(msg_id)
+        if i < 0:
+            raise StoreError(f"message {msg_id} is not stored")
+        seg, off, size = self._segs[i], self._offs[i], self._lens[i]
+        try:
+            fd = self._read_fds.get(seg)
+            if fd is None:
+                fd = os.open(self._writer.seg_path(seg), os.O_RDONLY | os.O_CLOEXEC)
+                self._read_fds[seg] = fd
+            rec = os.pread(fd, size, off)
+        except OSError as exc:
+            raise StoreError(f"message {msg_id}: segment {seg}: {exc}") from exc
+        if len(rec) != size:
+            raise StoreError(f"message {msg_id}: short read in segment {seg} at {off}")
+        magic, _, crc = fmt.FRAME.unpack_from(rec)
+        if magic != fmt.RECORD_MAGIC or crc32(memoryview(rec)[fmt.FRAME_SIZE:]) != crc:
+            raise StoreError(f"message {msg_id}: bad checksum in segment {seg} at {off}")
+        body_len = fmt.MSG_HEAD.unpack_from(rec, fmt.FRAME_SIZE)[2]
+        return rec[size - body_len:]
+
+    def on_sync(self, callback: SyncCallback) -> None:
+        if self._has_pending():
+            self._pending.callbacks.append(callback)
+            self._wake()
+        else:
+            callback(self._token, True)
+
+    @property
+    def last_token(self) -> int:
+        return self._token
+
+    def _check_open(self) -> None:
+        if self._closed or not self._opened:
+            raise StoreError("store is not open")
+
+    # --- compaction and introspection ---------------------------------------
+    def snapshot(self) -> bytes:
+        """The whole live index state as one compacted index file."""
+        parts = [fmt.file_header(fmt.INDEX_MAGIC, 0),
+                 fmt.base_record(self._last_msg_id, self._last_msg_id + 1)]
+        for key, record in self._defs.items():
+            raw = json.dumps(record, separators=(",", ":")).encode()
+            parts.append(fmt.key_record(fmt.K_DEF, key, raw))
+        for queue, refs in self._queues.items():
+            if refs.removed:
+                refs._compact()
+            live = refs.ids[refs.head:]
+            if live:
+                parts.append(fmt.ids_record(fmt.K_LIVE, queue, live))
+            delivered = array("q", (m for m, f in refs.live() if f & DELIVERED))
+            if delivered:
+                parts.append(fmt.ids_record(fmt.K_DELIVERED, queue, delivered))
+        return b"".join(parts)
+
+    def ram_bytes(self) -> int:
+        """Approximate bytes held by the message table and queue references."""
+        size = sum(a.buffer_info()[1] * a.itemsize
+                   for a in (self._ids, self._segs, self._offs, self._lens, self._refs))
+        for refs in self._queues.values():
+            size += refs.ids.buffer_info()[1] * 8 + len(refs.flags)
+        return size
+
+    @property
+    def stored_messages(self) -> int:
+        return len(self._ids) - self._dead
+
+

@@ -1,0 +1,337 @@
+"""Byte-level codec for the disk store's files: headers, record framing, payloads.
+
+The format itself is described at the top of storage/disk.py; this module holds
+the struct layouts, the encoders, the scanner that verifies records and
+resynchronises after corruption, and the Writer that the group commit runs in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import sys
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from threading import Lock
+from zlib import crc32
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+SEGMENT_MAGIC = b"AMQPSEG\x00"
+INDEX_MAGIC = b"AMQPIDX\x00"
+FILE_HEADER = struct.Struct("<8sHHI")  # magic, version, flags (0), file number
+HEADER_SIZE = FILE_HEADER.size  # 16
+
+RECORD_MAGIC = 0x5245438E  # b"\x8eCER" on disk
+FRAME = struct.Struct("<III")  # record magic, payload length, crc32(payload)
+FRAME_SIZE = FRAME.size  # 12
+_MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
+
+# payload kinds: the first byte of every payload
+K_MESSAGE = 1  # segments only
+K_DEF = 2
+K_UNDEF = 3
+K_REMOVE = 4
+K_DELIVERED = 5
+K_DELETE_QUEUE = 6
+K_BASE = 7
+K_LIVE = 8
+
+# message payload head: kind, msg_id, body_len, props_len, n_queues, exchange_len, rk_len
+MSG_HEAD = struct.Struct("<BQIIHHH")
+U16 = struct.Struct("<H")
+U64 = struct.Struct("<Q")
+KIND_U16 = struct.Struct("<BH")  # kind, name length (queue or definition key)
+BASE = struct.Struct("<BQQ")  # kind, watermark, next_msg_id
+
+_SWAP = sys.byteorder != "little"
+
+
+def file_header(magic: bytes, number: int) -> bytes:
+    return FILE_HEADER.pack(magic, VERSION, 0, number)
+
+
+def frame(payload: bytes) -> bytes:
+    """One whole record: frame then payload."""
+    return FRAME.pack(RECORD_MAGIC, len(payload), crc32(payload)) + payload
+
+
+def name_field(name: str) -> bytes:
+    """A u16-length-prefixed UTF-8 string as used for queue names and keys."""
+    raw = name.encode()
+    return U16.pack(len(raw)) + raw
+
+
+def message_head(msg_id: int, exchange: bytes, routing_key: bytes, properties: bytes,
+                 body: bytes, queue_fields: bytes, n_queues: int) -> bytes:
+    """Frame plus every payload byte before the body: the record is head + body."""
+    meta = b"".join((MSG_HEAD.pack(K_MESSAGE, msg_id, len(body), len(properties), n_queues,
+                                   len(exchange), len(routing_key)),
+                     queue_fields, exchange, routing_key, properties))
+    crc = crc32(body, crc32(meta))
+    return FRAME.pack(RECORD_MAGIC, len(meta) + len(body), crc) + meta
+
+
+def ids_bytes(ids: array) -> bytes:  # type: ignore[type-arg]
+    if _SWAP:
+        ids = array("q", ids)
+        ids.byteswap()
+    return ids.tobytes()
+
+
+def ids_from(payload: bytes | memoryview) -> array:  # type: ignore[type-arg]
+    ids = array("q")
+    ids.frombytes(payload)
+    if _SWAP:
+        ids.byteswap()
+    return ids
+
+
+def ids_record(kind: int, queue: str, ids: array) -> bytes:  # type: ignore[type-arg]
+    """REMOVE, DELIVERED or LIVE: the queue then msg_ids as little-endian u64s."""
+    raw = queue.encode()
+    return frame(KIND_U16.pack(kind, len(raw)) + raw + ids_bytes(ids))
+
+
+def key_record(kind: int, key: str, tail: bytes = b"") -> bytes:
+    """DEF (tail = JSON), UNDEF (no tail), DELETE_QUEUE (tail = u64 watermark)."""
+    raw = key.encode()
+    return frame(KIND_U16.pack(kind, len(raw)) + raw + tail)
+
+
+def base_record(watermark: int, next_msg_id: int) -> bytes:
+    return frame(BASE.pack(K_BASE, watermark, next_msg_id))
+
+
+def split_key(payload: memoryview) -> tuple[int, str, memoryview]:
+    """(kind, name, rest) of a DEF/UNDEF/REMOVE/DELIVERED/LIVE/DELETE_QUEUE payload."""
+    kind, n = KIND_U16.unpack_from(payload)
+    end = KIND_U16.size + n
+    return kind, bytes(payload[KIND_U16.size:end]).decode(), payload[end:]
+
+
+class Scanner:
+    """Iterates the verified records of one file's bytes.
+
+    A record that fails its check (bad magic, length past the end, CRC
+    mismatch) makes the scanner search forward for the next record magic whose
+    record verifies. When one is found the bad stretch is logged with file and
+    offset and counted in `skipped`; when none is found the bad bytes are the
+    tail: `end` is where the file should be truncated.
+    """
+
+    def __init__(self, data: bytes, start: int, path: str) -> None:
+        self.data = data
+        self.start = start
+        self.path = path
+        self.skipped = 0
+        self.end = start  # offset just past the last good record
+        self.tail_bytes = 0  # bytes after `end` that will be dropped
+
+    def _valid_at(self, pos: int) -> int:
+        """End offset of a verified record at pos, or -1."""
+        data = self.data
+        if len(data) - pos < FRAME_SIZE:
+            return -1
+        magic, length, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME_SIZE + length
+        if magic != RECORD_MAGIC or end > len(data):
+            return -1
+        if crc32(memoryview(data)[pos + FRAME_SIZE:end]) != crc:
+            return -1
+        return end
+
+    def _resync(self, pos: int) -> int:
+        find = self.data.find
+        while True:
+            pos = find(_MAGIC_BYTES, pos)
+            if pos < 0 or self._valid_at(pos) >= 0:
+                return pos
+            pos += 1
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        """Yields (record offset, payload start, payload end)."""
+        data = self.data
+        size = len(data)
+        view = memoryview(data)
+        unpack = FRAME.unpack_from
+        pos = self.start
+        while pos < size:
+            if size - pos >= FRAME_SIZE:
+                magic, length, crc = unpack(data, pos)
+                body = pos + FRAME_SIZE
+                end = body + length
+                if magic == RECORD_MAGIC and end <= size and crc32(view[body:end]) == crc:
+                    yield pos, body, end
+                    pos = self.end = end
+                    continue
+            nxt = self._resync(pos + 1)
+            if nxt < 0:
+                self._tail(pos)
+                return
+            self.skipped += 1
+            log.error("store file %s: corrupt record at offset %d, skipped %d bytes to offset %d",
+                      self.path, pos, nxt - pos, nxt)
+            pos = nxt
+
+    def _tail(self, pos: int) -> None:
+        data = self.data
+        self.tail_bytes = len(data) - pos
+        torn = len(data) - pos < FRAME_SIZE or not data[pos:].strip(b"\x00")
+        if not torn:
+            magic, length, _ = FRAME.unpack_from(data, pos)
+            torn = magic == RECORD_MAGIC and pos + FRAME_SIZE + length > len(data)
+        if torn:
+            log.warning("store file %s: torn record at offset %d (%d bytes), dropped",
+                        self.path, pos, self.tail_bytes)
+        else:
+            self.skipped += 1
+            log.error("store file %s: corrupt last record at offset %d (%d bytes), dropped",
+                      self.path, pos, self.tail_bytes)
+
+
+@dataclass(eq=False)
+class Batch:
+    """What one group commit writes; owned by the event loop until handed to the writer."""
+
+    writes: list[tuple[int, int, list[bytes]]] = field(default_factory=list)  # seg, offset, chunks
+    index: list[bytes] = field(default_factory=list)  # encoded index records, in order
+    removes: dict[str, array] = field(default_factory=dict)  # type: ignore[type-arg]
+    delivered: dict[str, array] = field(default_factory=dict)  # type: ignore[type-arg]
+    snapshot: bytes | None = None  # a whole compacted index replacing index.log
+    unlink: list[int] = field(default_factory=list)  # segments to delete
+    callbacks: list[Callable[[int, bool], None]] = field(default_factory=list)
+    msg_ids: list[int] = field(default_factory=list)  # bodies the store holds until synced
+    token: int = 0
+    stage: int = 0  # writer's progress, so a retry never redoes an unlink
+
+    def has_data(self) -> bool:
+        return bool(self.writes or self.index or self.removes or self.delivered
+                    or self.snapshot is not None or self.unlink)
+
+
+class Writer:
+    """File writes for the group commit; runs in a worker thread, one batch list at a time."""
+
+    def __init__(self, root: Path, do_fsync: bool) -> None:
+        self.root = root
+        self.seg_dir = root / "segments"
+        self.index_path = root / "index.log"
+        self.do_fsync = do_fsync
+        self.lock = Lock()  # close() may flush while a batch is in flight
+        self._fds: dict[int, int] = {}
+        self._index_fd = -1
+        self._index_off = 0
+
+    def seg_path(self, seg: int) -> Path:
+        return self.seg_dir / f"{seg:08d}.seg"
+
+    def commit(self, batches: list[Batch]) -> tuple[int, OSError | None]:
+        """Write batches in order; returns how many completed and the error that stopped it."""
+        with self.lock:
+            for done, batch in enumerate(batches):
+                try:
+                    self._commit_one(batch)
+                except OSError as exc:
+                    return done, exc
+            return len(batches), None
+
+    def _commit_one(self, b: Batch) -> None:
+        if b.stage < 1:
+            touched: set[int] = set()
+            created = False
+            for seg, offset, chunks in b.writes:
+                fd = self._fds.get(seg)
+                if fd is None:
+                    fd = os.open(self.seg_path(seg), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                    self._fds[seg] = fd
+                    created = True
+                pwrite_all(fd, b"".join(chunks), offset)
+                touched.add(fd)
+            if self.do_fsync:
+                for fd in touched:
+                    os.fsync(fd)
+                if created:
+                    fsync_dir(self.seg_dir)
+            if b.writes:  # keep only the newest segment open for writing
+                newest = b.writes[-1][0]
+                for seg in [s for s in self._fds if s < newest]:
+                    os.close(self._fds.pop(seg))
+            b.stage = 1
+        if b.stage < 2:
+            for seg in b.unlink:
+                fd = self._fds.pop(seg, None)
+                if fd is not None:
+                    os.close(fd)
+                try:
+                    os.unlink(self.seg_path(seg))
+                except FileNotFoundError:
+                    pass
+            if b.unlink and self.do_fsync:
+                fsync_dir(self.seg_dir)
+            b.stage = 2
+        if b.stage < 3:
+            if b.snapshot is not None:
+                self.replace_index(b.snapshot)
+            elif b.index:
+                data = b"".join(b.index)
+                pwrite_all(self._index_fd, data, self._index_off)
+                if self.do_fsync:
+                    os.fsync(self._index_fd)
+                self._index_off += len(data)
+            b.stage = 3
+
+    def replace_index(self, data: bytes) -> None:
+        tmp = self.root / "index.log.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            pwrite_all(fd, data, 0)
+            if self.do_fsync:
+                os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        os.replace(tmp, self.index_path)
+        if self.do_fsync:
+            fsync_dir(self.root)
+        if self._index_fd >= 0:
+            os.close(self._index_fd)
+        self._index_fd, self._index_off = fd, len(data)
+
+    def reuse_index(self, end: int) -> None:
+        """Append to the existing index from offset `end` (when compacting it failed)."""
+        self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if end < HEADER_SIZE:
+            pwrite_all(self._index_fd, file_header(INDEX_MAGIC, 0), 0)
+            end = HEADER_SIZE
+        self._index_off = end
+
+    def close(self) -> None:
+        with self.lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+            if self._index_fd >= 0:
+                os.close(self._index_fd)
+                self._index_fd = -1
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
