@@ -1,0 +1,414 @@
+"""Runs conformance scenarios against the reference RabbitMQ and/or our broker and diffs them."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .normalise import RULES, normalise
+from .registry import Scenario, load_all
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+NODE_DIR = Path(__file__).resolve().parent / "apps" / "node"
+REF_SCRIPT = Path("/work/shared/tools/reference-rabbitmq.sh")
+HOST = "127.0.0.1"
+
+
+# ------------------------------------------------------------------------------------------------
+# brokers
+# ------------------------------------------------------------------------------------------------
+
+def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class OurBroker:
+    """Starts ``python -m amqp_broker`` on a free port with a temp data dir; stops it by pid."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.data_dir = tempfile.mkdtemp(prefix="conformance-data-")
+        self.log_path = Path(tempfile.mkstemp(prefix="conformance-broker-", suffix=".log")[1])
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amqp_broker", "--host", HOST, "--port", str(self.port),
+             "--data-dir", self.data_dir],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"our broker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if port_open(self.port):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"our broker did not listen on {self.port} within {timeout}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class ReferenceRabbit:
+    """Ensures the reference RabbitMQ listens on ``port``; stops it afterwards only if we started it."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.started = False
+
+    def ensure(self) -> str | None:
+        """Returns None when available, else the reason it is not."""
+        if port_open(self.port):
+            return None
+        if not REF_SCRIPT.exists():
+            return f"{REF_SCRIPT} not found"
+        print(f"starting reference RabbitMQ on port {self.port} ...", file=sys.stderr)
+        try:
+            res = subprocess.run([str(REF_SCRIPT), "start", str(self.port)], capture_output=True,
+                                 text=True, timeout=180)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"could not start rabbitmq-server: {exc}"
+        if res.returncode != 0 or not port_open(self.port):
+            return ("rabbitmq-server could not be installed/started: "
+                    + (res.stderr or res.stdout).strip()[-400:])
+        self.started = True
+        return None
+
+    def stop(self) -> None:
+        if self.started:
+            subprocess.run([str(REF_SCRIPT), "stop"], capture_output=True, timeout=60)
+            self.started = False
+
+
+def ensure_node_modules(timeout: float = 180.0) -> str | None:
+    if (NODE_DIR / "node_modules" / "amqplib").exists():
+        return None
+    npm = shutil.which("npm")
+    if not npm:
+        return "npm not found"
+    try:
+        res = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=NODE_DIR,
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "npm install timed out"
+    if res.returncode != 0:
+        return "npm install failed: " + res.stderr[-400:]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# running one scenario (in a forked child so a hung client can be killed)
+# ------------------------------------------------------------------------------------------------
+
+def _child(sc: Scenario, port: int, conn) -> None:
+    from .ctx import Ctx
+
+    def on_term(signum, frame):
+        raise SystemExit("terminated by runner (timeout)")
+
+    signal.signal(signal.SIGTERM, on_term)
+    ctx = Ctx(HOST, port, sc.name)
+    error = None
+    t0 = time.monotonic()
+    try:
+        sc.func(ctx)
+    except BaseException as exc:  # noqa: BLE001 - everything unexpected is a harness error
+        error = f"{type(exc).__name__}: {exc}"
+        tb = traceback.format_exc(limit=6)
+    else:
+        tb = None
+    problems = ctx.cleanup()
+    conn.send({"events": ctx.events, "token": ctx.token, "error": error, "traceback": tb,
+               "cleanup": problems, "seconds": round(time.monotonic() - t0, 2)})
+    conn.close()
+
+
+def run_one(sc: Scenario, port: int) -> dict[str, Any]:
+    mp = multiprocessing.get_context("fork")
+    parent, child = mp.Pipe(duplex=False)
+    proc = mp.Process(target=_child, args=(sc, port, child), daemon=False)
+    t0 = time.monotonic()
+    proc.start()
+    child.close()
+    result = None
+    if parent.poll(sc.timeout):
+        with contextlib.suppress(EOFError):
+            result = parent.recv()
+    if result is None:
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: the child runs its cleanup (stops its subprocesses)
+            if parent.poll(15):
+                with contextlib.suppress(EOFError):
+                    result = parent.recv()
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+            result = result or {"events": [], "token": "", "cleanup": []}
+            result["error"] = f"timeout after {sc.timeout:.0f}s"
+        else:
+            result = {"events": [], "token": "", "cleanup": [],
+                      "error": f"scenario process died (exit {proc.exitcode})"}
+    proc.join(10)
+    parent.close()
+    result.setdefault("seconds", round(time.monotonic() - t0, 2))
+    if not result.get("error") and result.get("cleanup"):
+        result["error"] = "cleanup failed: " + "; ".join(result["cleanup"])
+    result["normalised"] = normalise(result["events"], result.get("token", ""))
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# golden files
+# ------------------------------------------------------------------------------------------------
+
+def golden_path(name: str) -> Path:
+    return GOLDEN_DIR / f"{name}.json"
+
+
+def load_golden(name: str) -> dict | None:
+    p = golden_path(name)
+    if not p.exists():
+        return None
+    data = json.loads(p.read_text())
+    data["normalised"] = normalise(data["events"], data.get("token", ""))
+    return data
+
+
+def write_golden(name: str, result: dict) -> None:
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    data = {"scenario": name, "recorded_against": "reference RabbitMQ", "token": result["token"],
+            "events": result["events"]}
+    golden_path(name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def diff_text(a: Any, b: Any, a_name: str, b_name: str, limit: int = 40) -> str:
+    al = json.dumps(a, indent=1, sort_keys=True).splitlines()
+    bl = json.dumps(b, indent=1, sort_keys=True).splitlines()
+    lines = list(difflib.unified_diff(al, bl, a_name, b_name, n=2, lineterm=""))
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... ({len(lines) - limit} more diff lines)"]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
+    p.add_argument("--against", choices=["rabbitmq", "ours", "both"], default="both")
+    p.add_argument("--rabbitmq-port", type=int, default=5673)
+    p.add_argument("--port", type=int, default=None,
+                   help="use our broker already listening on this port instead of starting one")
+    p.add_argument("-k", dest="select", action="append", default=[],
+                   help="only scenarios whose name contains SUBSTRING (repeatable: any of them)")
+    p.add_argument("--exclude", action="append", default=[],
+                   help="skip scenarios whose name contains SUBSTRING (repeatable)")
+    p.add_argument("--json", dest="json_out", default=None, help="write full results as JSON here")
+    p.add_argument("--record", action="store_true",
+                   help="run against RabbitMQ and (re)write conformance/golden/*.json")
+    p.add_argument("--list", action="store_true", help="list scenarios and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="print diffs/tracebacks in full")
+    return p.parse_args(argv)
+
+
+def _cell(res: dict | None) -> str:
+    if res is None:
+        return "-"
+    if res.get("error"):
+        return "ERROR"
+    return f"ok ({len(res['events'])} ev, {res['seconds']:.1f}s)"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    fmt = " | ".join("{:<%d}" % w for w in widths)
+    out = [fmt.format(*header), "-+-".join("-" * w for w in widths)]
+    out += [fmt.format(*r) for r in rows]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    scenarios = load_all()
+    selected = [s for s in scenarios.values()
+                if (not args.select or any(k in s.name for k in args.select))
+                and not any(x in s.name for x in args.exclude)]
+    if args.list:
+        for s in selected:
+            print(f"{s.name:45s} {s.doc.splitlines()[0] if s.doc else ''}")
+        return 0
+    if not selected:
+        print("no scenarios selected", file=sys.stderr)
+        return 2
+    if args.record:
+        args.against = "rabbitmq"
+
+    want_rabbit = args.against in ("rabbitmq", "both")
+    want_ours = args.against in ("ours", "both")
+    rabbit = ReferenceRabbit(args.rabbitmq_port)
+    ours: OurBroker | None = None
+    ours_port = args.port
+    notes: list[str] = []
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if want_rabbit:
+            reason = rabbit.ensure()
+            if reason:
+                if args.against == "both":
+                    notes.append(f"RabbitMQ side SKIPPED: {reason}; comparing ours with golden files")
+                    want_rabbit = False
+                else:
+                    print(f"RabbitMQ unavailable: {reason}", file=sys.stderr)
+                    return 2
+        if want_ours and ours_port is None:
+            ours = OurBroker()
+            try:
+                ours.start()
+            except Exception as exc:
+                print(f"could not start our broker: {exc}", file=sys.stderr)
+                return 2
+            ours_port = ours.port
+        if any(s.name.startswith("apps.node") for s in selected):
+            reason = ensure_node_modules()
+            if reason:
+                notes.append(f"node app: {reason}")
+        for n in notes:
+            print(n, file=sys.stderr)
+        return _run(args, selected, want_rabbit, want_ours, ours_port, ours)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if ours is not None:
+            ours.stop()
+        rabbit.stop()
+
+
+def _run(args, selected, want_rabbit, want_ours, ours_port, ours) -> int:
+    results: list[dict] = []
+    failures = 0
+    rows: list[list[str]] = []
+    details: list[str] = []
+    both = want_rabbit and want_ours
+    for sc in selected:
+        entry: dict[str, Any] = {"scenario": sc.name, "group": sc.group}
+        r_res = run_one(sc, args.rabbitmq_port) if want_rabbit else None
+        o_res = None
+        if want_ours:
+            if ours is not None and ours.proc is not None and ours.proc.poll() is not None:
+                o_res = {"events": [], "token": "", "normalised": [], "seconds": 0,
+                         "error": f"our broker is not running (exit {ours.proc.returncode})"}
+            else:
+                o_res = run_one(sc, ours_port)
+        golden = load_golden(sc.name)
+        entry["rabbitmq"], entry["ours"] = r_res, o_res
+        entry["golden"] = golden is not None
+
+        if args.record and r_res is not None and not r_res.get("error"):
+            write_golden(sc.name, r_res)
+            golden = load_golden(sc.name)
+
+        if both:
+            ok = (not r_res["error"] and not o_res["error"]
+                  and r_res["normalised"] == o_res["normalised"])
+            status = "match" if ok else "DIFF"
+            rows.append([sc.name, _cell(r_res), _cell(o_res), status])
+            if not ok:
+                details.append(_detail(sc.name, r_res, o_res, "rabbitmq", "ours", args.verbose))
+        else:
+            res = r_res if want_rabbit else o_res
+            side = "rabbitmq" if want_rabbit else "ours"
+            ok = not res["error"]
+            if ok and golden is not None:
+                ok = golden["normalised"] == res["normalised"]
+            status = "pass" if ok else "fail"
+            if golden is None and not res["error"]:
+                status = "pass (no golden)"
+            rows.append([sc.name, _cell(res), status])
+            if not ok:
+                details.append(_detail(sc.name, golden or {"normalised": None, "error": None},
+                                       res, "golden", side, args.verbose))
+        entry["status"] = status
+        if not ok:
+            failures += 1
+        results.append(entry)
+        print(f"  {sc.name}: {status}", file=sys.stderr, flush=True)
+
+    header = (["scenario", "RabbitMQ", "ours", "match/DIFF"] if both
+              else ["scenario", "result", "pass/fail"])
+    print(_table(rows, header))
+    for d in details:
+        print()
+        print(d)
+    print()
+    print(f"{len(selected)} scenarios, {len(selected) - failures} ok, {failures} failing"
+          f" (normalisers: {', '.join(n for n, _ in RULES)})")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(
+            {"against": args.against, "results": results, "failures": failures}, indent=1,
+            default=str))
+    return 1 if failures else 0
+
+
+def _detail(name, a, b, a_name, b_name, verbose) -> str:
+    out = [f"=== {name}"]
+    for side, res in ((a_name, a), (b_name, b)):
+        if res and res.get("error"):
+            out.append(f"{side} error: {res['error']}")
+            if res.get("traceback") and verbose:
+                out.append(res["traceback"])
+    if a and b and a.get("normalised") is not None and b.get("normalised") is not None:
+        out.append(diff_text(a["normalised"], b["normalised"], a_name, b_name,
+                             limit=10_000 if verbose else 40))
+    return "\n".join(out)
