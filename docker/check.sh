@@ -21,6 +21,7 @@ fail() { echo "FAIL - $*"; failures=$((failures + 1)); }
 skip() { echo "skip - $*"; }
 
 stopped_by=""
+broker_rc=""
 stop_broker() {  # by pid: SIGTERM, SIGKILL after 5 s; sets stopped_by
   [ -n "$broker_pid" ] || return 0
   stopped_by=exited
@@ -38,7 +39,8 @@ stop_broker() {  # by pid: SIGTERM, SIGKILL after 5 s; sets stopped_by
       stopped_by=SIGKILL
     fi
   fi
-  wait "$broker_pid" 2>/dev/null || true
+  broker_rc=0
+  wait "$broker_pid" 2>/dev/null || broker_rc=$?
   broker_pid=""
 }
 cleanup() { stop_broker; rm -rf "$work"; }
@@ -182,8 +184,14 @@ stop_broker
 if [ "$stopped_by" = "SIGTERM" ]; then pass "broker stopped on SIGTERM within 5 s"
 elif [ "$stopped_by" = "exited" ]; then fail "broker had exited before it was stopped"
 else fail "broker ignored SIGTERM for 5 s (needed SIGKILL; docker stop would wait for its grace period)"; fi
+# 0 = clean shutdown; 143 = terminated by the signal's default action (no handler), also acceptable
+case "$broker_rc" in 0|143) pass "broker exit status after SIGTERM: $broker_rc" ;;
+  *) fail "broker exit status after SIGTERM: $broker_rc (an unclean shutdown)" ;; esac
 if grep -Eiq 'traceback|error' "$work/broker.log"; then
-  echo "broker log (has errors):"; tail -n 20 "$work/broker.log"
+  kept=${TMPDIR:-/tmp}/amqp-docker-check-broker.log
+  cp "$work/broker.log" "$kept"
+  echo "note: the broker logged errors (full log kept in $kept); first lines:"
+  head -n 25 "$work/broker.log"
 fi
 
 echo
