@@ -17,7 +17,7 @@ from storage import MemoryStore, MessageStore
 
 from .config import Config
 from .protocol.fast import shortstr
-from .queue import Message, Queue
+from .queue import PAGEABLE, Message, Queue
 from .vhost import VHost
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class Broker:
                     raw = shared[(e.exchange, e.routing_key)] = (
                         shortstr(e.exchange), shortstr(e.routing_key))
                 msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, True, e.body_size)
-                msg.stored = True
+                msg.stored = PAGEABLE
                 q.ready.append(msg)
                 q.ready_bytes += e.body_size
                 if e.delivered:

@@ -17,7 +17,7 @@ from .errors import (ACCESS_REFUSED, FRAME_ERROR, NO_ROUTE, NOT_FOUND, NOT_IMPLE
 from .protocol import fast
 from .protocol.frames import method_frame
 from .protocol.methods import encode_method
-from .queue import Consumer, Message, Queue
+from .queue import PAGEABLE, STORED, Consumer, Message, Queue
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -170,7 +170,7 @@ class Channel:
                 if durable:
                     token = self.store.publish(msg.msg_id, exchange, routing_key, props, body,
                                                durable)
-                    msg.stored = True
+                    msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
             for q in queues:
                 q.enqueue(msg)
         else:

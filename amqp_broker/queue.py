@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from .vhost import VHost
 
 
+STORED = 1
+PAGEABLE = 2
+# Above this many bytes of ready messages, bodies of pageable messages are
+# dropped from RAM at enqueue and read back from the store at delivery.
+PAGE_OUT_BYTES = 32 * 1024 * 1024
+
+
 class Message:
     """One published message, shared by every queue it was routed to."""
 
@@ -33,7 +40,9 @@ class Message:
         self.properties = properties  # raw content-header properties
         self.body = body  # None while paged out to the store
         self.persistent = persistent
-        self.stored = False  # written to the message store (durable queues)
+        # 0: not in the store; STORED: in the store for some of its queues;
+        # PAGEABLE: in the store for all of them, so the body may leave RAM
+        self.stored = 0
         self.body_size = body_size
 
     @property
@@ -106,6 +115,8 @@ class Queue:
     def enqueue(self, msg: Message) -> None:
         self.ready.append(msg)
         self.ready_bytes += msg.body_size
+        if self.ready_bytes > PAGE_OUT_BYTES and msg.stored == PAGEABLE:
+            msg.body = None
         self.published += 1
         if self.consumers:
             self.dispatch()
