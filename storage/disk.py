@@ -36,7 +36,7 @@
 # removed by a REMOVE or DELETE_QUEUE record, and, if msg_id <= BASE's W, it is
 # listed in a LIVE record (a compacted index lists the live references instead
 # of the removed ones). The index is compacted on open and whenever it has
-# grown to 4x its last compacted size (at least 2 MB): the whole live state is
+# grown to 4x the size a compacted one would have (and at least 2 MB): the whole live state is
 # written to index.log.tmp, fsync'd, renamed over index.log and the directory
 # fsync'd, after segments it no longer describes have been deleted.
 #
@@ -151,8 +151,8 @@ class _IndexState:
         self.watermark = 0
         self.max_id = 0
         self.by_raw: dict[bytes, _QueueRecovery] = {}
-        self.strings: dict[bytes, str] = {}  # shared exchange and routing key strings
-        self.props: dict[bytes, bytes] = {}  # shared property blobs
+        # (exchange, routing key, properties) by their bytes: shared between messages
+        self.envelopes: dict[bytes, tuple[str, str, bytes]] = {}
 
     def queue(self, name: str) -> _QueueRecovery:
         raw = name.encode()
@@ -188,6 +188,7 @@ class DiskStore(MessageStore):
         self._wakeup: anyio.Event | None = None
         self._pending = fmt.Batch()
         self._retry: list[fmt.Batch] = []
+        self._in_flight: fmt.Batch | None = None  # the last batch the writer thread has
         # message table, sorted by msg_id: msg_id -> (segment, offset, record length), refcount
         self._ids = array("q")
         self._segs = array("I")
@@ -206,8 +207,8 @@ class DiskStore(MessageStore):
         self._defs: dict[str, dict[str, Any]] = {}
         self._last_msg_id = 0
         self._token = 0
-        self._index_bytes = 0
-        self._snapshot_bytes = 0
+        self._index_bytes = 0  # size of index.log, including what is pending
+        self._live_refs = 0  # (queue, msg_id) references held
 
     # --- lifecycle ---------------------------------------------------------
     def open(self) -> Recovery:
@@ -246,6 +247,7 @@ class DiskStore(MessageStore):
             if q.refs is not None:
                 self._queues[q.name] = q.refs
                 recovery.queues[q.name] = q.messages
+                self._live_refs += len(q.messages)
         recovery.definitions = dict(self._defs)
         recovery.next_msg_id = max(last_id, index.max_id) + 1
         self._last_msg_id = recovery.next_msg_id - 1
@@ -259,7 +261,7 @@ class DiskStore(MessageStore):
         try:
             snapshot = self.snapshot()
             self._writer.replace_index(snapshot)
-            self._index_bytes = self._snapshot_bytes = len(snapshot)
+            self._index_bytes = len(snapshot)
         except OSError as exc:  # e.g. disk full: keep appending to the index we just read
             log.error("store %s: cannot compact index.log (%s)", self.root, exc)
             self.failed = True
@@ -339,10 +341,11 @@ class DiskStore(MessageStore):
         scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
         unpack_head, unpack_u16 = fmt.MSG_HEAD.unpack_from, fmt.U16.unpack_from
         head_size, watermark = fmt.MSG_HEAD.size, index.watermark
-        queues, strings, props_cache = index.by_raw, index.strings, index.props
+        queues, envelopes = index.by_raw, index.envelopes
+        sizes: dict[int, int] = {}  # one int object per distinct body size
         live_count = 0
-        tables = (self._ids.append, self._segs.append, self._offs.append, self._lens.append,
-                  self._refs.append)
+        add_id, add_seg, add_off = self._ids.append, self._segs.append, self._offs.append
+        add_len, add_refs = self._lens.append, self._refs.append
         for pos, start, end in scan:
             kind, msg_id, body_len, props_len, n_queues, ex_len, rk_len = unpack_head(data, start)
             if kind != fmt.K_MESSAGE or msg_id <= last_id:
@@ -372,14 +375,14 @@ class DiskStore(MessageStore):
                 alive.append(q)
             if not alive:
                 continue
-            raw = data[p:p + ex_len]
-            exchange = strings.get(raw) or strings.setdefault(raw, raw.decode())
-            p += ex_len
-            raw = data[p:p + rk_len]
-            routing_key = strings.get(raw) or strings.setdefault(raw, raw.decode())
-            p += rk_len
-            raw = data[p:p + props_len]
-            properties = props_cache.setdefault(raw, raw)
+            raw = data[p:p + ex_len + rk_len + props_len]
+            envelope = envelopes.get(raw)
+            if envelope is None:
+                envelope = envelopes[raw] = (raw[:ex_len].decode(),
+                                             raw[ex_len:ex_len + rk_len].decode(),
+                                             raw[ex_len + rk_len:])
+            exchange, routing_key, properties = envelope
+            body_len = sizes.setdefault(body_len, body_len)
             for q in alive:
                 delivered = msg_id in q.delivered
                 q.messages.append(RecoveredMessage(msg_id, exchange, routing_key, properties,
@@ -389,8 +392,11 @@ class DiskStore(MessageStore):
                     refs = q.refs = _QueueRefs()
                 refs.ids.append(msg_id)
                 refs.flags.append(DELIVERED if delivered else 0)
-            for append, value in zip(tables, (msg_id, seg, pos, end - pos, len(alive))):
-                append(value)
+            add_id(msg_id)
+            add_seg(seg)
+            add_off(pos)
+            add_len(end - pos)
+            add_refs(len(alive))
             live_count += 1
         self._seg_live[seg] = live_count
         recovery.skipped_records += scan.skipped
@@ -418,7 +424,11 @@ class DiskStore(MessageStore):
             self._finish(batches, len(batches), None)
             return True
         with anyio.CancelScope(shield=True):  # never lose the outcome of a started write
-            done, exc = await anyio.to_thread.run_sync(self._writer.commit, batches)
+            self._in_flight = batches[-1]
+            try:
+                done, exc = await anyio.to_thread.run_sync(self._writer.commit, batches)
+            finally:
+                self._in_flight = None
             self._finish(batches, done, exc)
         return exc is None
 
@@ -458,11 +468,13 @@ class DiskStore(MessageStore):
                 b.index.append(fmt.ids_record(kind, queue, ids))
         b.removes, b.delivered = {}, {}
         self._index_bytes += sum(map(len, b.index))
+        # compact once the log is 4x what a snapshot would take (16 B per ref is generous)
+        live_estimate = 16 * self._live_refs + 128 * len(self._defs)
         if (compact and not self._retry
-                and self._index_bytes > max(INDEX_COMPACT_MIN, 4 * self._snapshot_bytes)):
+                and self._index_bytes > max(INDEX_COMPACT_MIN, 4 * live_estimate)):
             b.snapshot = self.snapshot()  # already includes b.index's effects
             b.index = []
-            self._index_bytes = self._snapshot_bytes = len(b.snapshot)
+            self._index_bytes = len(b.snapshot)
         return b
 
     def _finish(self, batches: list[fmt.Batch], done: int, exc: OSError | None) -> None:
@@ -539,6 +551,7 @@ class DiskStore(MessageStore):
         self._offs.append(off)
         self._lens.append(size)
         self._refs.append(len(names))
+        self._live_refs += len(names)
         for q in names:
             refs = self._queues.get(q)
             if refs is None:
@@ -581,6 +594,7 @@ class DiskStore(MessageStore):
             if i < 0:
                 continue
             refs.drop(i)
+            self._live_refs -= 1
             if logged is None:
                 logged = self._pending.removes[queue] = array("q")
             logged.append(msg_id)
@@ -610,6 +624,7 @@ class DiskStore(MessageStore):
         if refs is not None:
             for msg_id, _ in list(refs.live()):
                 self._release(msg_id)
+                self._live_refs -= 1
         watermark = fmt.U64.pack(self._last_msg_id)
         self._pending.index.append(fmt.key_record(fmt.K_DELETE_QUEUE, queue, watermark))
         self._wake()
@@ -629,7 +644,7 @@ class DiskStore(MessageStore):
         seg = self._segs[i]
         left = self._seg_live[seg] - 1
         self._seg_live[seg] = left
-        if not left and seg != self._seg_no:
+        if not left and (seg != self._seg_no or not self._seg_off):  # not being appended to
             self._retire_segment(seg)
         if self._dead > 1024 and self._dead * 2 > len(self._ids):
             self._compact_table()
@@ -681,6 +696,8 @@ class DiskStore(MessageStore):
         if self._has_pending():
             self._pending.callbacks.append(callback)
             self._wake()
+        elif self._in_flight is not None:  # every token so far is in the batch being written
+            self._in_flight.callbacks.append(callback)
         else:
             callback(self._token, True)
 

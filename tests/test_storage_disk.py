@@ -320,6 +320,7 @@ def test_publishes_during_a_commit_go_to_the_next_batch(tmp_path: Path,
 
     monkeypatch.setattr(os, "fsync", slow_fsync)
     results: list[tuple[int, bool]] = []
+    early: list[tuple[int, bool]] = []
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -327,6 +328,8 @@ def test_publishes_during_a_commit_go_to_the_next_batch(tmp_path: Path,
             store.publish(1, "", "", PROPS, b"first", ["q"])
             store.on_sync(lambda t, ok: results.append((t, ok)))
             await anyio.to_thread.run_sync(entered.wait)
+            store.on_sync(lambda t, ok: early.append((t, ok)))  # nothing new: joins batch 1
+            assert early == []
             for i in range(2, 202):  # arrive while the first batch is being fsync'd
                 store.publish(i, "", "", PROPS, body(i), ["q"])
                 store.on_sync(lambda t, ok: results.append((t, ok)))
@@ -342,6 +345,7 @@ def test_publishes_during_a_commit_go_to_the_next_batch(tmp_path: Path,
 
     asyncio.run(main())
     assert results == [(1, True)] + [(201, True)] * 200
+    assert early == [(1, True)]
 
 
 def test_disk_full_reports_failure_and_recovers(tmp_path: Path,
@@ -501,6 +505,7 @@ def test_random_operations_match_a_model(tmp_path: Path,
                 assert [(m.msg_id, m.delivered) for m in rec.queues.get(q, [])] == \
                     sorted(model[q].items()), (step, q)
         live = set().union(*model.values())
+        assert store._live_refs == sum(map(len, model.values()))
         for m in rng.sample(sorted(live), min(3, len(live))):
             assert store.read_body(m) == bodies[m]
     store.close()
@@ -524,4 +529,17 @@ def test_drained_current_segment_is_rolled_and_deleted(tmp_path: Path) -> None:
     store.close()
     store, rec = reopen(tmp_path)
     assert ids(rec, "q") == [2049] and store.read_body(2049) == b"after"
+    store.close()
+
+
+def test_segments_from_before_a_restart_are_deleted_once_drained(tmp_path: Path) -> None:
+    write_messages(tmp_path, 100)
+    store, rec = reopen(tmp_path)
+    assert len(list((tmp_path / "segments").iterdir())) == 1
+    store.remove("q", ids(rec, "q")[:-1])
+    assert commit(store)
+    assert len(list((tmp_path / "segments").iterdir())) == 1
+    store.remove("q", [100])
+    assert commit(store)
+    assert list((tmp_path / "segments").iterdir()) == []
     store.close()
