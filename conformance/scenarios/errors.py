@@ -242,6 +242,7 @@ def default_exchange_ops(ctx):
     with ctx.expect("delete"):
         ch.exchange_delete("")
     ch = conn.channel()
+    ch.confirm_delivery()
     with ctx.expect("publish"):
         ch.basic_publish("", q, b"ok")
         _sync(ch)

@@ -105,6 +105,7 @@ def many_channels(ctx):
     ctx.log("opened", numbers=[c.channel_number for c in chans][:5], count=len(chans))
     q = ctx.queue(chans[0], "q")
     for c in chans:
+        c.confirm_delivery()
         c.basic_publish("", q, str(c.channel_number).encode())
     for c in chans[1:]:
         c.close()

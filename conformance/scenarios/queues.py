@@ -24,6 +24,7 @@ def declare_ok_counts(ctx):
     """queue.declare-ok message_count and consumer_count, on redeclare and passive declare."""
     conn = ctx.connect()
     ch = conn.channel()
+    ch.confirm_delivery()  # publishes below are confirmed before counts are read
     q = ctx.name("q")
     ctx.log("declare", **_ok(ch.queue_declare(q)))
     ctx.track_queue(q)
@@ -36,6 +37,7 @@ def declare_ok_counts(ctx):
     ch.basic_qos(prefetch_count=0)
     ctx.log("passive_with_consumers", **_ok(ch.queue_declare(q, passive=True)))
     ch2.close()
+    time.sleep(0.1)
     ctx.log("passive_after_close", **_ok(ch.queue_declare(q, passive=True)))
 
 
@@ -52,6 +54,7 @@ def purge_count(ctx):
     ctx.log("purge", message_count=ok.method.message_count)
     ctx.log("purge_again", message_count=ch.queue_purge(q).method.message_count)
     ch.basic_nack(m.delivery_tag, requeue=True)
+    time.sleep(0.1)
     ctx.log("after_requeue", **_ok(ch.queue_declare(q, passive=True)))
 
 
@@ -61,6 +64,7 @@ def delete_counts(ctx):
     conn = ctx.connect()
     ch = conn.channel()
     q = ctx.queue(ch, "q")
+    ch.confirm_delivery()
     for i in range(4):
         ch.basic_publish("", q, b"x")
     ch.basic_qos(prefetch_count=0)
@@ -172,6 +176,7 @@ def auto_delete_never_consumed(ctx):
     conn = ctx.connect()
     ch = conn.channel()
     q = ctx.queue(ch, "q", auto_delete=True)
+    ch.confirm_delivery()
     ch.basic_publish("", q, b"x")
     conn.close()
     conn = ctx.connect()
@@ -217,6 +222,7 @@ def message_ttl(ctx):
     ch = conn.channel()
     q = ctx.queue(ch, "q", arguments={"x-message-ttl": 150})
     q2 = ctx.queue(ch, "q2")
+    ch.confirm_delivery()
     ch.basic_publish("", q, b"short")
     ch.basic_publish("", q2, b"expires", pika.BasicProperties(expiration="100"))
     ch.basic_publish("", q2, b"stays", pika.BasicProperties(expiration="60000"))
