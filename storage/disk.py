@@ -72,102 +72,9 @@ from .base import MessageStore, RecoveredMessage, Recovery, StoreError, SyncCall
 
 log = logging.getLogger(__name__)
 
-INDEX_COMPACT_MIN = 2 * 1024 * 1024
-REMOVED = 1
-DELIVERED = 2
-
-
-class _QueueRefs:
-    """One queue's message references in msg_id order: 9 bytes each."""
-
-    __slots__ = ("flags", "head", "ids", "removed")
-
-    def __init__(self) -> None:
-        self.ids = array("q")
-        self.flags = bytearray()
-        self.head = 0  # no live reference before this index
-        self.removed = 0
-
-    def find(self, msg_id: int) -> int:
-        ids, i = self.ids, self.head
-        if i >= len(ids) or ids[i] != msg_id:
-            i = bisect_left(ids, msg_id, i)
-        if i < len(ids) and ids[i] == msg_id and not self.flags[i] & REMOVED:
-            return i
-        return -1
-
-    def drop(self, i: int) -> None:
-        flags = self.flags
-        flags[i] |= REMOVED
-        self.removed += 1
-        while self.head < len(flags) and flags[self.head] & REMOVED:
-            self.head += 1
-        if self.removed > 1024 and self.removed * 2 > len(flags):
-            self._compact()
-
-    def _compact(self) -> None:
-        if self.removed == self.head:  # the usual FIFO case: all removals are at the front
-            del self.ids[:self.head]
-            del self.flags[:self.head]
-        else:
-            keep = [i for i, f in enumerate(self.flags) if not f & REMOVED]
-            self.ids = array("q", [self.ids[i] for i in keep])
-            self.flags = bytearray(self.flags[i] for i in keep)
-        self.head = self.removed = 0
-
-    def live(self) -> Iterable[tuple[int, int]]:
-        """(msg_id, flags) of every live reference."""
-        flags = self.flags
-        return ((m, flags[i]) for i, m in enumerate(self.ids) if not flags[i] & REMOVED)
-
-
-class _QueueRecovery:
-    """What the index says about one queue, while segments are scanned."""
-
-    __slots__ = (
-        "delivered",
-        "dropped_upto",
-        "live",
-        "messages",
-        "name",
-        "pos",
-        "refs",
-        "removed",
-    )
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.live = array("q")  # LIVE refs of a compacted index, sorted
-        self.pos = 0  # scan position in live
-        self.removed: set[int] = set()
-        self.delivered: set[int] = set()
-        self.dropped_upto = 0  # DELETE_QUEUE watermark
-        self.refs: _QueueRefs | None = None
-        self.messages: list[RecoveredMessage] = []
-
-
-class _IndexState:
-    def __init__(self) -> None:
-        self.watermark = 0
-        self.max_id = 0
-        self.by_raw: dict[bytes, _QueueRecovery] = {}
-        # (exchange, routing key, properties) by their bytes: shared between messages
-        self.envelopes: dict[bytes, tuple[str, str, bytes]] = {}
-
-    def queue(self, name: str) -> _QueueRecovery:
-        raw = name.encode()
-        q = self.by_raw.get(raw)
-        if q is None:
-            q = self.by_raw[raw] = _QueueRecovery(name)
-        return q
-
-    @property
-    def queues(self) -> dict[bytes, _QueueRecovery]:
-        return self.by_raw
-
-
-_INDEX_KINDS = frozenset((fmt.K_DEF, fmt.K_UNDEF, fmt.K_REMOVE, fmt.K_DELIVERED,
-                          fmt.K_DELETE_QUEUE, fmt.K_LIVE))
+INDEX_COMPACT_MIN = 2 * 1024 * 1024  # bytes of index.log before compaction is considered
+INDEX_COMPACT_RATIO = 4  # ... and only once it is this many times the compacted size
+DELIVERED = fmt.DELIVERED
 
 
 class DiskStore(MessageStore):
@@ -196,7 +103,7 @@ class DiskStore(MessageStore):
         self._lens = array("I")
         self._refs = array("I")
         self._dead = 0  # table entries whose refcount is 0
-        self._queues: dict[str, _QueueRefs] = {}
+        self._queues: dict[str, fmt.QueueRefs] = {}
         self._seg_live: dict[int, int] = {}  # live messages per existing segment
         self._seg_no = 0
         self._seg_off = 0  # 0: the current segment has not been started
@@ -233,8 +140,10 @@ class DiskStore(MessageStore):
 
     def _recover(self) -> Recovery:
         recovery = Recovery()
-        index = _IndexState()
-        index_end = self._read_index(index, recovery)
+        index = fmt.IndexState()
+        index_end = fmt.read_index(self._writer.index_path, index)
+        self._defs = index.defs
+        recovery.skipped_records += index.skipped
         seg_dir = self._writer.seg_dir
         segments = sorted(int(p.stem) for p in seg_dir.glob("*.seg") if p.stem.isdigit())
         if segments and index_end < 0:
@@ -243,7 +152,7 @@ class DiskStore(MessageStore):
         last_id = 0
         for seg in segments:
             last_id = self._recover_segment(seg, index, recovery, last_id)
-        for q in index.queues.values():
+        for q in index.by_raw.values():
             if q.refs is not None:
                 self._queues[q.name] = q.refs
                 recovery.queues[q.name] = q.messages
@@ -272,71 +181,13 @@ class DiskStore(MessageStore):
             self._index_bytes = max(index_end, 0)
         return recovery
 
-    def _read_index(self, index: _IndexState, recovery: Recovery) -> int:
-        """Load index.log into `index` and self._defs; returns its good length or -1."""
-        path = self._writer.index_path
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return -1
-        if not self._check_header(data, fmt.INDEX_MAGIC, path):
-            return -1
-        scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
-        view = memoryview(data)
-        for _, start, end in scan:
-            payload = view[start:end]
-            kind = payload[0]
-            if kind == fmt.K_BASE:
-                _, index.watermark, next_id = fmt.BASE.unpack_from(payload)
-                index.max_id = max(index.max_id, next_id - 1)
-                continue
-            if kind not in _INDEX_KINDS:
-                log.error("store file %s: unknown record kind %d at offset %d",
-                          path, kind, start - fmt.FRAME_SIZE)
-                recovery.skipped_records += 1
-                continue
-            kind, name, rest = fmt.split_key(payload)
-            if kind == fmt.K_DEF:
-                self._defs[name] = json.loads(bytes(rest))
-            elif kind == fmt.K_UNDEF:
-                self._defs.pop(name, None)
-            elif kind == fmt.K_DELETE_QUEUE:
-                upto = fmt.U64.unpack_from(rest)[0]
-                q = index.queue(name)
-                q.dropped_upto = max(q.dropped_upto, upto)
-                index.max_id = max(index.max_id, upto)
-            else:
-                ids = fmt.ids_from(rest)
-                if ids:
-                    index.max_id = max(index.max_id, max(ids))
-                q = index.queue(name)
-                if kind == fmt.K_REMOVE:
-                    q.removed.update(ids)
-                elif kind == fmt.K_DELIVERED:
-                    q.delivered.update(ids)
-                else:
-                    q.live.extend(ids)
-        recovery.skipped_records += scan.skipped
-        return scan.end
-
-    def _check_header(self, data: bytes, magic: bytes, path: Path) -> bool:
-        if len(data) < fmt.HEADER_SIZE:
-            log.warning("store file %s: shorter than its header, ignored", path)
-            return False
-        got, version, _, _ = fmt.FILE_HEADER.unpack_from(data)
-        if got != magic:
-            log.error("store file %s: bad header magic %r; reading its records anyway", path, got)
-        elif version > fmt.VERSION:
-            raise StoreError(f"{path}: format version {version} is newer than {fmt.VERSION}")
-        return True
-
-    def _recover_segment(self, seg: int, index: _IndexState, recovery: Recovery,
+    def _recover_segment(self, seg: int, index: fmt.IndexState, recovery: Recovery,
                          last_id: int) -> int:
         """Load one segment's live messages; returns the highest msg_id seen."""
         path = self._writer.seg_path(seg)
         data = path.read_bytes()
         self._seg_live[seg] = 0
-        if not self._check_header(data, fmt.SEGMENT_MAGIC, path):
+        if not fmt.check_header(data, fmt.SEGMENT_MAGIC, path):
             return last_id
         scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
         unpack_head, unpack_u16 = fmt.MSG_HEAD.unpack_from, fmt.U16.unpack_from
@@ -389,7 +240,7 @@ class DiskStore(MessageStore):
                                                    body_len, delivered))
                 refs = q.refs
                 if refs is None:
-                    refs = q.refs = _QueueRefs()
+                    refs = q.refs = fmt.QueueRefs()
                 refs.ids.append(msg_id)
                 refs.flags.append(DELIVERED if delivered else 0)
             add_id(msg_id)
@@ -468,10 +319,10 @@ class DiskStore(MessageStore):
                 b.index.append(fmt.ids_record(kind, queue, ids))
         b.removes, b.delivered = {}, {}
         self._index_bytes += sum(map(len, b.index))
-        # compact once the log is 4x what a snapshot would take (16 B per ref is generous)
+        # estimate what a snapshot would take (16 B per ref is generous)
         live_estimate = 16 * self._live_refs + 128 * len(self._defs)
-        if (compact and not self._retry
-                and self._index_bytes > max(INDEX_COMPACT_MIN, 4 * live_estimate)):
+        if (compact and not self._retry and self._index_bytes
+                > max(INDEX_COMPACT_MIN, INDEX_COMPACT_RATIO * live_estimate)):
             b.snapshot = self.snapshot()  # already includes b.index's effects
             b.index = []
             self._index_bytes = len(b.snapshot)
@@ -555,7 +406,7 @@ class DiskStore(MessageStore):
         for q in names:
             refs = self._queues.get(q)
             if refs is None:
-                refs = self._queues[q] = _QueueRefs()
+                refs = self._queues[q] = fmt.QueueRefs()
             refs.ids.append(msg_id)
             refs.flags.append(0)
         self._unsynced[msg_id] = body

@@ -1,23 +1,29 @@
-"""Byte-level codec for the disk store's files: headers, record framing, payloads.
+"""The disk store's files: record codec, scanner, index reader and writer thread.
 
 The format itself is described at the top of storage/disk.py; this module holds
-the struct layouts, the encoders, the scanner that verifies records and
-resynchronises after corruption, and the Writer that the group commit runs in a
-worker thread.
+the struct layouts and encoders, the scanner that verifies records and
+resynchronises after corruption, the index reader used by recovery, the RAM
+structure for one queue's references, and the Writer that the group commit runs
+in a worker thread.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock
+from typing import Any
 from zlib import crc32
+
+from .base import RecoveredMessage, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,10 @@ KIND_U16 = struct.Struct("<BH")  # kind, name length (queue or definition key)
 BASE = struct.Struct("<BQQ")  # kind, watermark, next_msg_id
 
 _SWAP = sys.byteorder != "little"
+
+# QueueRefs flags
+REMOVED = 1
+DELIVERED = 2
 
 
 def file_header(magic: bytes, number: int) -> bytes:
@@ -293,12 +303,12 @@ class Writer:
             pwrite_all(fd, data, 0)
             if self.do_fsync:
                 os.fsync(fd)
+            os.replace(tmp, self.index_path)
+            if self.do_fsync:
+                fsync_dir(self.root)
         except OSError:
             os.close(fd)
             raise
-        os.replace(tmp, self.index_path)
-        if self.do_fsync:
-            fsync_dir(self.root)
         if self._index_fd >= 0:
             os.close(self._index_fd)
         self._index_fd, self._index_off = fd, len(data)
@@ -319,6 +329,158 @@ class Writer:
             if self._index_fd >= 0:
                 os.close(self._index_fd)
                 self._index_fd = -1
+
+
+class QueueRefs:
+    """One queue's message references in msg_id order (RAM, 9 bytes each)."""
+
+    __slots__ = ("flags", "head", "ids", "removed")
+
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.flags = bytearray()
+        self.head = 0  # no live reference before this index
+        self.removed = 0
+
+    def find(self, msg_id: int) -> int:
+        ids, i = self.ids, self.head
+        if i >= len(ids) or ids[i] != msg_id:
+            i = bisect_left(ids, msg_id, i)
+        if i < len(ids) and ids[i] == msg_id and not self.flags[i] & REMOVED:
+            return i
+        return -1
+
+    def drop(self, i: int) -> None:
+        flags = self.flags
+        flags[i] |= REMOVED
+        self.removed += 1
+        while self.head < len(flags) and flags[self.head] & REMOVED:
+            self.head += 1
+        if self.removed > 1024 and self.removed * 2 > len(flags):
+            self._compact()
+
+    def _compact(self) -> None:
+        if self.removed == self.head:  # the usual FIFO case: all removals are at the front
+            del self.ids[:self.head]
+            del self.flags[:self.head]
+        else:
+            keep = [i for i, f in enumerate(self.flags) if not f & REMOVED]
+            self.ids = array("q", [self.ids[i] for i in keep])
+            self.flags = bytearray(self.flags[i] for i in keep)
+        self.head = self.removed = 0
+
+    def live(self) -> Iterable[tuple[int, int]]:
+        """(msg_id, flags) of every live reference."""
+        flags = self.flags
+        return ((m, flags[i]) for i, m in enumerate(self.ids) if not flags[i] & REMOVED)
+
+
+class QueueIndex:
+    """What the index says about one queue, while segments are scanned."""
+
+    __slots__ = (
+        "delivered",
+        "dropped_upto",
+        "live",
+        "messages",
+        "name",
+        "pos",
+        "refs",
+        "removed",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.live = array("q")  # LIVE refs of a compacted index, sorted
+        self.pos = 0  # scan position in live
+        self.removed: set[int] = set()
+        self.delivered: set[int] = set()
+        self.dropped_upto = 0  # DELETE_QUEUE watermark
+        self.refs: QueueRefs | None = None
+        self.messages: list[RecoveredMessage] = []
+
+
+class IndexState:
+    """Everything read from the index file, plus caches shared while segments are scanned."""
+
+    def __init__(self) -> None:
+        self.defs: dict[str, dict[str, Any]] = {}
+        self.skipped = 0
+        self.watermark = 0
+        self.max_id = 0
+        self.by_raw: dict[bytes, QueueIndex] = {}
+        # (exchange, routing key, properties) by their bytes: shared between messages
+        self.envelopes: dict[bytes, tuple[str, str, bytes]] = {}
+
+    def queue(self, name: str) -> QueueIndex:
+        raw = name.encode()
+        q = self.by_raw.get(raw)
+        if q is None:
+            q = self.by_raw[raw] = QueueIndex(name)
+        return q
+
+
+INDEX_KINDS = frozenset((K_DEF, K_UNDEF, K_REMOVE, K_DELIVERED, K_DELETE_QUEUE, K_LIVE))
+
+
+def read_index(path: Path, index: IndexState) -> int:
+    """Load an index file into `index`; returns its good length, or -1 if there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return -1
+    if not check_header(data, INDEX_MAGIC, path):
+        return -1
+    scan = Scanner(data, HEADER_SIZE, str(path))
+    view = memoryview(data)
+    for _, start, end in scan:
+        payload = view[start:end]
+        kind = payload[0]
+        if kind == K_BASE:
+            _, index.watermark, next_id = BASE.unpack_from(payload)
+            index.max_id = max(index.max_id, next_id - 1)
+            continue
+        if kind not in INDEX_KINDS:
+            log.error("store file %s: unknown record kind %d at offset %d",
+                      path, kind, start - FRAME_SIZE)
+            index.skipped += 1
+            continue
+        kind, name, rest = split_key(payload)
+        if kind == K_DEF:
+            index.defs[name] = json.loads(bytes(rest))
+        elif kind == K_UNDEF:
+            index.defs.pop(name, None)
+        elif kind == K_DELETE_QUEUE:
+            upto = U64.unpack_from(rest)[0]
+            q = index.queue(name)
+            q.dropped_upto = max(q.dropped_upto, upto)
+            index.max_id = max(index.max_id, upto)
+        else:
+            ids = ids_from(rest)
+            if ids:
+                index.max_id = max(index.max_id, max(ids))
+            q = index.queue(name)
+            if kind == K_REMOVE:
+                q.removed.update(ids)
+            elif kind == K_DELIVERED:
+                q.delivered.update(ids)
+            else:
+                q.live.extend(ids)
+    index.skipped += scan.skipped
+    return scan.end
+
+
+def check_header(data: bytes, magic: bytes, path: Path) -> bool:
+    """False if data is too short to be a file; raises for a newer format version."""
+    if len(data) < HEADER_SIZE:
+        log.warning("store file %s: shorter than its header, ignored", path)
+        return False
+    got, version, _, _ = FILE_HEADER.unpack_from(data)
+    if got != magic:
+        log.error("store file %s: bad header magic %r; reading its records anyway", path, got)
+    elif version > VERSION:
+        raise StoreError(f"{path}: format version {version} is newer than {VERSION}")
+    return True
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:

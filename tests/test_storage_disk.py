@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import random
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -187,9 +188,23 @@ def ids_left(store: DiskStore) -> int:
     return store.stored_messages
 
 
+def count_compactions(store: DiskStore) -> list[int]:
+    """Counts index snapshots written after open."""
+    count = [0]
+    real = store._writer.replace_index
+
+    def replace_index(data: bytes) -> None:
+        count[0] += 1
+        real(data)
+
+    store._writer.replace_index = replace_index  # type: ignore[method-assign]
+    return count
+
+
 def test_index_compaction_keeps_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(disk, "INDEX_COMPACT_MIN", 16 * 1024)
     store, _ = reopen(tmp_path, segment_size=64 * 1024)
+    compactions = count_compactions(store)
     model: dict[str, set[int]] = {"a": set(), "b": set()}
     delivered: set[tuple[str, int]] = set()
     for i in range(1, 4001):
@@ -199,20 +214,24 @@ def test_index_compaction_keeps_state(tmp_path: Path, monkeypatch: pytest.Monkey
         if i % 3 == 0:
             store.mark_delivered("a", i)
             delivered.add(("a", i))
-        if i > 10 and i % 2 == 0:
-            for q in ("a", "b") if i % 4 == 0 else ("a",):
-                store.remove(q, [i - 10])
-                model[q].discard(i - 10)
+        if i > 10:
+            store.remove("a", [i - 10])
+            model["a"].discard(i - 10)
+        if i > 20 and (i - 20) % 50:  # every 50th message stays in b for good
+            store.remove("b", [i - 20])
+            model["b"].discard(i - 20)
         if i % 100 == 0:
             assert commit(store)
     assert commit(store)
-    assert (tmp_path / "index.log").stat().st_size < 200 * 1024  # compacted, not ~4000 records
+    assert compactions[0] >= 2
+    assert (tmp_path / "index.log").stat().st_size < 64 * 1024
     store.close()
     store, rec = reopen(tmp_path)
     for q in ("a", "b"):
         assert ids(rec, q) == sorted(model[q])
         assert {m.msg_id for m in rec.queues[q] if m.delivered} == \
             {i for (dq, i) in delivered if dq == q and i in model[q]}
+    assert all(store.read_body(i) == body(i, 40) for i in model["b"])
     store.close()
 
 
@@ -348,18 +367,20 @@ def test_publishes_during_a_commit_go_to_the_next_batch(tmp_path: Path,
     assert early == [(1, True)]
 
 
-def test_disk_full_reports_failure_and_recovers(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    store, _ = reopen(tmp_path)
+@pytest.mark.parametrize("failing", ["pwrite", "fsync"])
+def test_disk_full_reports_failure_and_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                failing: str) -> None:
+    store = DiskStore(tmp_path, fsync=True)
+    store.open()
     for i in range(1, 11):
         store.publish(i, "", "", PROPS, body(i), ["q"])
     assert commit(store) and not store.failed
-    real_pwrite = os.pwrite
+    real = getattr(os, failing)
 
-    def full(fd: int, data: Any, offset: int) -> int:
+    def full(*args: Any) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "pwrite", full)
+    monkeypatch.setattr(os, failing, full)
     results: list[tuple[int, bool]] = []
     for i in range(11, 21):
         store.publish(i, "", "", PROPS, body(i), ["q"])  # never raises
@@ -370,7 +391,7 @@ def test_disk_full_reports_failure_and_recovers(tmp_path: Path,
     assert store.read_body(15) == body(15)  # kept for the retry
     assert not commit(store) and store.failed  # still full
 
-    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    monkeypatch.setattr(os, failing, real)
     store.on_sync(lambda t, ok: results.append((t, ok)))
     assert commit(store)  # the retry writes the earlier batch too
     assert not store.failed and results[-1] == (20, True)
@@ -459,14 +480,18 @@ def test_second_open_of_same_directory_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
-def test_random_operations_match_a_model(tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(disk, "INDEX_COMPACT_MIN", 4096)
-    rng = random.Random(7)
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_random_operations_match_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         seed: int) -> None:
+    monkeypatch.setattr(disk, "INDEX_COMPACT_MIN", 1024)
+    monkeypatch.setattr(disk, "INDEX_COMPACT_RATIO", 1)
+    rng = random.Random(seed)
     queues = ["q0", "q1", "q2", "q3"]
     model: dict[str, dict[int, bool]] = {q: {} for q in queues}  # msg_id -> delivered
     bodies: dict[int, bytes] = {}
     store, _ = reopen(tmp_path, segment_size=8192)
+    compactions = [count_compactions(store)]
+    durable: dict[str, dict[int, bool]] | None = None
     next_id = 1
     for step in range(3000):
         op = rng.random()
@@ -495,11 +520,23 @@ def test_random_operations_match_a_model(tmp_path: Path,
             q = rng.choice(queues)
             store.delete_queue(q)
             model[q] = {}
-        elif op < 0.97:
+        elif op < 0.96:
             assert commit(store)
-        else:
+            durable = {q: dict(refs) for q, refs in model.items()}
+        elif op < 0.97 and durable is not None:  # a crash now loses only the pending batch
+            crash = tmp_path.parent / f"{tmp_path.name}-crash"
+            shutil.rmtree(crash, ignore_errors=True)
+            shutil.copytree(tmp_path, crash)
+            copy, rec = reopen(crash, segment_size=8192)
+            for q in queues:
+                assert [(m.msg_id, m.delivered) for m in rec.queues.get(q, [])] == \
+                    sorted(durable[q].items()), (step, q)
+            copy.close()
+        elif op >= 0.985:
             store.close()
+            durable = {q: dict(refs) for q, refs in model.items()}
             store, rec = reopen(tmp_path, segment_size=8192)
+            compactions.append(count_compactions(store))
             assert rec.next_msg_id == next_id
             for q in queues:
                 assert [(m.msg_id, m.delivered) for m in rec.queues.get(q, [])] == \
@@ -509,6 +546,7 @@ def test_random_operations_match_a_model(tmp_path: Path,
         for m in rng.sample(sorted(live), min(3, len(live))):
             assert store.read_body(m) == bodies[m]
     store.close()
+    assert sum(c[0] for c in compactions) >= 2  # index snapshots taken while running
     live = set().union(*model.values())
     segs = list((tmp_path / "segments").iterdir())
     assert store.stored_messages == len(live)
