@@ -80,6 +80,28 @@ async def remove_all(store: DiskStore, ids: list[int]) -> None:
     await synced(store)
 
 
+def declare_definitions(store_dir: Path, fsync: bool, n: int = 10_000) -> None:
+    """n durable queue declares, one save_definition each, then reopen."""
+
+    async def declare() -> None:
+        for i in range(n):
+            store.save_definition(f"queue/%2F/q{i}", {"durable": True, "arguments": {}})
+            if i % 100 == 0:
+                await anyio.lowlevel.checkpoint()
+        await synced(store)
+
+    store = DiskStore(store_dir, fsync=fsync)
+    store.open()
+    t = time.perf_counter()
+    asyncio.run(drive(store, declare))
+    elapsed = time.perf_counter() - t
+    store = DiskStore(store_dir, fsync=fsync)
+    recovery = store.open()
+    store.close()
+    print(f"{n} definitions        {elapsed:8.3f} s to save, {recovery.seconds:.3f} s to reopen "
+          f"({len(recovery.definitions)} found)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -99,6 +121,7 @@ def main() -> None:
     elapsed = time.perf_counter() - t
     print(f"write                   {n / elapsed:8.0f} msg/s, "
           f"{n * args.size / elapsed / 2**20:.1f} MB/s ({elapsed:.1f} s)")
+    print(f"group commits           {store.commits:8d} ({n / max(store.commits, 1):.0f} msg each)")
     print(f"data dir                {dir_mb(root):8.1f} MB")
     print(f"store tables            {store.ram_bytes() / 2**20:8.1f} MB "
           f"({store.ram_bytes() / n:.1f} B/message)")
@@ -133,6 +156,7 @@ def main() -> None:
     print(f"remove all              {len(ids) / elapsed:8.0f} acks/s ({elapsed:.1f} s)")
     print(f"data dir after drain    {after:8.1f} MB (reclaimed {before - after:.1f} MB)")
     print(f"rss at end              {rss_mb():8.1f} MB")
+    declare_definitions(store_dir=root, fsync=fsync)
     if args.dir is None:
         shutil.rmtree(root)
 

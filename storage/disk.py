@@ -116,6 +116,7 @@ class DiskStore(MessageStore):
         self._token = 0
         self._index_bytes = 0  # size of index.log, including what is pending
         self._live_refs = 0  # (queue, msg_id) references held
+        self.commits = 0  # group commits written (one fsync round each)
 
     # --- lifecycle ---------------------------------------------------------
     def open(self) -> Recovery:
@@ -274,6 +275,7 @@ class DiskStore(MessageStore):
         if not any(b.has_data() for b in batches):
             self._finish(batches, len(batches), None)
             return True
+        self.commits += 1
         with anyio.CancelScope(shield=True):  # never lose the outcome of a started write
             self._in_flight = batches[-1]
             try:
