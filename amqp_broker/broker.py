@@ -46,7 +46,7 @@ class Broker:
         self.vhosts: dict[str, VHost] = {}
         for name in (config.default_vhost, *config.vhosts):
             self.vhosts[name] = VHost(self, name)
-        self.connections: set["Connection"] = set()
+        self.connections: set[Connection] = set()
         self._msg_id = 0
         self._recovering = False
         # plain counters, rendered by the metrics collector at scrape time
@@ -112,8 +112,8 @@ class Broker:
             self._recovering = False
         messages = 0
         for store_key, entries in recovery.queues.items():
-            q = queues.get(store_key)
-            if q is None:
+            found = queues.get(store_key)
+            if found is None:
                 self.store.delete_queue(store_key)
                 continue
             shared: dict[tuple[str, str], tuple[bytes, bytes]] = {}
@@ -124,10 +124,10 @@ class Broker:
                         shortstr(e.exchange), shortstr(e.routing_key))
                 msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, True, e.body_size)
                 msg.stored = PAGEABLE
-                q.ready.append(msg)
-                q.ready_bytes += e.body_size
+                found.ready.append(msg)
+                found.ready_bytes += e.body_size
                 if e.delivered:
-                    q.redelivered.add(e.msg_id)
+                    found.redelivered.add(e.msg_id)
                 messages += 1
         self._msg_id = max(self._msg_id, recovery.next_msg_id - 1)
         summary = {"queues": len(queues), "messages": messages,
@@ -136,14 +136,14 @@ class Broker:
         return summary
 
     # --- lifecycle hooks -----------------------------------------------------
-    def connection_opened(self, conn: "Connection") -> None:
+    def connection_opened(self, conn: Connection) -> None:
         self.connections.add(conn)
         self.connections_opened += 1
         self.log.info("connection opened", peer=_peer(conn), user=conn.user,
                       vhost=conn.vhost.name,
                       client=_client_name(conn.client_properties))
 
-    def connection_closed(self, conn: "Connection") -> None:
+    def connection_closed(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             self.log.info("connection closed", peer=_peer(conn), user=conn.user,
@@ -160,7 +160,7 @@ class Broker:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]
 
 
-def _peer(conn: "Connection") -> str:
+def _peer(conn: Connection) -> str:
     if not conn.peer:
         return "-"
     host, port = conn.peer[0], conn.peer[1]

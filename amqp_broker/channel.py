@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .errors import (ACCESS_REFUSED, FRAME_ERROR, NO_ROUTE, NOT_FOUND, NOT_IMPLEMENTED,
-                     PRECONDITION_FAILED, UNEXPECTED_FRAME, AMQPError)
+from .errors import (
+    ACCESS_REFUSED,
+    FRAME_ERROR,
+    NO_ROUTE,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    UNEXPECTED_FRAME,
+    AMQPError,
+)
 from .protocol import fast
 from .protocol.frames import method_frame
 from .protocol.methods import encode_method
@@ -34,7 +43,7 @@ class ChannelState(enum.Enum):
 
 
 class Channel:
-    def __init__(self, connection: "Connection", number: int) -> None:
+    def __init__(self, connection: Connection, number: int) -> None:
         self.connection = connection
         self.broker = connection.broker
         self.vhost = connection.vhost
@@ -170,7 +179,7 @@ class Channel:
                 if durable:
                     token = self.store.publish(msg.msg_id, exchange, routing_key, props, body,
                                                durable)
-                    msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
+                    msg.stored = PAGEABLE if len(durable) == len(queues) else STORED  # type: ignore[arg-type]
             for q in queues:
                 q.enqueue(msg)
         else:

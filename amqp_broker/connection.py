@@ -12,18 +12,38 @@ import enum
 import platform
 import struct
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .channel import ACK, DROP, REQUEUE, Channel, ChannelState
-from .errors import (ACCESS_REFUSED, CHANNEL_ERROR, COMMAND_INVALID, CONNECTION_FORCED,
-                     FRAME_ERROR, INTERNAL_ERROR, NOT_ALLOWED, SYNTAX_ERROR, UNEXPECTED_FRAME,
-                     AMQPError, is_connection_error)
+from .errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    COMMAND_INVALID,
+    CONNECTION_FORCED,
+    FRAME_ERROR,
+    INTERNAL_ERROR,
+    NOT_ALLOWED,
+    SYNTAX_ERROR,
+    UNEXPECTED_FRAME,
+    AMQPError,
+    is_connection_error,
+)
 from .handlers import HANDLERS
 from .protocol import fast
-from .protocol.frames import (FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
-                              FRAME_MIN_SIZE, HEARTBEAT_FRAME, PROTOCOL_HEADER, FrameReader,
-                              content_frames, method_frame)
+from .protocol.frames import (
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_MIN_SIZE,
+    HEARTBEAT_FRAME,
+    PROTOCOL_HEADER,
+    FrameReader,
+    content_frames,
+    method_frame,
+)
 from .protocol.methods import METHODS, decode_method, decode_table, encode_method
 
 if TYPE_CHECKING:
@@ -57,7 +77,7 @@ class ConnState(enum.Enum):
 
 
 class Connection:
-    def __init__(self, broker: "Broker", peer: tuple[str, int] | None = None,
+    def __init__(self, broker: Broker, peer: tuple[str, int] | None = None,
                  on_output: Callable[[], None] | None = None) -> None:
         self.broker = broker
         self.config = broker.config
@@ -76,10 +96,10 @@ class Connection:
         self.frame_max = FRAME_MIN_SIZE
         self.heartbeat = 0
         self.user = ""
-        self.vhost: "VHost" = None  # type: ignore[assignment]
+        self.vhost: VHost = None  # type: ignore[assignment]
         self.client_properties: dict[str, Any] = {}
         self.channels: dict[int, Channel] = {}
-        self.exclusive_queues: set["Queue"] = set()
+        self.exclusive_queues: set[Queue] = set()
         self.last_queue_name: str | None = None
         self.confirms_due: set[Channel] = set()
         self.close_reason = ""
@@ -453,4 +473,4 @@ def _noop() -> None:
     return None
 
 
-__all__ = ["Connection", "ConnState", "CAPABILITIES", "DROP", "REQUEUE"]
+__all__ = ["CAPABILITIES", "DROP", "REQUEUE", "ConnState", "Connection"]

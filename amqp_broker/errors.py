@@ -73,7 +73,7 @@ class AMQPError(Exception):
         text = f"{REPLY_NAMES.get(self.reply_code, 'ERROR')} - {self.text}"
         return text[:255]
 
-    def with_method(self, class_id: int, method_id: int) -> "AMQPError":
+    def with_method(self, class_id: int, method_id: int) -> AMQPError:
         if not self.class_id:
             self.class_id, self.method_id = class_id, method_id
         return self

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import deque
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -29,8 +30,16 @@ PAGE_OUT_BYTES = 32 * 1024 * 1024
 class Message:
     """One published message, shared by every queue it was routed to."""
 
-    __slots__ = ("msg_id", "exchange_raw", "routing_key_raw", "properties", "body",
-                 "persistent", "stored", "body_size")
+    __slots__ = (
+        "body",
+        "body_size",
+        "exchange_raw",
+        "msg_id",
+        "persistent",
+        "properties",
+        "routing_key_raw",
+        "stored",
+    )
 
     def __init__(self, msg_id: int, exchange_raw: bytes, routing_key_raw: bytes,
                  properties: bytes, body: bytes | None, persistent: bool, body_size: int) -> None:
@@ -53,15 +62,25 @@ class Message:
     def routing_key(self) -> str:
         return self.routing_key_raw[1:].decode("utf-8", "surrogateescape")
 
-    def __lt__(self, other: "Message") -> bool:  # queue order for requeue
+    def __lt__(self, other: Message) -> bool:  # queue order for requeue
         return self.msg_id < other.msg_id
 
 
 class Consumer:
-    __slots__ = ("channel", "tag", "tag_raw", "queue", "no_ack", "exclusive", "prefetch",
-                 "unacked", "priority", "arguments")
+    __slots__ = (
+        "arguments",
+        "channel",
+        "exclusive",
+        "no_ack",
+        "prefetch",
+        "priority",
+        "queue",
+        "tag",
+        "tag_raw",
+        "unacked",
+    )
 
-    def __init__(self, channel: "Channel", tag: str, tag_raw: bytes, queue: "Queue",
+    def __init__(self, channel: Channel, tag: str, tag_raw: bytes, queue: Queue,
                  no_ack: bool, exclusive: bool, prefetch: int, priority: int,
                  arguments: dict[str, Any]) -> None:
         self.channel = channel
@@ -84,7 +103,7 @@ class Consumer:
 
 
 class Queue:
-    def __init__(self, vhost: "VHost", name: str, durable: bool, exclusive_owner: object | None,
+    def __init__(self, vhost: VHost, name: str, durable: bool, exclusive_owner: object | None,
                  auto_delete: bool, arguments: dict[str, Any]) -> None:
         self.vhost = vhost
         self.name = name

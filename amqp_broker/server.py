@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream
@@ -46,7 +47,7 @@ class Server:
         self._stopping = False
         self._stop = anyio.Event()
 
-    async def run(self, ready: Callable[["Server"], Any] | None = None) -> None:
+    async def run(self, ready: Callable[[Server], Any] | None = None) -> None:
         summary = self.broker.recover()
         self.log.info("recovered", data_dir=self.config.data_dir, **summary)
         listener = await anyio.create_tcp_listener(local_host=self.config.host,

@@ -7,13 +7,20 @@ text. Durable definitions are written through to the message store.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, Hashable, Iterable
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import exchanges
 from exchanges.base import BindingError, ExchangeType
 
-from .errors import (ACCESS_REFUSED, COMMAND_INVALID, NOT_FOUND, PRECONDITION_FAILED,
-                     RESOURCE_LOCKED, AMQPError)
+from .errors import (
+    ACCESS_REFUSED,
+    COMMAND_INVALID,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
+    AMQPError,
+)
 from .queue import Queue
 
 if TYPE_CHECKING:
@@ -26,7 +33,7 @@ STANDARD_EXCHANGES = (
 
 
 class Exchange:
-    def __init__(self, vhost: "VHost", name: str, type_name: str, durable: bool,
+    def __init__(self, vhost: VHost, name: str, type_name: str, durable: bool,
                  auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> None:
         self.vhost = vhost
         self.name = name
@@ -49,7 +56,7 @@ def _bool(value: bool) -> str:
 
 
 class VHost:
-    def __init__(self, broker: "Broker", name: str) -> None:
+    def __init__(self, broker: Broker, name: str) -> None:
         self.broker = broker
         self.name = name
         self.exchanges: dict[str, Exchange] = {}
@@ -279,9 +286,10 @@ class VHost:
         if not ex.has_exchange_destinations:
             return found  # type: ignore[return-value]
         queues: set[Queue] = set()
-        seen = {ex}
+        seen: set[Any] = {ex}
         pending = [found]
         while pending:
+            dest: Any
             for dest in pending.pop():
                 if isinstance(dest, Queue):
                     queues.add(dest)

@@ -8,7 +8,8 @@ hashable. Routing never grows any table.
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Iterable, Iterator, Protocol
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, Protocol
 
 Arguments = dict[str, Any]
 

@@ -21,8 +21,9 @@ through the callback and sets `failed` so the broker can raise the disk alarm.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 SyncCallback = Callable[[int, bool], None]
 

@@ -6,7 +6,8 @@ the same contract as the durable store so the broker needs no special case.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from .base import MessageStore, Recovery, StoreError, SyncCallback
 

@@ -7,8 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amqp_broker.errors import AMQPError, FrameError
-from amqp_broker.protocol.frames import (FRAME_BODY, FRAME_HEARTBEAT, FRAME_METHOD,
-                                         HEARTBEAT_FRAME, FrameReader, content_frames, frame)
+from amqp_broker.protocol.frames import (
+    FRAME_BODY,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    HEARTBEAT_FRAME,
+    FrameReader,
+    content_frames,
+    frame,
+)
 
 FRAMES = [
     (FRAME_METHOD, 1, b"\x00\x3c\x00\x28abc"),
@@ -82,7 +89,7 @@ def test_fuzz_any_input_parses_or_raises_typed_error(data: bytes, chunk: int) ->
     reader = FrameReader(4096)
     try:
         for i in range(0, len(data), chunk):
-            for frame_type, channel, payload in reader.feed(data[i:i + chunk]):
+            for frame_type, channel, _payload in reader.feed(data[i:i + chunk]):
                 assert frame_type in (1, 2, 3, 8)
                 assert 0 <= channel <= 65535
     except AMQPError:

@@ -49,8 +49,7 @@ def decode_ack(payload: bytes) -> tuple[int, int]:
     try:
         return _ack(payload, 4)
     except struct.error:
-        raise AMQPError(SYNTAX_ERROR, "malformed acknowledgement frame",
-                        *_u16(payload + b"\0\0\0\0", 0), 0) from None
+        raise AMQPError(SYNTAX_ERROR, "malformed acknowledgement frame") from None
 
 
 def decode_content_header(payload: bytes) -> tuple[int, int, bytes]:

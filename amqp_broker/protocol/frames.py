@@ -8,7 +8,7 @@ FrameError for anything that is not valid framing; it never reads a socket.
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import FRAME_ERROR, FrameError
 
