@@ -201,7 +201,16 @@ class Ctx:
                     conn.close()
         if self._queues or self._exchanges:
             try:
-                conn = pika.BlockingConnection(self.params())
+                conn = None
+                for attempt in range(3):  # the broker may be busy right after a heavy scenario
+                    try:
+                        conn = pika.BlockingConnection(self.params(socket_timeout=10,
+                                                                   stack_timeout=30))
+                        break
+                    except pex.AMQPConnectionError:
+                        if attempt == 2:
+                            raise
+                        time.sleep(1)
                 for kind, names in (("queue", self._queues), ("exchange", self._exchanges)):
                     for n in dict.fromkeys(names):
                         ch = conn.channel()
@@ -226,3 +235,15 @@ def wait_until(pred, timeout: float = 5.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return pred()
+
+
+def pump(conn, seconds: float) -> None:
+    """Process I/O and dispatch callbacks on a pika BlockingConnection for ``seconds``.
+
+    (``process_data_events(time_limit=...)`` returns as soon as anything was dispatched.)"""
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        conn.process_data_events(time_limit=left)

@@ -222,10 +222,16 @@ def load_golden(name: str) -> dict | None:
 def write_golden(name: str, result: dict) -> None:
     GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
     # the run token is replaced right away so re-recording only changes files whose content changed
-    from .normalise import run_token
+    # Identifiers that change on every run (run token, amq.gen-*, ctags, uuids, times) are
+    # normalised before writing, so re-recording only touches files whose content changed.
+    # Reply texts and server properties are kept verbatim (they are normalised when comparing).
+    from .normalise import consumer_tag, run_token, server_named_queue, timestamps, uuids
 
+    events = result["events"]
+    for rule in (run_token, server_named_queue, consumer_tag, uuids, timestamps):
+        events = rule(events, result["token"])
     data = {"scenario": name, "recorded_against": "reference RabbitMQ", "token": "<run>",
-            "events": run_token(result["events"], result["token"])}
+            "events": events}
     golden_path(name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pika
 
+from ..ctx import pump
 from ..registry import scenario
 
 G = "acks"
@@ -86,10 +87,10 @@ def nack_multiple_requeue(ctx):
     publish_n(ch, q, 5)
     col = Collector(ch)
     ch.basic_consume(q, col)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     ctx.log("first", got=col.got)
     ch.basic_nack(3, multiple=True, requeue=True)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     ctx.log("after_nack", got=col.got[5:])
     ch.basic_ack(0, multiple=True)
     ch.basic_qos(prefetch_count=0)
@@ -149,7 +150,7 @@ def unacked_requeued_on_channel_close(ctx):
     publish_n(ch, q, 4)
     col = Collector(ch)
     ch.basic_consume(q, col)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     ch.basic_ack(2)
     ch.close()
     ch = conn.channel()
@@ -193,9 +194,9 @@ def recover_consumer(ctx):
     publish_n(ch, q, 2)
     col = Collector(ch)
     ch.basic_consume(q, col)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     ch.basic_recover(requeue=True)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     ctx.log("got", got=col.got)
     ch.basic_ack(0, multiple=True)
     ch.basic_qos(prefetch_count=0)
@@ -222,8 +223,8 @@ def consumer_redelivery_order(ctx):
 
     ch.basic_consume(q, cb)
     for _ in range(20):
-        conn.process_data_events(time_limit=0.1)
+        pump(conn, 0.1)
         if len(got) >= 4:
             break
-    conn.process_data_events(time_limit=0.1)
+    pump(conn, 0.1)
     ctx.log("got", got=got)

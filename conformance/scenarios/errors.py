@@ -5,7 +5,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions as pex
 
-from ..ctx import describe_exc
+from ..ctx import describe_exc, pump
 from ..registry import scenario
 
 G = "errors"
@@ -226,7 +226,7 @@ def immediate_flag(ctx):
                           (pika.BasicProperties(), b"x"))
     with ctx.expect("after_publish"):
         _sync(ch)
-        conn.process_data_events(time_limit=0.5)
+        pump(conn, 0.5)
     ctx.log("connection", is_open=conn.is_open)
 
 
@@ -297,7 +297,7 @@ def duplicate_consumer_tag(ctx):
     # pika refuses duplicate tags client-side, so send the second consume by hand
     ch._impl._send_method(pika.spec.Basic.Consume(queue=q, consumer_tag="dup"))
     with ctx.expect("second"):
-        conn.process_data_events(time_limit=0.5)
+        pump(conn, 0.5)
         _sync(ch)
     ctx.log("connection", is_open=conn.is_open)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions as pex
 
-from ..ctx import describe_exc
+from ..ctx import describe_exc, pump
 from ..registry import scenario
 
 
@@ -133,8 +133,8 @@ def reject_channel_reopen(ctx):
     ch = conn.channel()
     conn._impl._send_method(ch.channel_number, pika.spec.Channel.Open())
     try:
-        conn.process_data_events(time_limit=1.0)
-        conn.process_data_events(time_limit=0.5)
+        pump(conn, 1.0)
+        pump(conn, 0.5)
         ctx.log("no_error", is_open=conn.is_open)
     except pex.AMQPError as exc:
         ctx.log("closed", **describe_exc(exc))
@@ -148,8 +148,8 @@ def method_on_unopened_channel(ctx):
     ctx.track_queue(ctx.name("never"))
     conn._impl._send_method(9, pika.spec.Queue.Declare(queue=ctx.name("never"), auto_delete=True))
     try:
-        conn.process_data_events(time_limit=1.0)
-        conn.process_data_events(time_limit=0.5)
+        pump(conn, 1.0)
+        pump(conn, 0.5)
         ctx.log("no_error", is_open=conn.is_open)
     except pex.AMQPError as exc:
         ctx.log("closed", **describe_exc(exc))

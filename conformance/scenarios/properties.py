@@ -8,7 +8,7 @@ import hashlib
 
 import pika
 
-from ..ctx import typed
+from ..ctx import typed, pump
 from ..registry import scenario
 
 G = "messages"
@@ -32,7 +32,7 @@ def roundtrip(ctx, props, body=b"body"):
     got = []
     ch.basic_publish("", q, body, props)
     ch.basic_consume(q, lambda c, m2, p2, b2: got.append((p2, b2)), auto_ack=True)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     return (p, b), got[0] if got else (None, None)
 
 
@@ -133,7 +133,7 @@ def _large(ctx, size):
     got = []
     ch.basic_publish("", q, body)
     ch.basic_consume(q, lambda c, m2, p2, b2: got.append(b2), auto_ack=True)
-    conn.process_data_events(time_limit=1.0)
+    pump(conn, 1.0)
     ctx.log("consumed", sizes=[len(g) for g in got], same=[g == body for g in got])
 
 
@@ -173,7 +173,7 @@ def many_small_messages_order(ctx):
     got = []
     ch.basic_consume(q, lambda c, m, p, b: got.append(int(b)), auto_ack=True)
     for _ in range(40):
-        conn.process_data_events(time_limit=0.1)
+        pump(conn, 0.1)
         if len(got) >= 1000:
             break
     ctx.log("order", count=len(got), in_order=got == list(range(1000)))

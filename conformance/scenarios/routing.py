@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pika
 
+from ..ctx import pump
 from ..registry import scenario
 
 G = "routing"
@@ -237,6 +238,6 @@ def mandatory_return(ctx):
     ch.basic_publish(x, "nowhere2", b"dropped", mandatory=False)
     ch.basic_publish("", ctx.name("missing-queue"), b"lost2", mandatory=True)
     ch.basic_qos(prefetch_count=0)
-    conn.process_data_events(time_limit=0.3)
+    pump(conn, 0.3)
     ctx.log("returns", returned=returned)
     ctx.log("queue", got=drain(ch, q))
