@@ -38,7 +38,11 @@ from typing import Any, Self
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "bench" / "out"
-REFERENCE_SCRIPT = Path(os.environ.get("AMQP_BENCH_SHARED", REPO.parent / "shared")) / "tools" / "reference-rabbitmq.sh"
+REFERENCE_SCRIPT = (
+    Path(os.environ.get("AMQP_BENCH_SHARED", REPO.parent / "shared"))
+    / "tools"
+    / "reference-rabbitmq.sh"
+)
 FRAME_END = b"\xce"
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 MB = 1024 * 1024
@@ -68,10 +72,13 @@ def _method(channel: int, class_id: int, method_id: int, args: bytes = b"") -> b
     return _frame(1, channel, struct.pack(">HH", class_id, method_id) + args)
 
 
-def publish_frames(channel: int, exchange: str, routing_key: str, body: bytes,
-                   delivery_mode: int = 1) -> bytes:
+def publish_frames(
+    channel: int, exchange: str, routing_key: str, body: bytes, delivery_mode: int = 1
+) -> bytes:
     """basic.publish + content header (delivery-mode only) + one body frame, ready to send."""
-    method = _method(channel, 60, 40, b"\x00\x00" + _shortstr(exchange) + _shortstr(routing_key) + b"\x00")
+    method = _method(
+        channel, 60, 40, b"\x00\x00" + _shortstr(exchange) + _shortstr(routing_key) + b"\x00"
+    )
     header = _frame(2, channel, struct.pack(">HHQHB", 60, 0, len(body), 0x1000, delivery_mode))
     return method + header + _frame(3, channel, body)
 
@@ -83,7 +90,7 @@ class _Reader:
         self.data, self.pos = data, 0
 
     def take(self, n: int) -> bytes:
-        b = self.data[self.pos:self.pos + n]
+        b = self.data[self.pos : self.pos + n]
         self.pos += n
         return b
 
@@ -109,8 +116,20 @@ class _Reader:
 
     def value(self) -> Any:
         kind = self.take(1)
-        fixed = {b"t": "?", b"b": "b", b"B": "B", b"s": ">h", b"u": ">H", b"I": ">i", b"i": ">I",
-                 b"l": ">q", b"L": ">Q", b"f": ">f", b"d": ">d", b"T": ">Q"}
+        fixed = {
+            b"t": "?",
+            b"b": "b",
+            b"B": "B",
+            b"s": ">h",
+            b"u": ">H",
+            b"I": ">i",
+            b"i": ">I",
+            b"l": ">q",
+            b"L": ">Q",
+            b"f": ">f",
+            b"d": ">d",
+            b"T": ">Q",
+        }
         if kind in fixed:
             return self.unpack(fixed[kind])
         if kind == b"S":
@@ -127,7 +146,7 @@ class _Reader:
             return items
         if kind == b"D":
             scale, digits = self.unpack("B"), self.unpack(">i")
-            return digits / (10 ** scale)
+            return digits / (10**scale)
         if kind == b"V":
             return None
         raise AmqpError(f"unknown field type {kind!r}")
@@ -136,8 +155,15 @@ class _Reader:
 class RawAmqp:
     """A minimal blocking AMQP 0-9-1 client: handshake, channels, queue methods, bulk publish."""
 
-    def __init__(self, host: str, port: int, user: str = "guest", password: str = "guest",
-                 vhost: str = "/", timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str = "guest",
+        password: str = "guest",
+        vhost: str = "/",
+        timeout: float = 30.0,
+    ) -> None:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
@@ -191,8 +217,12 @@ class RawAmqp:
         r = self.expect(10, 10)
         r.take(2)  # version major, minor
         self.server_properties = r.table()
-        start_ok = (struct.pack(">I", 0) + _shortstr("PLAIN")
-                    + _longstr(b"\x00" + user.encode() + b"\x00" + password.encode()) + _shortstr("en_US"))
+        start_ok = (
+            struct.pack(">I", 0)
+            + _shortstr("PLAIN")
+            + _longstr(b"\x00" + user.encode() + b"\x00" + password.encode())
+            + _shortstr("en_US")
+        )
         self.sock.sendall(_method(0, 10, 11, start_ok))
         r = self.expect(10, 30)
         channel_max, frame_max = r.unpack(">H"), r.unpack(">I")
@@ -212,7 +242,9 @@ class RawAmqp:
     def _ensure_channel(self) -> int:
         return self.channel or self.open_channel()
 
-    def queue_declare(self, name: str, durable: bool = False, passive: bool = False) -> tuple[int, int]:
+    def queue_declare(
+        self, name: str, durable: bool = False, passive: bool = False
+    ) -> tuple[int, int]:
         """Returns (message_count, consumer_count)."""
         ch = self._ensure_channel()
         self.sock.sendall(self.queue_declare_frame(ch, name, durable, passive))
@@ -221,7 +253,9 @@ class RawAmqp:
         return r.unpack(">I"), r.unpack(">I")
 
     @staticmethod
-    def queue_declare_frame(ch: int, name: str, durable: bool = False, passive: bool = False) -> bytes:
+    def queue_declare_frame(
+        ch: int, name: str, durable: bool = False, passive: bool = False
+    ) -> bytes:
         bits = (1 if passive else 0) | (2 if durable else 0)
         return _method(ch, 50, 10, b"\x00\x00" + _shortstr(name) + struct.pack(">BI", bits, 0))
 
@@ -243,9 +277,9 @@ class RawAmqp:
             return -1
 
     def pipeline(self, frames: list[bytes], reply: tuple[int, int], batch: int = 500) -> None:
-        """Sends many synchronous methods, reading replies a batch at a time (no per-call round trip)."""
+        """Sends many synchronous methods; replies are read a batch at a time, not per call."""
         for i in range(0, len(frames), batch):
-            chunk = frames[i:i + batch]
+            chunk = frames[i : i + batch]
             self.sock.sendall(b"".join(chunk))
             for _ in chunk:
                 self.expect(*reply)
@@ -258,7 +292,9 @@ class RawAmqp:
 
     def close(self) -> None:
         try:
-            self.sock.sendall(_method(0, 10, 50, struct.pack(">H", 200) + _shortstr("bye") + b"\x00\x00\x00\x00"))
+            self.sock.sendall(
+                _method(0, 10, 50, struct.pack(">H", 200) + _shortstr("bye") + b"\x00\x00\x00\x00")
+            )
             self.sock.settimeout(5)
             self.expect(10, 51)
         except (OSError, AmqpError):
@@ -386,7 +422,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen | None = None
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -403,7 +441,9 @@ def raise_fd_limit() -> None:
     """Idle-connection tests need >1000 descriptors in the client and in a broker we start."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard)
+        )
 
 
 @dataclass
@@ -421,11 +461,28 @@ class OurBroker:
         self.port = self.port or free_port()
         self.data_dir = tempfile.mkdtemp(prefix="amqp-bench-data-")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "amqp_broker", "--host", self.host, "--port", str(self.port),
-               "--data-dir", self.data_dir, "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "amqp_broker",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            self.data_dir,
+            "--log-level",
+            "warning",
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, **self.extra_env}, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.extra_env},
+                start_new_session=True,
+            )
         if not wait_for_port(self.host, self.port, timeout, self.proc):
             tail = self.log_tail()
             self.stop()
@@ -443,6 +500,10 @@ class OurBroker:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def exit_note(self, lines: int = 5) -> str:
+        rc = self.proc.returncode if self.proc else "?"
+        return f"exited rc={rc}; log tail: {self.log_tail(lines)}"
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 5 s; returns the exit code."""
@@ -464,7 +525,7 @@ class OurBroker:
 
 
 class ReferenceRabbit:
-    """The shared reference RabbitMQ: reused if already answering, else started (and later stopped)."""
+    """The shared reference RabbitMQ: reused if it answers, else started here and stopped later."""
 
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.host, self.port, self.started_by_us = host, port, False
@@ -478,14 +539,21 @@ class ReferenceRabbit:
             self.note = f"{REFERENCE_SCRIPT} not found"
             return False
         try:
-            r = subprocess.run(["bash", str(REFERENCE_SCRIPT), "start", str(self.port)], capture_output=True,
-                               text=True, timeout=timeout, check=False)
+            r = subprocess.run(
+                ["bash", str(REFERENCE_SCRIPT), "start", str(self.port)],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             self.note = f"reference RabbitMQ start timed out after {timeout:.0f}s"
             return False
         if r.returncode != 0 or not amqp_answers(self.host, self.port, timeout=10):
-            self.note = ("reference RabbitMQ could not be started (another instance with the same node name "
-                         f"may be running on another port): {(r.stderr or r.stdout).strip()[-300:]}")
+            self.note = (
+                "reference RabbitMQ could not be started (another instance with the same node name "
+                f"may be running on another port): {(r.stderr or r.stdout).strip()[-300:]}"
+            )
             return False
         self.started_by_us = True
         self.note = f"started the reference RabbitMQ on port {self.port}"
@@ -498,8 +566,12 @@ class ReferenceRabbit:
     def stop(self) -> None:
         if self.started_by_us:
             try:
-                subprocess.run(["bash", str(REFERENCE_SCRIPT), "stop"], capture_output=True, timeout=60,
-                               check=False)
+                subprocess.run(
+                    ["bash", str(REFERENCE_SCRIPT), "stop"],
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
                 print("warning: reference RabbitMQ stop timed out", file=sys.stderr)
             self.started_by_us = False
@@ -522,15 +594,22 @@ def _send_until(sock: socket.socket, data: bytes, deadline: float | None) -> boo
     view = memoryview(data)
     while view:
         try:
-            view = view[sock.send(view):]
+            view = view[sock.send(view) :]
         except TimeoutError:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
     return True
 
 
-def publish_bulk(host: str, port: int, queue: str, count: int, size: int = 16, batch: int = 2000,
-                 deadline: float | None = None) -> int:
+def publish_bulk(
+    host: str,
+    port: int,
+    queue: str,
+    count: int,
+    size: int = 16,
+    batch: int = 2000,
+    deadline: float | None = None,
+) -> int:
     """Publishes count messages (or until deadline) to queue via the default exchange; returns sent.
 
     With a deadline, a broker that applies flow control (stops reading) does not hold us past it:
@@ -543,7 +622,9 @@ def publish_bulk(host: str, port: int, queue: str, count: int, size: int = 16, b
     try:
         while sent < count and (deadline is None or time.monotonic() < deadline):
             n = min(batch, count - sent)
-            if not _send_until(c.sock, frames if n == batch else frames[: len(frames) // batch * n], deadline):
+            if not _send_until(
+                c.sock, frames if n == batch else frames[: len(frames) // batch * n], deadline
+            ):
                 c.sock.close()
                 return sent
             sent += n
@@ -554,7 +635,9 @@ def publish_bulk(host: str, port: int, queue: str, count: int, size: int = 16, b
     return sent
 
 
-def wait_queue_depth(host: str, port: int, queue: str, expected: int, timeout: float = 120.0) -> int:
+def wait_queue_depth(
+    host: str, port: int, queue: str, expected: int, timeout: float = 120.0
+) -> int:
     """Polls the queue's message count until it reaches expected or stops changing."""
     c = RawAmqp(host, port)
     try:
@@ -586,11 +669,19 @@ def scenario_backlog(host: str, port: int, pid: int, count: int) -> dict[str, An
         depth = wait_queue_depth(host, port, BACKLOG_QUEUE, count)
         after = settle(pid, 2)
     delete_queues(host, port, [BACKLOG_QUEUE])
-    return {"scenario": "a", "what": f"{count:,} transient 16 B messages queued, no consumer",
-            "idle_mb": idle / MB, "rss_mb": after / MB, "above_idle_mb": (after - idle) / MB,
-            "peak_mb": max(s.peak, after) / MB, "queued": depth, "publish_secs": round(secs, 2),
-            "publish_rate": round(count / secs) if secs else None, "target": "<= 250 MB RSS",
-            "ok": depth == count and after <= 250 * MB}
+    return {
+        "scenario": "a",
+        "what": f"{count:,} transient 16 B messages queued, no consumer",
+        "idle_mb": idle / MB,
+        "rss_mb": after / MB,
+        "above_idle_mb": (after - idle) / MB,
+        "peak_mb": max(s.peak, after) / MB,
+        "queued": depth,
+        "publish_secs": round(secs, 2),
+        "publish_rate": round(count / secs) if secs else None,
+        "target": "<= 250 MB RSS",
+        "ok": depth == count and after <= 250 * MB,
+    }
 
 
 def scenario_connections(host: str, port: int, pid: int, count: int) -> dict[str, Any]:
@@ -608,10 +699,18 @@ def scenario_connections(host: str, port: int, pid: int, count: int) -> dict[str
     after = settle(pid, 3)
     for c in conns:
         c.close()
-    return {"scenario": "b", "what": f"{count:,} idle connections with one channel each",
-            "opened": len(conns), "open_secs": round(secs, 2), "idle_mb": idle / MB, "rss_mb": after / MB,
-            "above_idle_mb": (after - idle) / MB, "target": "<= 100 MB above idle",
-            "ok": error is None and after - idle <= 100 * MB, "error": error}
+    return {
+        "scenario": "b",
+        "what": f"{count:,} idle connections with one channel each",
+        "opened": len(conns),
+        "open_secs": round(secs, 2),
+        "idle_mb": idle / MB,
+        "rss_mb": after / MB,
+        "above_idle_mb": (after - idle) / MB,
+        "target": "<= 100 MB above idle",
+        "ok": error is None and after - idle <= 100 * MB,
+        "error": error,
+    }
 
 
 def scenario_queues(host: str, port: int, pid: int, count: int) -> dict[str, Any]:
@@ -631,13 +730,22 @@ def scenario_queues(host: str, port: int, pid: int, count: int) -> dict[str, Any
     except (OSError, AmqpError) as e:
         print(f"  note: deleting the bench queues failed: {e}", file=sys.stderr)
     c.close()
-    return {"scenario": "c", "what": f"{count:,} declared queues", "declare_secs": round(secs, 2),
-            "idle_mb": idle / MB, "rss_mb": after / MB, "above_idle_mb": (after - idle) / MB,
-            "target": "<= 150 MB above idle", "ok": error is None and after - idle <= 150 * MB, "error": error}
+    return {
+        "scenario": "c",
+        "what": f"{count:,} declared queues",
+        "declare_secs": round(secs, 2),
+        "idle_mb": idle / MB,
+        "rss_mb": after / MB,
+        "above_idle_mb": (after - idle) / MB,
+        "target": "<= 150 MB above idle",
+        "ok": error is None and after - idle <= 150 * MB,
+        "error": error,
+    }
 
 
-def scenario_flood(host: str, port: int, pid: int, seconds: float, publishers: int,
-                   size: int) -> dict[str, Any]:
+def scenario_flood(
+    host: str, port: int, pid: int, seconds: float, publishers: int, size: int
+) -> dict[str, Any]:
     delete_queues(host, port, [FLOOD_QUEUE])
     c = RawAmqp(host, port)
     c.queue_declare(FLOOD_QUEUE)
@@ -649,7 +757,9 @@ def scenario_flood(host: str, port: int, pid: int, seconds: float, publishers: i
 
     def run(i: int) -> None:
         try:
-            sent[i] = publish_bulk(host, port, FLOOD_QUEUE, 10**12, size, batch=500, deadline=deadline)
+            sent[i] = publish_bulk(
+                host, port, FLOOD_QUEUE, 10**12, size, batch=500, deadline=deadline
+            )
         except (OSError, AmqpError) as e:
             errors.append(str(e))
 
@@ -667,20 +777,34 @@ def scenario_flood(host: str, port: int, pid: int, seconds: float, publishers: i
     depth = wait_queue_depth(host, port, FLOOD_QUEUE, sum(sent), timeout=60)
     final = rss(pid)
     delete_queues(host, port, [FLOOD_QUEUE])
-    half = series[len(series) // 2:] if len(series) >= 4 else series
-    # growth over the second half of the run, MB/s: near zero means RSS levels off (flow control works)
+    half = series[len(series) // 2 :] if len(series) >= 4 else series
+    # growth over the second half of the run in MB/s: near 0 means RSS levels off (flow control)
     slope = (half[-1][1] - half[0][1]) / max(1, half[-1][0] - half[0][0]) if len(half) >= 2 else 0.0
-    return {"scenario": "d", "what": f"{publishers} publishers, no consumer, {seconds:.0f}s, {size} B",
-            "idle_mb": idle / MB, "final_mb": final / MB, "peak_mb": max(v for _, v in series) if series else 0,
-            "sent": sum(sent), "queued": depth, "second_half_growth_mb_per_s": round(slope, 2),
-            "series_mb": [round(v, 1) for _, v in series], "errors": errors}
+    return {
+        "scenario": "d",
+        "what": f"{publishers} publishers, no consumer, {seconds:.0f}s, {size} B",
+        "idle_mb": idle / MB,
+        "final_mb": final / MB,
+        "peak_mb": max(v for _, v in series) if series else 0,
+        "sent": sum(sent),
+        "queued": depth,
+        "second_half_growth_mb_per_s": round(slope, 2),
+        "series_mb": [round(v, 1) for _, v in series],
+        "errors": errors,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--target", choices=["ours", "rabbitmq"], default="ours")
-    ap.add_argument("--port", type=int, help="ours: attach to a broker already on this port (default: start one); "
-                    "rabbitmq: its port (default 5673)")
+    ap.add_argument(
+        "--port",
+        type=int,
+        help="ours: attach to a broker already on this port (default: start one); "
+        "rabbitmq: its port (default 5673)",
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--scenarios", default="a,b,c,d", help="comma list of a,b,c,d")
     ap.add_argument("--messages", type=int, default=1_000_000, help="scenario a")
@@ -689,8 +813,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--flood-seconds", type=float, default=30, help="scenario d")
     ap.add_argument("--flood-publishers", type=int, default=2)
     ap.add_argument("--flood-size", type=int, default=1024)
-    ap.add_argument("--fresh", action=argparse.BooleanOptionalAction, default=True,
-                    help="ours: start a fresh broker for each scenario (default) so figures don't mix")
+    ap.add_argument(
+        "--memory-high-watermark",
+        metavar="BYTES_OR_FRACTION",
+        help="ours: passed to the broker we start as AMQP_BROKER_MEMORY_HIGH_WATERMARK, e.g. "
+        "500000000 to see flow control in scenario d without filling the machine's RAM",
+    )
+    ap.add_argument(
+        "--fresh",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ours: start a fresh broker for each scenario (default) so figures don't mix",
+    )
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
     wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -709,23 +843,37 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             print(rabbit.note, file=sys.stderr)
         for sc in wanted:
-            if args.target == "ours" and args.port is None and (broker is None or args.fresh or not broker.alive()):
+            if (
+                args.target == "ours"
+                and args.port is None
+                and (broker is None or args.fresh or not broker.alive())
+            ):
                 if broker:
                     broker.stop()
-                broker = OurBroker(host=args.host, log_path=OUT_DIR / "broker-mem.log")
+                env = (
+                    {"AMQP_BROKER_MEMORY_HIGH_WATERMARK": args.memory_high_watermark}
+                    if args.memory_high_watermark
+                    else {}
+                )
+                broker = OurBroker(
+                    host=args.host, log_path=OUT_DIR / "broker-mem.log", extra_env=env
+                )
                 broker.start()
             port = args.port or (broker.port if broker else 5673)
             pid = (broker.pid if broker else None) or pid_listening_on(port)
             if not pid:
-                print(f"error: no process found listening on port {port} (need root to read /proc/*/fd?)",
-                      file=sys.stderr)
+                print(
+                    f"error: no process listens on port {port} (root needed to read /proc/*/fd?)",
+                    file=sys.stderr,
+                )
                 return 2
             runners: dict[str, Callable[[int, int], dict[str, Any]]] = {
                 "a": lambda port, pid: scenario_backlog(args.host, port, pid, args.messages),
                 "b": lambda port, pid: scenario_connections(args.host, port, pid, args.connections),
                 "c": lambda port, pid: scenario_queues(args.host, port, pid, args.queues),
-                "d": lambda port, pid: scenario_flood(args.host, port, pid, args.flood_seconds,
-                                                      args.flood_publishers, args.flood_size),
+                "d": lambda port, pid: scenario_flood(
+                    args.host, port, pid, args.flood_seconds, args.flood_publishers, args.flood_size
+                ),
             }
             print(f"scenario {sc} on {args.target} (port {port}, pid {pid}) ...", file=sys.stderr)
             try:
@@ -733,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, AmqpError, struct.error) as e:
                 res = {"scenario": sc, "error": f"{type(e).__name__}: {e}", "ok": False}
             if broker is not None and not broker.alive():
-                res["error"] = (res.get("error") or "") + f" | broker exited rc={broker.proc.returncode if broker.proc else '?'}: {broker.log_tail(5)}"
+                res["error"] = f"{res.get('error') or ''} | broker {broker.exit_note()}"
                 res["ok"] = False
             res["target_broker"] = args.target
             results.append(res)
@@ -745,17 +893,27 @@ def main(argv: list[str] | None = None) -> int:
             rabbit.stop()
 
     print(f"\nMemory ({args.target}):")
-    print(f"{'':2} {'scenario':<48} {'idle MB':>8} {'RSS MB':>8} {'+idle MB':>9}  {'target':<22} ok")
+    print(
+        f"{'':2} {'scenario':<48} {'idle MB':>8} {'RSS MB':>8} {'+idle MB':>9}  {'target':<22} ok"
+    )
     for r in results:
         rss_mb = r.get("rss_mb", r.get("final_mb"))
-        cells = [f"{r.get('idle_mb', 0):8.1f}", f"{rss_mb or 0:8.1f}", f"{r.get('above_idle_mb', (rss_mb or 0) - r.get('idle_mb', 0)):9.1f}"]
+        cells = [
+            f"{r.get('idle_mb', 0):8.1f}",
+            f"{rss_mb or 0:8.1f}",
+            f"{r.get('above_idle_mb', (rss_mb or 0) - r.get('idle_mb', 0)):9.1f}",
+        ]
         ok = r.get("ok")
-        print(f"{r['scenario']:2} {r.get('what', r.get('error', ''))[:48]:<48} {' '.join(cells)}  "
-              f"{r.get('target', ''):<22} {'' if ok is None else ('yes' if ok else 'NO')}")
+        print(
+            f"{r['scenario']:2} {r.get('what', r.get('error', ''))[:48]:<48} {' '.join(cells)}  "
+            f"{r.get('target', ''):<22} {'' if ok is None else ('yes' if ok else 'NO')}"
+        )
         if r["scenario"] == "d" and "series_mb" in r:
             print(f"   RSS MB each second: {r['series_mb']}")
-            print(f"   growth over the second half: {r['second_half_growth_mb_per_s']} MB/s; "
-                  f"sent {r['sent']:,}, queued {r['queued']:,}")
+            print(
+                f"   growth over the second half: {r['second_half_growth_mb_per_s']} MB/s; "
+                f"sent {r['sent']:,}, queued {r['queued']:,}"
+            )
         if r.get("error"):
             print(f"   error: {r['error']}")
     if args.json:

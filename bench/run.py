@@ -42,7 +42,9 @@ from amqp_mem import (  # bench/ is not a package: imported via sys.path
 
 AMQPLOAD = OUT_DIR / "amqpload"
 BUILD_SCRIPT = REFERENCE_SCRIPT.parent / "build-amqpload.sh"
-QUEUE = "amqpbench"  # amqpload --queue: it uses QUEUE, QUEUE-d (durable), QUEUE.N / QUEUE-d.N (fanout)
+QUEUE = (
+    "amqpbench"  # amqpload --queue: it uses QUEUE, QUEUE-d (durable), QUEUE.N / QUEUE-d.N (fanout)
+)
 BASE = {"count": 200_000, "size": 16}
 
 
@@ -50,10 +52,10 @@ BASE = {"count": 200_000, "size": 16}
 class Scenario:
     num: int
     name: str
-    options: dict[str, Any]          # amqpload long options; True means a bare flag
-    metric: str = "msgs_per_s"       # key of amqpload's JSON line
+    options: dict[str, Any]  # amqpload long options; True means a bare flag
+    metric: str = "msgs_per_s"  # key of amqpload's JSON line
     unit: str = "msg/s"
-    target: float = 0.6              # ratio ours/RabbitMQ (throughput) or our absolute p99 in ms
+    target: float = 0.6  # ratio ours/RabbitMQ (throughput) or our absolute p99 in ms
     lower_is_better: bool = False
 
     def argv(self, count_scale: float) -> list[str]:
@@ -75,11 +77,22 @@ SCENARIOS = [
     Scenario(1, "baseline 16 B", {}),
     Scenario(2, "autoack", {"autoack": True}),
     Scenario(3, "confirms (window 100)", {"confirm": 100}),
-    Scenario(4, "durable+persistent+confirm, 1 KB", {"durable": True, "persistent": True, "confirm": 100,
-                                                     "size": 1024}, target=0.9),
+    Scenario(
+        4,
+        "durable+persistent+confirm, 1 KB",
+        {"durable": True, "persistent": True, "confirm": 100, "size": 1024},
+        target=0.9,
+    ),
     Scenario(5, "fanout to 3 queues", {"fanout": True, "consumers": 3}, unit="deliveries/s"),
-    Scenario(6, "latency at 5000 msg/s, 256 B", {"rate": 5000, "size": 256, "count": 50_000},
-             metric="p99_ms", unit="p99 ms", target=2.0, lower_is_better=True),
+    Scenario(
+        6,
+        "latency at 5000 msg/s, 256 B",
+        {"rate": 5000, "size": 256, "count": 50_000},
+        metric="p99_ms",
+        unit="p99 ms",
+        target=2.0,
+        lower_is_better=True,
+    ),
     Scenario(7, "10 producers, 10 consumers", {"producers": 10, "consumers": 10}),
 ]
 
@@ -123,11 +136,14 @@ def cleanup(port: int, sc: Scenario) -> str | None:
         return f"cleanup failed: {e}"
 
 
-def run_amqpload(port: int, sc: Scenario, args: argparse.Namespace, pid: int | None) -> tuple[dict | None, str, int]:
+def run_amqpload(
+    port: int, sc: Scenario, args: argparse.Namespace, pid: int | None
+) -> tuple[dict | None, str, int]:
     """One amqpload run; returns (parsed JSON or None, error text, peak RSS seen during it)."""
     cmd = [str(AMQPLOAD), "--port", str(port), "--queue", QUEUE, *sc.argv(args.count_scale)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # amqpload forks: kill its whole group on timeout
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )  # amqpload forks: kill its whole group on timeout
     with RssSampler(pid) as sampler:
         try:
             out, err = proc.communicate(timeout=args.run_timeout)
@@ -155,13 +171,29 @@ def machine_info() -> dict[str, str]:
     except OSError:
         pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         commit = "?"
-    return {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "nproc": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version(),
-            "kernel": platform.release(), "commit": commit}
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "?"
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "load": load,
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "commit": commit,
+    }
 
 
 def broker_version(port: int) -> str:
@@ -180,7 +212,9 @@ def fmt(v: float | None, sc: Scenario) -> str:
     return f"{v:.2f}" if sc.lower_is_better else f"{v:,.0f}"
 
 
-def table_rows(results: dict[tuple[int, str], Result], scenarios: list[Scenario], with_rmq: bool) -> list[list[str]]:
+def table_rows(
+    results: dict[tuple[int, str], Result], scenarios: list[Scenario], with_rmq: bool
+) -> list[list[str]]:
     rows = []
     for sc in scenarios:
         ours, theirs = results[(sc.num, "ours")], results.get((sc.num, "rabbitmq"))
@@ -190,7 +224,11 @@ def table_rows(results: dict[tuple[int, str], Result], scenarios: list[Scenario]
             meets = "?" if om is None else ("yes" if om <= sc.target else "NO")
         else:
             meets = "?" if ratio is None else ("yes" if ratio >= sc.target else "NO")
-        ratio_txt = "-" if ratio is None else f"{ratio:.2f}" + (" (p99 ours/RMQ, lower is better)" if sc.lower_is_better else "")
+        ratio_txt = (
+            "-"
+            if ratio is None
+            else f"{ratio:.2f}" + (" (p99 ours/RMQ, lower is better)" if sc.lower_is_better else "")
+        )
         row = [str(sc.num), sc.name, sc.unit, fmt(om, sc)]
         if with_rmq:
             row += [fmt(tm, sc) if theirs else "-", ratio_txt]
@@ -214,24 +252,47 @@ def headers(with_rmq: bool) -> list[str]:
 def print_table(rows: list[list[str]], hdr: list[str]) -> None:
     widths = [max(len(r[i]) for r in [hdr, *rows]) for i in range(len(hdr))]
     for r in [hdr, ["-" * w for w in widths], *rows]:
-        print("  ".join(c.ljust(w) if i == 1 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 1 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
 
 
-def write_markdown(path: str, rows: list[list[str]], hdr: list[str], info: dict[str, str], notes: list[str],
-                   scenarios: list[Scenario], results: dict[tuple[int, str], Result],
-                   args: argparse.Namespace) -> None:
-    lines = [f"# Benchmark results ({info['date']})", "",
-             f"- machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}",
-             f"- Python {info['python']}; our broker at commit {info['commit']}; {info.get('ours', '')}",
-             f"- reference: {info.get('rabbitmq', 'not run')}",
-             (f"- command: `python bench/run.py {' '.join(args.argv)}` "
-              f"(repeat {args.repeat}, count scale {args.count_scale:g})"), "",
-             "| " + " | ".join(hdr) + " |", "|" + "|".join("---" for _ in hdr) + "|"]
+def write_markdown(
+    path: str,
+    rows: list[list[str]],
+    hdr: list[str],
+    info: dict[str, str],
+    notes: list[str],
+    scenarios: list[Scenario],
+    results: dict[tuple[int, str], Result],
+    args: argparse.Namespace,
+) -> None:
+    lines = [
+        f"# Benchmark results ({info['date']})",
+        "",
+        f"- machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; "
+        f"load average at start {info['load']}",
+        f"- Python {info['python']}; our broker at commit {info['commit']}; {info.get('ours', '')}",
+        f"- reference: {info.get('rabbitmq', 'not run')}",
+        (
+            f"- command: `python bench/run.py {' '.join(args.argv)}` "
+            f"(repeat {args.repeat}, count scale {args.count_scale:g})"
+        ),
+        "",
+        "| " + " | ".join(hdr) + " |",
+        "|" + "|".join("---" for _ in hdr) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "amqpload arguments and every run's value (ours / RabbitMQ):", ""]
     for sc in scenarios:
-        per = " / ".join(", ".join(fmt(v, sc) for v in results[(sc.num, b)].values) or "-"
-                         for b in ("ours", "rabbitmq") if (sc.num, b) in results)
+        per = " / ".join(
+            ", ".join(fmt(v, sc) for v in results[(sc.num, b)].values) or "-"
+            for b in ("ours", "rabbitmq")
+            if (sc.num, b) in results
+        )
         lines.append(f"- {sc.num}: `{' '.join(sc.argv(args.count_scale))}`: {per}")
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -240,17 +301,36 @@ def write_markdown(path: str, rows: list[list[str]], hdr: list[str], info: dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default="1,2,3,4,5,6,7", help="comma list of scenario numbers (1-7)")
-    ap.add_argument("--repeat", type=int, default=3, help="repetitions per scenario and broker (default 3)")
-    ap.add_argument("--count-scale", type=float, default=1.0, help="multiply message counts (e.g. 0.1 for a quick check)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--scenarios", default="1,2,3,4,5,6,7", help="comma list of scenario numbers (1-7)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="repetitions per scenario and broker (default 3)"
+    )
+    ap.add_argument(
+        "--count-scale",
+        type=float,
+        default=1.0,
+        help="multiply message counts (e.g. 0.1 for a quick check)",
+    )
     ap.add_argument("--ours-only", action="store_true", help="skip the reference RabbitMQ")
     ap.add_argument("--rabbitmq-port", type=int, default=5673)
     ap.add_argument("--port", type=int, default=0, help="port for our broker (default: a free one)")
-    ap.add_argument("--run-timeout", type=float, default=600, help="seconds before one amqpload run is killed")
-    ap.add_argument("--no-fresh", dest="fresh", action="store_false",
-                    help="keep one broker for all scenarios (default: a fresh broker and data dir per scenario)")
-    ap.add_argument("--markdown", metavar="OUT", help="also write the table as markdown (e.g. bench/RESULTS.md)")
+    ap.add_argument(
+        "--run-timeout", type=float, default=600, help="seconds before one amqpload run is killed"
+    )
+    ap.add_argument(
+        "--no-fresh",
+        dest="fresh",
+        action="store_false",
+        help="keep one broker for all scenarios (default: a new broker and data dir per scenario)",
+    )
+    ap.add_argument(
+        "--markdown", metavar="OUT", help="also write the table as markdown (e.g. bench/RESULTS.md)"
+    )
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     try:
@@ -274,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if rabbit is not None:
             if rabbit.ensure():
-                info["rabbitmq"] = f"{broker_version(rabbit.port)} on port {rabbit.port} ({rabbit.note})"
+                info["rabbitmq"] = (
+                    f"{broker_version(rabbit.port)} on port {rabbit.port} ({rabbit.note})"
+                )
             else:
                 notes.append(f"RabbitMQ was not run: {rabbit.note}")
                 log(f"warning: {rabbit.note}; running our broker only")
@@ -294,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                     if target == "rabbitmq" and not with_rmq:
                         continue
                     if target == "ours" and not ours.alive():
-                        notes.append(f"scenario {sc.num}: our broker had exited (rc={ours.proc.returncode if ours.proc else '?'}); "
-                                     f"restarted it. Log tail: {ours.log_tail(3)}")
+                        notes.append(
+                            f"scenario {sc.num}: our broker {ours.exit_note(3)}; restarted"
+                        )
                         ours.stop()
                         ours.start()
                     port = ours.port if target == "ours" else rabbit.port  # type: ignore[union-attr]
@@ -303,19 +386,22 @@ def main(argv: list[str] | None = None) -> int:
                     res = results[(sc.num, target)]
                     err = cleanup(port, sc)
                     t0 = time.monotonic()
-                    data, run_err, peak = run_amqpload(port, sc, args, pid) if not err else (None, err, 0)
+                    data, run_err, peak = (
+                        run_amqpload(port, sc, args, pid) if not err else (None, err, 0)
+                    )
                     res.peak_rss = max(res.peak_rss, peak)
                     if run_err:
                         res.failures.append(run_err)
                         notes.append(f"scenario {sc.num} rep {rep + 1} on {target}: {run_err}")
                         if target == "ours" and not ours.alive():
-                            notes.append(f"scenario {sc.num}: our broker died (rc={ours.proc.returncode if ours.proc else '?'}); "
-                                         f"log tail: {ours.log_tail(5)}")
+                            notes.append(f"scenario {sc.num}: our broker died: {ours.exit_note()}")
                     else:
                         res.values.append(float(data[sc.metric]))  # type: ignore[index]
-                    log(f"scenario {sc.num} rep {rep + 1} {target:8}: "
-                        f"{(fmt(float(data[sc.metric]), sc) + ' ' + sc.unit) if data and not run_err else run_err} "
-                        f"({time.monotonic() - t0:.1f}s, peak RSS {peak / MB:.0f} MB)")
+                    shown = f"{fmt(float(data[sc.metric]), sc)} {sc.unit}" if data else ""
+                    log(
+                        f"scenario {sc.num} rep {rep + 1} {target:8}: {run_err or shown} "
+                        f"({time.monotonic() - t0:.1f}s, peak RSS {peak / MB:.0f} MB)"
+                    )
                     cleanup(port, sc)
     finally:
         ours.stop()
