@@ -47,14 +47,17 @@ cleanup() { stop_broker; rm -rf "$work"; }
 trap cleanup EXIT
 
 echo "# static checks"
-sh -n "$here/entrypoint.sh" && pass "entrypoint.sh parses" || fail "entrypoint.sh has a syntax error"
-[ -x "$here/entrypoint.sh" ] && pass "entrypoint.sh is executable" || fail "entrypoint.sh is not executable"
-grep -q 'exec amqp-broker "\$@"' "$here/entrypoint.sh" && pass "entrypoint execs amqp-broker \"\$@\"" \
-  || fail "entrypoint does not exec amqp-broker \"\$@\""
+check() {  # check DESCRIPTION COMMAND...: ok if the command succeeds
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+check "entrypoint.sh parses" sh -n "$here/entrypoint.sh"
+check "entrypoint.sh is executable" test -x "$here/entrypoint.sh"
+check "entrypoint execs amqp-broker \"\$@\"" grep -q 'exec amqp-broker "\$@"' "$here/entrypoint.sh"
 for want in '^FROM python:3.11-slim' '^USER [^r0]' '^EXPOSE .*5672' '^VOLUME .*/var/lib/amqp-broker' \
             'AMQP_BROKER_HOST=0.0.0.0' 'AMQP_BROKER_DATA_DIR=/var/lib/amqp-broker' '^HEALTHCHECK' \
             'pip install "\.\[fast\]"' '^ENTRYPOINT .*entrypoint'; do
-  grep -Eq "$want" "$here/Dockerfile" && pass "Dockerfile has $want" || fail "Dockerfile lacks $want"
+  check "Dockerfile has $want" grep -Eq "$want" "$here/Dockerfile"
 done
 
 # The HEALTHCHECK command as an argv list (JSON exec form after CMD), shared by later checks.
@@ -109,7 +112,7 @@ if [ "$install" = 1 ]; then
   # Like the image: a non-editable install of the repo with the [fast] extra. --system-site-packages
   # lets already installed dependencies satisfy the requirements so this stays quick.
   if "$python" -m venv --system-site-packages "$work/venv" >/dev/null \
-     && timeout 300 "$work/venv/bin/pip" install -q --disable-pip-version-check "$repo[fast]" >"$work/pip.log" 2>&1; then
+     && timeout 300 "$work/venv/bin/pip" install -q --disable-pip-version-check "${repo}[fast]" >"$work/pip.log" 2>&1; then
     pass "pip install \".[fast]\" into a fresh virtualenv"
     bindir=$work/venv/bin
   else
@@ -135,7 +138,7 @@ for m in re.finditer(r"^ENV\s+(.*)$", text, re.M):
 EOF
 )"
 export AMQP_BROKER_DATA_DIR=$work/data AMQP_BROKER_PORT=$port
-echo "env: AMQP_BROKER_HOST=$AMQP_BROKER_HOST AMQP_BROKER_PORT=$port AMQP_BROKER_DATA_DIR=$AMQP_BROKER_DATA_DIR"
+echo "env: AMQP_BROKER_HOST=${AMQP_BROKER_HOST:-} AMQP_BROKER_PORT=$port AMQP_BROKER_DATA_DIR=$AMQP_BROKER_DATA_DIR"
 (cd "$work" && PATH=$bindir:$PATH exec "$here/entrypoint.sh" --log-level warning) >"$work/broker.log" 2>&1 &
 broker_pid=$!
 up=0
