@@ -169,6 +169,7 @@ class RawAmqp:
         self.buf = bytearray()
         self.server_properties: dict[str, Any] = {}
         self.channel = 0
+        self.channel_counter = 0
         self._handshake(user, password, vhost)
         self.open_channel()
 
@@ -233,7 +234,7 @@ class RawAmqp:
 
     # ---- methods
     def open_channel(self) -> int:
-        self.channel_counter = getattr(self, "channel_counter", 0) + 1
+        self.channel_counter += 1
         self.channel = self.channel_counter
         self.sock.sendall(_method(self.channel, 20, 10, _shortstr("")))
         self.expect(20, 11)
