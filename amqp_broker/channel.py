@@ -58,6 +58,7 @@ class Channel:
         self._body: list[bytes] = []
         self._received = 0
         self._last_props = b""
+        self._last_names = (b"", b"")
         # consumers and deliveries
         self.consumers: dict[str, Consumer] = {}
         self.prefetch_count = 0  # per consumer, for consumers created later
@@ -93,6 +94,14 @@ class Channel:
         n = payload[6]
         ex_raw = payload[6: 7 + n]
         rk_raw = payload[7 + n: 8 + n + payload[7 + n]]
+        # consecutive publishes usually repeat exchange and key: share the bytes objects
+        last = self._last_names
+        if ex_raw == last[0]:
+            ex_raw = last[0]
+        if rk_raw == last[1]:
+            rk_raw = last[1]
+        else:
+            self._last_names = (ex_raw, rk_raw)
         self._publish = (ex_raw, rk_raw, exchange, routing_key, bits & 1)
 
     def on_header(self, payload: bytes) -> None:

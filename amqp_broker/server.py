@@ -58,14 +58,27 @@ class Server:
             tg.start_soon(self.broker.store.run)
             tg.start_soon(self._alarm_loop)
             tg.start_soon(self._signals)
-            tg.start_soon(listener.serve, self._handle, tg)
+            accepting = anyio.CancelScope()
+            stopped_accepting = anyio.Event()
+
+            async def accept() -> None:
+                # this task owns the listener: cancelling it stops accepting, then closes
+                try:
+                    with accepting:
+                        await listener.serve(self._handle, tg)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await listener.aclose()
+                    stopped_accepting.set()
+            tg.start_soon(accept)
             self.log.info("listening", host=self.config.host, port=self.port,
                           data_dir=self.config.data_dir, pid=os.getpid())
             if ready is not None:
                 ready(self)
             await self._stop.wait()
             self._stopping = True
-            await listener.aclose()
+            accepting.cancel()
+            await stopped_accepting.wait()
             await self._shutdown_connections()
             tg.cancel_scope.cancel()
         self.broker.store.close()
