@@ -56,6 +56,8 @@ class Broker:
         self.connections_opened = 0
         self.started = time.time()
         self.alarms: set[str] = set()
+        self.refusing_queues = 0  # queues with a reject-publish overflow policy
+        self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires
 
     # --- identity and auth ---------------------------------------------------
     def next_msg_id(self) -> int:
@@ -153,8 +155,32 @@ class Broker:
             self.log.debug("connection closed before open", peer=_peer(conn),
                            reason=conn.close_reason)
 
+    def queue_created(self, q: Queue) -> None:
+        if q.args.overflow != "drop-head" and q.limited:
+            self.refusing_queues += 1
+        if q.ttl is not None or q.args.expires is not None:
+            self.expiring_queues.add(q)
+
     def queue_deleted(self, q: Queue) -> None:
-        return None
+        if q.args.overflow != "drop-head" and q.limited:
+            self.refusing_queues -= 1
+        self.expiring_queues.discard(q)
+
+    def sweep(self, now: float) -> None:
+        """Expire messages at queue heads and delete queues unused past x-expires."""
+        for q in list(self.expiring_queues):
+            if q.deleted:
+                self.expiring_queues.discard(q)
+                continue
+            if q.may_expire:
+                q.expire(now)
+            expires = q.args.expires
+            if (expires is not None and not q.consumers
+                    and now - q.last_used > expires / 1000):
+                self.log.info("queue expired", queue=q.name, vhost=q.vhost.name)
+                q.vhost.remove_queue(q)
+            elif q.ttl is None and expires is None and not q.may_expire:
+                self.expiring_queues.discard(q)
 
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]

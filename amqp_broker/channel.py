@@ -9,6 +9,7 @@ all go through `settle`).
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 ACK, DROP, REQUEUE = 0, 1, 2
+_NACK = -1  # confirm token of a publish an overflow policy refused
 
 Delivery = tuple[Message, Queue, "Consumer | None"]
 
@@ -174,24 +176,44 @@ class Channel:
     def publish(self, exchange: str, ex_raw: bytes, rk_raw: bytes, routing_key: str,
                 mandatory: int, props: bytes, body: bytes) -> None:
         ex = self.get_exchange_for_publish(exchange)
-        queues = self.vhost.route(ex, routing_key, lambda: fast.message_headers(props))
+        flags = (props[0] << 8) | props[1] if len(props) >= 2 else 0
+        expires = None
+        if flags & fast.FLAG_SPECIAL:
+            expires = self._check_special(flags, props)
+        vhost = self.vhost
+        queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props))
+        if not queues and "alternate-exchange" in ex.arguments:
+            queues = vhost.route_alternate(ex, routing_key, props)
         broker = self.broker
         broker.published += 1
         self.connection.published += 1
         token = 0
+        refused = False
+        if queues:
+            if broker.refusing_queues:
+                accepting = [q for q in queues if not q.refuses(len(body))]
+                refused = len(accepting) != len(queues)
+                if refused:
+                    for q in queues:
+                        if q not in accepting:
+                            q.refused(ex.name, routing_key, props, body)
+                queues = accepting
         if queues:
             persistent = fast.delivery_mode(props) == 2
             msg = Message(broker.next_msg_id(), ex_raw, rk_raw, props, body, persistent,
                           len(body))
+            msg.published_at = time.monotonic()
+            if expires is not None:
+                msg.expires = msg.published_at + expires
             if persistent:
                 durable = [q.store_key for q in queues if q.durable]
                 if durable:
                     token = self.store.publish(msg.msg_id, exchange, routing_key, props, body,
                                                durable)
-                    msg.stored = PAGEABLE if len(durable) == len(queues) else STORED  # type: ignore[arg-type]
+                    msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
             for q in queues:
                 q.enqueue(msg)
-        else:
+        elif not refused:
             broker.unroutable += 1
             if mandatory:
                 self.connection.write(method_frame(self.number, encode_method(
@@ -200,27 +222,46 @@ class Channel:
                 self.connection.write_content(self.number, props, body)
         if self.confirm_mode:
             self.publish_seq += 1
+            if refused:
+                token = _NACK
             if token or self._confirm_pending:
                 self._confirm_pending.append((self.publish_seq, token))
-                if not self._sync_waiting:
+                if token == _NACK and len(self._confirm_pending) == 1:
+                    self._on_synced(0, True)
+                elif not self._sync_waiting:
                     self._sync_waiting = True
                     self.store.on_sync(self._on_synced)
             else:
                 self._confirm_ready = self.publish_seq
                 self.connection.confirms_due.add(self)
 
+    def _check_special(self, flags: int, props: bytes) -> float | None:
+        """user-id must match the login; expiration gives a per-message TTL (seconds)."""
+        decoded = fast.decode_properties(props)
+        if flags & fast.FLAG_USER_ID and decoded.user_id != self.connection.user:
+            raise AMQPError(PRECONDITION_FAILED,
+                            f"user_id property set to '{decoded.user_id}' but authenticated "
+                            f"user was '{self.connection.user}'", 60, 40)
+        if flags & fast.FLAG_EXPIRATION:
+            try:
+                ttl = int(str(decoded.expiration))
+                if ttl < 0:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise AMQPError(PRECONDITION_FAILED,
+                                f"invalid expiration '{decoded.expiration}'", 60, 40) from None
+            return ttl / 1000
+        return None
+
     def _on_synced(self, token: int, ok: bool) -> None:
         self._sync_waiting = False
         if self.state is not ChannelState.OPEN:
             return
         pending = self._confirm_pending
-        nacked = False
-        while pending and pending[0][1] <= token:
-            seq, _ = pending.popleft()
-            if not ok:
-                if not nacked:
-                    self.flush_confirms()
-                nacked = True
+        while pending and (pending[0][1] <= token or pending[0][1] == _NACK):
+            seq, tok = pending.popleft()
+            if not ok or tok == _NACK:
+                self.flush_confirms()
                 self.send((60, 120), delivery_tag=seq, multiple=False, requeue=False)
                 self._confirm_told = seq
             else:
@@ -324,6 +365,7 @@ class Channel:
     def apply_settle(self, taken: list[tuple[int, Delivery]], action: int) -> None:
         requeue: dict[Queue, list[Message]] = {}
         removed: dict[Queue, list[int]] = {}
+        dead: dict[Queue, list[Message]] = {}
         touched: set[Queue] = set()
         for _tag, (msg, queue, consumer) in taken:
             self.unacked_count -= 1
@@ -337,8 +379,12 @@ class Channel:
                 requeue.setdefault(queue, []).append(msg)
             else:
                 queue.acked += 1
+                if action == DROP and queue.args.dead_letter_exchange is not None:
+                    dead.setdefault(queue, []).append(msg)
                 if msg.stored and queue.durable:
                     removed.setdefault(queue, []).append(msg.msg_id)
+        for queue, msgs in dead.items():
+            queue.dead_letter_settled(msgs)
         for queue, ids in removed.items():
             self.store.remove(queue.store_key, ids)
         for queue, msgs in requeue.items():

@@ -10,10 +10,15 @@ No task per message.
 
 from __future__ import annotations
 
+import time
 from bisect import insort
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from . import deadletter
+from .protocol import fast
+from .queue_args import QueueArgs
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -30,16 +35,8 @@ PAGE_OUT_BYTES = 32 * 1024 * 1024
 class Message:
     """One published message, shared by every queue it was routed to."""
 
-    __slots__ = (
-        "body",
-        "body_size",
-        "exchange_raw",
-        "msg_id",
-        "persistent",
-        "properties",
-        "routing_key_raw",
-        "stored",
-    )
+    __slots__ = ("msg_id", "exchange_raw", "routing_key_raw", "properties", "body",
+                 "persistent", "stored", "body_size", "published_at", "expires")
 
     def __init__(self, msg_id: int, exchange_raw: bytes, routing_key_raw: bytes,
                  properties: bytes, body: bytes | None, persistent: bool, body_size: int) -> None:
@@ -53,6 +50,8 @@ class Message:
         # PAGEABLE: in the store for all of them, so the body may leave RAM
         self.stored = 0
         self.body_size = body_size
+        self.published_at = 0.0  # monotonic seconds; set when a TTL may apply
+        self.expires: float | None = None  # per-message expiration deadline
 
     @property
     def exchange(self) -> str:
@@ -102,17 +101,91 @@ class Consumer:
         return self.channel.can_deliver()
 
 
+class PriorityReady:
+    """Ready messages of an x-max-priority queue: one FIFO per priority level,
+    highest first. Offers the subset of deque that Queue uses."""
+
+    def __init__(self, max_priority: int) -> None:
+        self.max_priority = max_priority
+        self.levels: list[deque[Message]] = [deque() for _ in range(max_priority + 1)]
+        self.count = 0
+
+    def level(self, msg: Message) -> deque[Message]:
+        priority = 0
+        if fast.flags_of(msg.properties) & fast.FLAG_PRIORITY:
+            priority = fast.decode_properties(msg.properties).priority or 0
+        return self.levels[min(priority, self.max_priority)]
+
+    def append(self, msg: Message) -> None:
+        self.level(msg).append(msg)
+        self.count += 1
+
+    def put_back(self, msg: Message) -> None:
+        _put_back(self.level(msg), msg)
+        self.count += 1
+
+    def popleft(self) -> Message:
+        for level in reversed(self.levels):
+            if level:
+                self.count -= 1
+                return level.popleft()
+        raise IndexError("pop from an empty queue")
+
+    def __getitem__(self, index: int) -> Message:
+        if index != 0:
+            raise IndexError(index)
+        for level in reversed(self.levels):
+            if level:
+                return level[0]
+        raise IndexError(index)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self) -> Iterator[Message]:
+        for level in reversed(self.levels):
+            yield from level
+
+    def clear(self) -> None:
+        for level in self.levels:
+            level.clear()
+        self.count = 0
+
+
+class FifoReady(deque):  # type: ignore[type-arg]
+    """Ready messages in publish order."""
+
+    def put_back(self, msg: Message) -> None:
+        _put_back(self, msg)
+
+
+def _put_back(ready: deque[Message], msg: Message) -> None:
+    """Insert msg at its original (msg_id) position."""
+    if not ready or ready[-1].msg_id < msg.msg_id:
+        ready.append(msg)
+    elif ready[0].msg_id > msg.msg_id:
+        ready.appendleft(msg)
+    else:
+        insort(ready, msg)
+
+
 class Queue:
     def __init__(self, vhost: VHost, name: str, durable: bool, exclusive_owner: object | None,
-                 auto_delete: bool, arguments: dict[str, Any]) -> None:
+                 auto_delete: bool, arguments: dict[str, Any],
+                 args: QueueArgs | None = None) -> None:
         self.vhost = vhost
         self.name = name
         self.durable = durable
         self.exclusive_owner = exclusive_owner  # the owning connection, or None
         self.auto_delete = auto_delete
         self.arguments = arguments
+        self.args = args or QueueArgs()
         self.store_key = f"{vhost.name}\x00{name}"
-        self.ready: deque[Message] = deque()
+        self.ready: FifoReady | PriorityReady = (
+            PriorityReady(self.args.max_priority) if self.args.max_priority else FifoReady())
         self.redelivered: set[int] = set()
         self.consumers: list[Consumer] = []
         self._rr = 0
@@ -121,6 +194,10 @@ class Queue:
         self.deleted = False
         self.unacked = 0  # delivered, not yet settled
         self.ready_bytes = 0
+        self.limited = self.args.limited
+        self.ttl = self.args.message_ttl / 1000 if self.args.message_ttl is not None else None
+        self.may_expire = self.ttl is not None  # head may hold expired messages
+        self.last_used = time.monotonic()
         # counters for metrics, plain ints on the hot path
         self.published = 0
         self.delivered = 0
@@ -129,36 +206,52 @@ class Queue:
     # --- contents ----------------------------------------------------------
     @property
     def message_count(self) -> int:
+        if self.may_expire:
+            self.expire()
         return len(self.ready)
 
     def enqueue(self, msg: Message) -> None:
+        """Add a routed message (overflow refusals were checked by `refuses`)."""
         self.ready.append(msg)
         self.ready_bytes += msg.body_size
         if self.ready_bytes > PAGE_OUT_BYTES and msg.stored == PAGEABLE:
             msg.body = None
         self.published += 1
+        if msg.expires is not None:
+            self.may_expire = True
+            self.vhost.broker.expiring_queues.add(self)
         if self.consumers:
             self.dispatch()
+        if self.limited:
+            self._drop_head()
 
-    def requeue(self, msgs: Iterable[Message]) -> None:
-        """Put delivered messages back in their original place, marked redelivered."""
-        ready = self.ready
-        for msg in sorted(msgs, key=_msg_id):
-            self.redelivered.add(msg.msg_id)
-            self.ready_bytes += msg.body_size
-            if not ready or ready[-1].msg_id < msg.msg_id:
-                ready.append(msg)
-            elif ready[0].msg_id > msg.msg_id:
-                ready.appendleft(msg)
-            else:
-                insort(ready, msg)
-        if self.consumers:
-            self.dispatch()
+    def refuses(self, size: int) -> bool:
+        """True when a reject-publish overflow policy turns a message away."""
+        return self.limited and self.args.overflow != "drop-head" and self._full(size)
 
-    def take(self) -> tuple[Message, bool] | None:
-        """Pop the head message for basic.get: (message, redelivered)."""
-        if not self.ready:
-            return None
+    def refused(self, exchange_name: str, routing_key: str, props: bytes, body: bytes) -> None:
+        if self.args.overflow == "reject-publish-dlx":
+            msg = Message(0, fast.shortstr(exchange_name), fast.shortstr(routing_key), props,
+                          body, fast.delivery_mode(props) == 2, len(body))
+            deadletter.dead_letter(self, [msg], deadletter.MAXLEN)
+
+    def _full(self, incoming: int) -> bool:
+        a = self.args
+        return ((a.max_length is not None and len(self.ready) >= a.max_length)
+                or (a.max_length_bytes is not None
+                    and self.ready_bytes + incoming > a.max_length_bytes))
+
+    def _drop_head(self) -> None:
+        a = self.args
+        dropped = []
+        while self.ready and ((a.max_length is not None and len(self.ready) > a.max_length)
+                              or (a.max_length_bytes is not None
+                                  and self.ready_bytes > a.max_length_bytes)):
+            dropped.append(self._pop()[0])
+        if dropped:
+            self._discard(dropped, deadletter.MAXLEN)
+
+    def _pop(self) -> tuple[Message, bool]:
         msg = self.ready.popleft()
         self.ready_bytes -= msg.body_size
         redelivered = False
@@ -166,6 +259,60 @@ class Queue:
             self.redelivered.discard(msg.msg_id)
             redelivered = True
         return msg, redelivered
+
+    def _discard(self, msgs: list[Message], reason: str) -> None:
+        """Messages leave the queue without a consumer: dead-letter them, forget them."""
+        deadletter.dead_letter(self, msgs, reason)
+        if self.durable:
+            ids = [m.msg_id for m in msgs if m.stored]
+            if ids:
+                self.vhost.broker.store.remove(self.store_key, ids)
+
+    def deadline(self, msg: Message) -> float | None:
+        ttl = self.ttl
+        if ttl is None:
+            return msg.expires
+        own = msg.published_at + ttl
+        return own if msg.expires is None or own < msg.expires else msg.expires
+
+    def expire(self, now: float | None = None) -> None:
+        """Drop (dead-letter) expired messages at the head, as RabbitMQ does."""
+        now = time.monotonic() if now is None else now
+        ready = self.ready
+        expired = []
+        while ready:
+            deadline = self.deadline(ready[0])
+            if deadline is None or deadline > now:
+                break
+            expired.append(self._pop()[0])
+        if expired:
+            self._discard(expired, deadletter.EXPIRED)
+        if not ready and self.ttl is None:
+            self.may_expire = False
+
+    def dead_letter_settled(self, msgs: list[Message]) -> None:
+        """Rejected/nacked without requeue: dead-letter if the queue has a DLX."""
+        if self.args.dead_letter_exchange is not None:
+            deadletter.dead_letter(self, msgs, deadletter.REJECTED)
+
+    def requeue(self, msgs: Iterable[Message]) -> None:
+        """Put delivered messages back in their original place, marked redelivered."""
+        ready = self.ready
+        for msg in sorted(msgs, key=_msg_id):
+            self.redelivered.add(msg.msg_id)
+            self.ready_bytes += msg.body_size
+            ready.put_back(msg)
+        if self.consumers:
+            self.dispatch()
+
+    def take(self) -> tuple[Message, bool] | None:
+        """Pop the head message for basic.get: (message, redelivered)."""
+        self.last_used = time.monotonic()
+        if self.may_expire:
+            self.expire()
+        if not self.ready:
+            return None
+        return self._pop()
 
     def purge(self) -> list[Message]:
         msgs = list(self.ready)
@@ -187,6 +334,7 @@ class Queue:
             self.consumers.remove(consumer)
         except ValueError:
             return
+        self.last_used = time.monotonic()
         self._priorities = any(c.priority for c in self.consumers)
 
     def has_exclusive_consumer(self) -> bool:
@@ -214,6 +362,8 @@ class Queue:
     def dispatch(self) -> None:
         """Hand ready messages to consumers while any has credit."""
         ready = self.ready
+        if self.may_expire:
+            self.expire()
         while ready:
             consumer = self._pick()
             if consumer is None:

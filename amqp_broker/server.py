@@ -109,7 +109,8 @@ class Server:
         page = os.sysconf("SC_PAGE_SIZE")
         limit = self.config.memory_high_water
         while True:
-            await anyio.sleep(0.5)
+            await anyio.sleep(0.25)
+            self.broker.sweep(time.monotonic())
             alarms: set[str] = set()
             try:
                 with open("/proc/self/statm") as f:

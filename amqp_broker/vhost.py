@@ -7,12 +7,14 @@ text. Durable definitions are written through to the message store.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Hashable, Iterable
+import time
+from collections.abc import Collection, Hashable
 from typing import TYPE_CHECKING, Any
 
 import exchanges
 from exchanges.base import BindingError, ExchangeType
 
+from . import queue_args
 from .errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -21,6 +23,7 @@ from .errors import (
     RESOURCE_LOCKED,
     AMQPError,
 )
+from .protocol import fast
 from .queue import Queue
 
 if TYPE_CHECKING:
@@ -177,9 +180,13 @@ class VHost:
         if existing is not None:
             self.check_exclusive(existing, connection)
             self._check_queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
+            existing.last_used = time.monotonic()
             return existing, False
-        q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments)
+        args = queue_args.parse(arguments, name, self.name)
+        q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments,
+                  args)
         self.queues[name] = q
+        self.broker.queue_created(q)
         self.default_exchange.table.bind(q, name, {})
         if durable and not exclusive:
             self.broker.save_definition(self._queue_key(name), {
@@ -276,7 +283,7 @@ class VHost:
             self._remove_exchange(ex)
 
     # --- routing -----------------------------------------------------------
-    def route(self, ex: Exchange, routing_key: str, headers_of: Any) -> Iterable[Queue]:
+    def route(self, ex: Exchange, routing_key: str, headers_of: Any) -> Collection[Queue]:
         """Queues a message goes to. headers_of() decodes the headers table lazily."""
         if ex is self.default_exchange:
             q = self.queues.get(routing_key)
@@ -299,6 +306,22 @@ class VHost:
                         headers = headers_of()
                     pending.append(dest.table.route(routing_key, headers))
         return queues
+
+    def route_alternate(self, ex: Exchange, routing_key: str, props: bytes) -> Collection[Queue]:
+        """Follow alternate-exchange arguments for an unroutable message."""
+        seen = {ex}
+        while True:
+            name = ex.arguments.get("alternate-exchange")
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "surrogateescape")
+            alt = self.exchanges.get(name) if isinstance(name, str) else None
+            if alt is None or alt in seen:
+                return ()
+            seen.add(alt)
+            queues = self.route(alt, routing_key, lambda: fast.message_headers(props))
+            if queues:
+                return queues
+            ex = alt
 
     # --- store keys --------------------------------------------------------
     def _exchange_key(self, name: str) -> str:

@@ -28,6 +28,13 @@ FLAG_HEADERS = 0x2000
 FLAG_DELIVERY_MODE = 0x1000
 FLAG_PRIORITY = 0x0800
 FLAG_EXPIRATION = 0x0100
+FLAG_USER_ID = 0x0010
+FLAG_SPECIAL = FLAG_PRIORITY | FLAG_EXPIRATION | FLAG_USER_ID
+
+
+def flags_of(props: bytes) -> int:
+    """The first property flag word (0 for empty properties)."""
+    return (props[0] << 8) | props[1] if len(props) >= 2 else 0
 
 
 def decode_publish(payload: bytes) -> tuple[str, str, int]:

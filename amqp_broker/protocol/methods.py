@@ -205,7 +205,7 @@ def decode_method(payload: bytes) -> tuple[tuple[int, int], dict[str, Any]]:
             elif kind == TABLE:
                 args[name], pos = decode_table(payload, pos)
     except AMQPError as exc:
-        raise exc.with_method(*key)
+        raise exc.with_method(*key) from None
     except (IndexError, struct.error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise AMQPError(SYNTAX_ERROR, f"malformed {spec[0]} frame ({exc.__class__.__name__})",
                         *key) from None
