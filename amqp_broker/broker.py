@@ -124,7 +124,7 @@ class Broker:
                 if raw is None:
                     raw = shared[(e.exchange, e.routing_key)] = (
                         shortstr(e.exchange), shortstr(e.routing_key))
-                msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, True, e.body_size)
+                msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, e.body_size)
                 msg.stored = PAGEABLE
                 found.ready.append(msg)
                 found.ready_bytes += e.body_size

@@ -200,11 +200,10 @@ class Channel:
                 queues = accepting
         if queues:
             persistent = fast.delivery_mode(props) == 2
-            msg = Message(broker.next_msg_id(), ex_raw, rk_raw, props, body, persistent,
-                          len(body))
-            msg.published_at = time.monotonic()
-            if expires is not None:
-                msg.expires = msg.published_at + expires
+            msg = Message(broker.next_msg_id(), ex_raw, rk_raw, props, body, len(body))
+            if expires is not None or broker.expiring_queues:
+                now = time.monotonic()
+                msg.ttl = (now, None if expires is None else now + expires)
             if persistent:
                 durable = [q.store_key for q in queues if q.durable]
                 if durable:

@@ -7,6 +7,7 @@ x-first-death-* headers; the expiration property moved to original-expiration).
 from __future__ import annotations
 
 import datetime
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import queue as queues  # circular: only attributes used at call time
@@ -67,8 +68,10 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
         if not targets:
             continue
         new = queues.Message(broker.next_msg_id(), shortstr(ex.name), shortstr(routing_key), props,
-                      body, msg.persistent, len(body))
-        if msg.persistent:
+                      body, len(body))
+        if broker.expiring_queues:
+            new.ttl = (time.monotonic(), None)
+        if fast.delivery_mode(props) == 2:
             durable = [q.store_key for q in targets if q.durable]
             if durable:
                 store.publish(new.msg_id, ex.name, routing_key, props, body, durable)

@@ -36,22 +36,22 @@ class Message:
     """One published message, shared by every queue it was routed to."""
 
     __slots__ = ("msg_id", "exchange_raw", "routing_key_raw", "properties", "body",
-                 "persistent", "stored", "body_size", "published_at", "expires")
+                 "stored", "body_size", "ttl")
 
     def __init__(self, msg_id: int, exchange_raw: bytes, routing_key_raw: bytes,
-                 properties: bytes, body: bytes | None, persistent: bool, body_size: int) -> None:
+                 properties: bytes, body: bytes | None, body_size: int) -> None:
         self.msg_id = msg_id
         self.exchange_raw = exchange_raw  # short string with its length octet
         self.routing_key_raw = routing_key_raw  # idem
         self.properties = properties  # raw content-header properties
         self.body = body  # None while paged out to the store
-        self.persistent = persistent
         # 0: not in the store; STORED: in the store for some of its queues;
         # PAGEABLE: in the store for all of them, so the body may leave RAM
         self.stored = 0
         self.body_size = body_size
-        self.published_at = 0.0  # monotonic seconds; set when a TTL may apply
-        self.expires: float | None = None  # per-message expiration deadline
+        # (published at, per-message deadline or None) in monotonic seconds, set
+        # only while some queue has a TTL or the message has an expiration
+        self.ttl: tuple[float, float | None] | None = None
 
     @property
     def exchange(self) -> str:
@@ -217,7 +217,7 @@ class Queue:
         if self.ready_bytes > PAGE_OUT_BYTES and msg.stored == PAGEABLE:
             msg.body = None
         self.published += 1
-        if msg.expires is not None:
+        if msg.ttl is not None and msg.ttl[1] is not None:
             self.may_expire = True
             self.vhost.broker.expiring_queues.add(self)
         if self.consumers:
@@ -232,7 +232,7 @@ class Queue:
     def refused(self, exchange_name: str, routing_key: str, props: bytes, body: bytes) -> None:
         if self.args.overflow == "reject-publish-dlx":
             msg = Message(0, fast.shortstr(exchange_name), fast.shortstr(routing_key), props,
-                          body, fast.delivery_mode(props) == 2, len(body))
+                          body, len(body))
             deadletter.dead_letter(self, [msg], deadletter.MAXLEN)
 
     def _full(self, incoming: int) -> bool:
@@ -269,11 +269,13 @@ class Queue:
                 self.vhost.broker.store.remove(self.store_key, ids)
 
     def deadline(self, msg: Message) -> float | None:
-        ttl = self.ttl
-        if ttl is None:
-            return msg.expires
-        own = msg.published_at + ttl
-        return own if msg.expires is None or own < msg.expires else msg.expires
+        if msg.ttl is None:
+            return None
+        published, expires = msg.ttl
+        if self.ttl is None:
+            return expires
+        own = published + self.ttl
+        return own if expires is None or own < expires else expires
 
     def expire(self, now: float | None = None) -> None:
         """Drop (dead-letter) expired messages at the head, as RabbitMQ does."""
