@@ -56,6 +56,7 @@ class Broker:
         self.connections_opened = 0
         self.started = time.time()
         self.alarms: set[str] = set()
+        self.unsynced_definitions = False  # a declare-ok must wait for the next fsync
         self.refusing_queues = 0  # queues with a reject-publish overflow policy
         self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires
 
@@ -77,6 +78,7 @@ class Broker:
     def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
         if not self._recovering:
             self.store.save_definition(key, record)
+            self.unsynced_definitions = True
 
     def recover(self) -> dict[str, Any]:
         """Rebuild durable definitions and queue contents from the store."""

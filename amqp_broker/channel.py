@@ -85,6 +85,15 @@ class Channel:
     def send(self, key: tuple[int, int], **values: Any) -> None:
         self.connection.write(method_frame(self.number, encode_method(key, **values)))
 
+    def send_durable(self, key: tuple[int, int], **values: Any) -> None:
+        """Reply once durable definitions written so far are on disk (declare-ok etc.)."""
+        frame = method_frame(self.number, encode_method(key, **values))
+        if self.broker.unsynced_definitions:
+            self.broker.unsynced_definitions = False
+            self.connection.write_when_synced(frame)
+        else:
+            self.connection.write(frame)
+
     # --- content assembly ----------------------------------------------------
     def on_publish(self, payload: bytes) -> None:
         if self._publish is not None:

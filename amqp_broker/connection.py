@@ -105,6 +105,8 @@ class Connection:
         self.close_reason = ""
         self.last_received = time.monotonic()
         self.published = 0  # messages this connection published (flow control)
+        self.paused = False  # input held until a durable reply is on disk
+        self.on_resume: Callable[[], None] = _noop
         self.blocked_notified = False
 
     # --- output --------------------------------------------------------------
@@ -123,6 +125,27 @@ class Connection:
 
     def send_method(self, channel: int, key: tuple[int, int], **values: Any) -> None:
         self.write(method_frame(channel, encode_method(key, **values)))
+
+    def write_when_synced(self, data: bytes) -> None:
+        """Write data after the store's next fsync, holding further input until then
+        so nothing this client sends later is answered first."""
+        done = []
+
+        def synced(_token: int, ok: bool) -> None:
+            done.append(True)
+            if self.state is ConnState.CLOSED:
+                return
+            if not ok:
+                self.broker.log.warning("durable definition not yet on disk", peer=self.peer)
+            self.write(data)
+            if self.paused:
+                self.paused = False
+                self.receive(b"")  # frames that arrived meanwhile
+                self.on_resume()
+
+        self.broker.store.on_sync(synced)
+        if not done:
+            self.paused = True
 
     def take_output(self) -> bytes:
         """Everything queued for the socket, as one buffer."""
@@ -166,9 +189,12 @@ class Connection:
                 data = self._receive_header(data)
                 if not data:
                     return
+            if self.paused:
+                self.reader.hold(data)
+                return
             for frame_type, channel, payload in self.reader.feed(data):
                 self._frame(frame_type, channel, payload)
-                if self.state is ConnState.CLOSED:
+                if self.paused or self.state is ConnState.CLOSED:
                     break
         except AMQPError as exc:
             self.close_with(exc)

@@ -150,6 +150,11 @@ class Server:
         host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else (str(peer), 0)
         wake = [anyio.Event()]
         conn = Connection(self.broker, (host, port), on_output=lambda: wake[0].set())
+        resumed = [anyio.Event()]
+
+        def on_resume() -> None:
+            resumed[0].set()
+        conn.on_resume = on_resume
         last_sent = [time.monotonic()]
         opened_at = time.monotonic()
         if self._stopping:
@@ -195,6 +200,9 @@ class Server:
                     await self.unblocked.wait()
                 data = await stream.receive(65536)
                 conn.receive(data)
+                while conn.paused:  # a durable reply waits for the disk: read no further
+                    await resumed[0].wait()
+                    resumed[0] = anyio.Event()
             wake[0].set()  # let the writer flush the last frames, then it ends the connection
 
         try:

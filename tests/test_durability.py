@@ -756,10 +756,6 @@ def test_recovered_log_line(broker_factory: Factory, uid: str) -> None:
     assert re.search(r"seconds=[0-9.]+", lines[-1])
 
 
-@pytest.mark.xfail(strict=True, reason="broker bug: queue.declare-ok / queue.bind-ok for durable "
-                   "objects are sent before the definition record is group-committed "
-                   "(vhost.py -> Broker.save_definition -> DiskStore.save_definition only "
-                   "queues the record; the handlers never wait for store.on_sync)")
 def test_definitions_survive_kill9_right_after_declare_ok(broker_factory: Factory,
                                                           uid: str) -> None:
     """declare-ok / bind-ok for durable objects: on disk before the reply (as RabbitMQ)."""

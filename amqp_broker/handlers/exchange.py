@@ -11,13 +11,13 @@ def declare(ch: Channel, args: dict[str, Any]) -> None:
     ch.vhost.declare_exchange(args["exchange"], args["type"], args["passive"], args["durable"],
                               args["auto_delete"], args["internal"], args["arguments"])
     if not args["nowait"]:
-        ch.send((40, 11))
+        ch.send_durable((40, 11))
 
 
 def delete(ch: Channel, args: dict[str, Any]) -> None:
     ch.vhost.delete_exchange(args["exchange"], args["if_unused"])
     if not args["nowait"]:
-        ch.send((40, 21))
+        ch.send_durable((40, 21))
 
 
 def bind(ch: Channel, args: dict[str, Any]) -> None:
@@ -26,7 +26,7 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     source = vhost.get_exchange(args["source"])
     vhost.bind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send((40, 31))
+        ch.send_durable((40, 31))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -35,7 +35,7 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
     source = vhost.get_exchange(args["source"])
     vhost.unbind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send((40, 51))
+        ch.send_durable((40, 51))
 
 
 HANDLERS: dict[tuple[int, int], Handler] = {

@@ -22,7 +22,7 @@ def declare(ch: Channel, args: dict[str, Any]) -> None:
     if q.exclusive_owner is conn:
         conn.exclusive_queues.add(q)
     if not args["nowait"]:
-        ch.send((50, 11), queue=q.name, message_count=q.message_count,
+        ch.send_durable((50, 11), queue=q.name, message_count=q.message_count,
                 consumer_count=len(q.consumers))
 
 
@@ -32,7 +32,7 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     ex = vhost.get_exchange(args["exchange"])
     vhost.bind(ex, q, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send((50, 21))
+        ch.send_durable((50, 21))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -40,7 +40,7 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
     q = vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
     ex = vhost.get_exchange(args["exchange"])
     vhost.unbind(ex, q, args["routing_key"], args["arguments"])
-    ch.send((50, 51))
+    ch.send_durable((50, 51))
 
 
 def purge(ch: Channel, args: dict[str, Any]) -> None:
@@ -69,7 +69,7 @@ def delete(ch: Channel, args: dict[str, Any]) -> None:
     count = vhost.delete_queue(q, args["if_unused"], args["if_empty"])
     ch.connection.exclusive_queues.discard(q)
     if not args["nowait"]:
-        ch.send((50, 41), message_count=count)
+        ch.send_durable((50, 41), message_count=count)
 
 
 HANDLERS: dict[tuple[int, int], Handler] = {

@@ -48,6 +48,10 @@ class FrameReader:
     def __len__(self) -> int:
         return len(self._buf)
 
+    def hold(self, data: bytes) -> None:
+        """Buffer data without parsing it (input paused)."""
+        self._buf += data
+
     def feed(self, data: bytes) -> Iterator[Frame]:
         """Add data and yield every complete frame now available.
 
