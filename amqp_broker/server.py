@@ -72,7 +72,9 @@ class Server:
                     stopped_accepting.set()
             tg.start_soon(accept)
             self.log.info("listening", host=self.config.host, port=self.port,
-                          data_dir=self.config.data_dir, pid=os.getpid())
+                          data_dir=(os.path.abspath(self.config.data_dir)
+                                    if self.config.data_dir else "none (in memory)"),
+                          pid=os.getpid())
             if ready is not None:
                 ready(self)
             await self._stop.wait()
