@@ -197,6 +197,10 @@ class Connection:
                 if self.paused or self.state is ConnState.CLOSED:
                     break
         except AMQPError as exc:
+            if exc.reply_code == FRAME_ERROR:
+                # the rest of the buffer cannot be trusted; start afresh so the
+                # client's close-ok is understood
+                self.reader = FrameReader(self.frame_max)
             self.close_with(exc)
         except Exception as exc:  # a bug must cost one connection, not the broker
             self.broker.log.exception("internal error handling frame", peer=self.peer)
@@ -285,6 +289,8 @@ class Connection:
                 if self.state is ConnState.CLOSING:
                     return
                 raise AMQPError(UNEXPECTED_FRAME, "content frame before connection.open")
+            if frame_type == FRAME_HEADER and len(payload) < 14:
+                raise AMQPError(FRAME_ERROR, "content header frame too short")
             ch = self.channels.get(channel)
             if ch is None:
                 raise AMQPError(CHANNEL_ERROR, f"content frame on unopened channel {channel}")

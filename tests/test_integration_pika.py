@@ -255,15 +255,8 @@ MALFORMED_REPLY_CODES = [  # what RabbitMQ 3.x answers (connection.close) to eac
     pytest.param(raw_frame(1, 0, b"\x00\x0a\x00\x32", end=b"\x00"), 501, id="bad-frame-end"),
     pytest.param(raw_frame(1, 1, b"\x00\x32"), 501, id="method-payload-too-short"),
     pytest.param(raw_frame(1, 1, method_payload(commands.Queue.Declare(queue="abc"))[:9]), 501,
-                 id="truncated-method-args",
-                 marks=pytest.mark.xfail(reason="broker bug: undecodable method arguments "
-                                         "answered 502 SYNTAX_ERROR, RabbitMQ answers 501 "
-                                         "FRAME_ERROR 'cannot decode'", strict=True)),
-    pytest.param(raw_frame(2, 1, b"\x00"), 501, id="short-content-header",
-                 marks=pytest.mark.xfail(reason="broker bug: a content header frame too short "
-                                         "to parse is answered 505 UNEXPECTED_FRAME, RabbitMQ "
-                                         "answers 501 FRAME_ERROR (framing is checked first)",
-                                         strict=True)),
+                 id="truncated-method-args"),
+    pytest.param(raw_frame(2, 1, b"\x00"), 501, id="short-content-header"),
     pytest.param(b"\x01\x00\x01\x7f\xff\xff\xff", 501, id="huge-size"),
 ]
 
@@ -1314,9 +1307,6 @@ def test_publish_consume_many_in_order(conn: Any, ch: Any) -> None:
 
 # --- restart (private broker) ----------------------------------------------------------
 
-@pytest.mark.xfail(reason="broker bug: basic.get auto_ack of a recovered (paged-out) message "
-                   "removes it from the store before reading its body: 541 StoreError",
-                   strict=True)
 @pytest.mark.time_limit(40)
 def test_durable_queue_and_persistent_message_survive_restart(broker_factory: Any,
                                                               uid: str) -> None:

@@ -4,7 +4,7 @@ Every method is described once, as (class id, method id, name, fields). The
 generic decoder turns a method frame payload into (method key, args dict); the
 few methods on the hot path (basic.publish, basic.ack, basic.deliver) also have
 hand-written struct codecs in protocol.fast. Field tables use pamqp's codec.
-Any malformed payload raises AMQPError(SYNTAX_ERROR) — never anything else.
+Any malformed payload raises AMQPError(FRAME_ERROR), as RabbitMQ does — never anything else.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from pamqp import decode as pdecode
 from pamqp import encode as pencode
 
-from ..errors import FRAME_ERROR, SYNTAX_ERROR, AMQPError
+from ..errors import FRAME_ERROR, AMQPError
 
 # field type codes
 OCTET, SHORT, LONG, LONGLONG, SHORTSTR, LONGSTR, BIT, TABLE, TIMESTAMP = (
@@ -145,7 +145,7 @@ def decode_table(data: bytes, offset: int) -> tuple[dict[str, Any], int]:
     (size,) = _u32(data, offset)
     end = offset + 4 + size
     if end > len(data):
-        raise AMQPError(SYNTAX_ERROR, "field table runs past the end of the frame")
+        raise AMQPError(FRAME_ERROR, "field table runs past the end of the frame")
     _, table = pdecode.field_table(data[offset:end])
     return table, end
 
@@ -206,12 +206,10 @@ def decode_method(payload: bytes) -> tuple[tuple[int, int], dict[str, Any]]:
                 args[name], pos = decode_table(payload, pos)
     except AMQPError as exc:
         raise exc.with_method(*key) from None
-    except (IndexError, struct.error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise AMQPError(SYNTAX_ERROR, f"malformed {spec[0]} frame ({exc.__class__.__name__})",
-                        *key) from None
-    except Exception as exc:  # pamqp may raise its own exception types on hostile tables
-        raise AMQPError(SYNTAX_ERROR, f"malformed {spec[0]} frame ({exc.__class__.__name__})",
-                        *key) from None
+    except Exception as exc:  # truncated fields; pamqp raises assorted types on bad tables
+        # RabbitMQ answers undecodable method arguments with 501 FRAME_ERROR
+        raise AMQPError(FRAME_ERROR, f"cannot decode {spec[0]} arguments "
+                        f"({exc.__class__.__name__})", *key) from None
     return key, args
 
 
