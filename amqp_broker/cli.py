@@ -64,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-high-watermark", default=_env("MEMORY_HIGH_WATERMARK", "0.4"),
                    help="block publishers above this RSS: a fraction of RAM (<= 1) or bytes "
                         "[AMQP_BROKER_MEMORY_HIGH_WATERMARK] (default: 0.4)")
+    p.add_argument("--metrics-port", type=int,
+                   default=int(_env("METRICS_PORT", "15692") or 0),
+                   help="Prometheus metrics on http://HOST:PORT/metrics; 0 disables "
+                        "[AMQP_BROKER_METRICS_PORT] (default: 15692, as RabbitMQ's plugin)")
     p.add_argument("--version", action="version", version=f"amqp-broker {__version__}")
     return p
 
@@ -75,7 +79,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
     return Config(host=args.host, port=args.port, data_dir=data_dir, log_level=args.log_level,
                   log_format=args.log_format, default_user=args.default_user,
                   default_pass=args.default_pass, loopback_users=loopback,
-                  heartbeat=args.heartbeat,
+                  heartbeat=args.heartbeat, metrics_port=args.metrics_port,
                   memory_high_water=_memory_limit(args.memory_high_watermark))
 
 

@@ -29,4 +29,4 @@ class Config:
     # total bytes of ready messages in RAM above which publishers are blocked
     memory_high_water: int = 1024 * 1024 * 1024
     # prometheus metrics endpoint port (0 disables)
-    metrics_port: int = 0
+    metrics_port: int = 15692

@@ -58,6 +58,10 @@ class Server:
             tg.start_soon(self.broker.store.run)
             tg.start_soon(self._alarm_loop)
             tg.start_soon(self._signals)
+            if self.config.metrics_port:
+                from . import metrics
+                tg.start_soon(metrics.serve, self.broker, self.config.host,
+                              self.config.metrics_port)
             accepting = anyio.CancelScope()
             stopped_accepting = anyio.Event()
 

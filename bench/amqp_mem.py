@@ -472,6 +472,8 @@ class OurBroker:
             str(self.port),
             "--data-dir",
             self.data_dir,
+            "--metrics-port",
+            "0",
             "--log-level",
             "warning",
         ]

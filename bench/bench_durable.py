@@ -90,7 +90,8 @@ class Broker:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--log-level", "info", "--log-format", "json"],
+             "--data-dir", str(self.data_dir), "--log-level", "info", "--log-format", "json",
+             "--metrics-port", "0"],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         while time.monotonic() - t0 < timeout:
