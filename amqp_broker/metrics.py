@@ -24,7 +24,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class BrokerCollector(Collector):
-    def __init__(self, broker: "Broker") -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
     def collect(self) -> Iterator[Metric]:
@@ -77,7 +77,7 @@ class BrokerCollector(Collector):
         yield from (ready, ready_bytes, unacked, consumers, published, delivered, acked)
 
 
-def registry_for(broker: "Broker") -> CollectorRegistry:
+def registry_for(broker: Broker) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(BrokerCollector(broker))
     ProcessCollector(registry=registry)
@@ -97,7 +97,7 @@ def respond(registry: CollectorRegistry, request_line: bytes) -> bytes:
     return head + (body if parts[0] == b"GET" else b"")
 
 
-async def serve(broker: "Broker", host: str, port: int) -> None:
+async def serve(broker: Broker, host: str, port: int) -> None:
     """Serve /metrics until cancelled."""
     registry = registry_for(broker)
 
