@@ -460,8 +460,4 @@ class Channel:
         self._confirm_pending.clear()
 
 
-def noop(*_args: Any) -> None:
-    return None
-
-
 Handler = Callable[[Channel, dict[str, Any]], None]

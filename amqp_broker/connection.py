@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .channel import ACK, DROP, REQUEUE, Channel, ChannelState
+from .channel import ACK, Channel, ChannelState
 from .errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -505,4 +505,4 @@ def _noop() -> None:
     return None
 
 
-__all__ = ["CAPABILITIES", "DROP", "REQUEUE", "ConnState", "Connection"]
+__all__ = ["CAPABILITIES", "ConnState", "Connection"]

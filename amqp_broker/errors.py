@@ -87,10 +87,6 @@ def is_connection_error(reply_code: int) -> bool:
     return reply_code not in _CHANNEL_CODES
 
 
-def channel_error(reply_code: int, text: str) -> AMQPError:
-    return AMQPError(reply_code, text)
-
-
 class FrameError(AMQPError):
     """Raised by the frame parser for bytes that are not valid AMQP framing."""
 
