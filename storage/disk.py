@@ -362,10 +362,12 @@ class DiskStore(MessageStore):
             if self._defs.pop(key, None) is None:
                 return
             self._pending.index.append(fmt.key_record(fmt.K_UNDEF, key))
+            self._pending.sync_index = True
         else:
             self._defs[key] = record
             raw = json.dumps(record, separators=(",", ":")).encode()
             self._pending.index.append(fmt.key_record(fmt.K_DEF, key, raw))
+            self._pending.sync_index = True
         self._wake()
 
     # --- messages ----------------------------------------------------------
@@ -480,6 +482,7 @@ class DiskStore(MessageStore):
                 self._live_refs -= 1
         watermark = fmt.U64.pack(self._last_msg_id)
         self._pending.index.append(fmt.key_record(fmt.K_DELETE_QUEUE, queue, watermark))
+        self._pending.sync_index = True
         self._wake()
 
     def _release(self, msg_id: int) -> None:

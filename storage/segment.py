@@ -219,6 +219,10 @@ class Batch:
     msg_ids: list[int] = field(default_factory=list)  # bodies the store holds until synced
     token: int = 0
     stage: int = 0  # writer's progress, so a retry never redoes an unlink
+    # Index records that a client was promised (definitions, queue deletion) need an
+    # fsync; acks and delivered marks only need to reach the page cache: losing them in
+    # an OS crash redelivers a message (at-least-once), never loses one.
+    sync_index: bool = False
 
     def has_data(self) -> bool:
         return bool(self.writes or self.index or self.removes or self.delivered
@@ -291,7 +295,7 @@ class Writer:
             elif b.index:
                 data = b"".join(b.index)
                 pwrite_all(self._index_fd, data, self._index_off)
-                if self.do_fsync:
+                if self.do_fsync and b.sync_index:
                     os.fsync(self._index_fd)
                 self._index_off += len(data)
             b.stage = 3
