@@ -298,29 +298,17 @@ class Channel:
         return self.flow_active and not self.connection.write_blocked
 
     def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool) -> None:
-        self.next_tag += 1
-        tag = self.next_tag
         body = msg.body
         if body is None:
             body = self.store.read_body(msg.msg_id)
-        queue.delivered += 1
-        if consumer.no_ack:
-            if msg.stored and queue.durable:
-                self.store.remove(queue.store_key, (msg.msg_id,))
-        else:
-            self.unacked[tag] = (msg, queue, consumer)
-            consumer.unacked += 1
-            self.unacked_count += 1
-            queue.unacked += 1
-            if msg.stored and queue.durable:
-                self.store.mark_delivered(queue.store_key, msg.msg_id)
+        tag = self.track(queue, msg, consumer, consumer.no_ack)
         conn = self.connection
         conn.write(fast.deliver_frames(self.number, consumer.tag_raw, tag, redelivered,
                                        msg.exchange_raw, msg.routing_key_raw, msg.properties,
                                        body, conn.frame_max))
 
-    def record_get(self, queue: Queue, msg: Message, no_ack: bool) -> int:
-        """Track a basic.get delivery; returns its delivery tag."""
+    def track(self, queue: Queue, msg: Message, consumer: Consumer | None, no_ack: bool) -> int:
+        """Account for a delivery (consumer or basic.get); returns its delivery tag."""
         self.next_tag += 1
         tag = self.next_tag
         queue.delivered += 1
@@ -328,9 +316,11 @@ class Channel:
             if msg.stored and queue.durable:
                 self.store.remove(queue.store_key, (msg.msg_id,))
         else:
-            self.unacked[tag] = (msg, queue, None)
+            self.unacked[tag] = (msg, queue, consumer)
             self.unacked_count += 1
             queue.unacked += 1
+            if consumer is not None:
+                consumer.unacked += 1
             if msg.stored and queue.durable:
                 self.store.mark_delivered(queue.store_key, msg.msg_id)
         return tag

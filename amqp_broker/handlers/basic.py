@@ -62,7 +62,7 @@ def get(ch: Channel, args: dict[str, Any]) -> None:
         return
     msg, redelivered = taken
     body = msg.body if msg.body is not None else ch.store.read_body(msg.msg_id)
-    tag = ch.record_get(q, msg, args["no_ack"])
+    tag = ch.track(q, msg, None, args["no_ack"])
     conn.write(method_frame(ch.number, encode_method(
         (60, 71), delivery_tag=tag, redelivered=redelivered, exchange=msg.exchange,
         routing_key=msg.routing_key, message_count=q.message_count)))
