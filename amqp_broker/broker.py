@@ -57,6 +57,7 @@ class Broker:
         self.started = time.time()
         self.alarms: set[str] = set()
         self.unsynced_definitions = False  # a declare-ok must wait for the next fsync
+        self.reply_channels: dict[str, Any] = {}  # direct reply-to token -> channel
         self.refusing_queues = 0  # queues with a reject-publish overflow policy
         self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires
 

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import reply_to
 from .errors import (
     ACCESS_REFUSED,
     FRAME_ERROR,
@@ -77,6 +78,7 @@ class Channel:
         self._confirm_told = 0
         self._sync_waiting = False
         # transactions
+        self.reply_to: tuple[str, bytes, str] | None = None  # direct reply-to consumer
         self.tx_mode = False
         self.tx_publishes: list[tuple[str, bytes, bytes, str, int, bytes, bytes]] = []
         self.tx_settles: list[tuple[list[tuple[int, Delivery]], int]] = []
@@ -188,7 +190,12 @@ class Channel:
         flags = (props[0] << 8) | props[1] if len(props) >= 2 else 0
         expires = None
         if flags & fast.FLAG_SPECIAL:
-            expires = self._check_special(flags, props)
+            expires, props = self._check_special(flags, props)
+        if not exchange and routing_key.startswith(reply_to.PREFIX):
+            if reply_to.deliver_reply(self, routing_key, ex_raw, rk_raw, props, body):
+                if self.confirm_mode:
+                    self._confirm_published(0)
+                return
         vhost = self.vhost
         queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props))
         if not queues and "alternate-exchange" in ex.arguments:
@@ -229,23 +236,28 @@ class Channel:
                     routing_key=routing_key)))
                 self.connection.write_content(self.number, props, body)
         if self.confirm_mode:
-            self.publish_seq += 1
-            if refused:
-                token = _NACK
-            if token or self._confirm_pending:
-                self._confirm_pending.append((self.publish_seq, token))
-                if token == _NACK and len(self._confirm_pending) == 1:
-                    self._on_synced(0, True)
-                elif not self._sync_waiting:
-                    self._sync_waiting = True
-                    self.store.on_sync(self._on_synced)
-            else:
-                self._confirm_ready = self.publish_seq
-                self.connection.confirms_due.add(self)
+            self._confirm_published(_NACK if refused else token)
 
-    def _check_special(self, flags: int, props: bytes) -> float | None:
-        """user-id must match the login; expiration gives a per-message TTL (seconds)."""
+    def _confirm_published(self, token: int) -> None:
+        """Track a publish for publisher confirms: 0 confirms at once, _NACK refuses."""
+        self.publish_seq += 1
+        if token or self._confirm_pending:
+            self._confirm_pending.append((self.publish_seq, token))
+            if token == _NACK and len(self._confirm_pending) == 1:
+                self._on_synced(0, True)
+            elif not self._sync_waiting:
+                self._sync_waiting = True
+                self.store.on_sync(self._on_synced)
+        else:
+            self._confirm_ready = self.publish_seq
+            self.connection.confirms_due.add(self)
+
+    def _check_special(self, flags: int, props: bytes) -> tuple[float | None, bytes]:
+        """user-id must match the login; expiration gives a per-message TTL (seconds);
+        a direct reply-to request gets its reply_to rewritten. Returns (ttl, props)."""
         decoded = fast.decode_properties(props)
+        if flags & fast.FLAG_REPLY_TO:
+            props = reply_to.rewrite_request(self, decoded) or props
         if flags & fast.FLAG_USER_ID and decoded.user_id != self.connection.user:
             raise AMQPError(PRECONDITION_FAILED,
                             f"user_id property set to '{decoded.user_id}' but authenticated "
@@ -258,8 +270,8 @@ class Channel:
             except (TypeError, ValueError):
                 raise AMQPError(PRECONDITION_FAILED,
                                 f"invalid expiration '{decoded.expiration}'", 60, 40) from None
-            return ttl / 1000
-        return None
+            return ttl / 1000, props
+        return None, props
 
     def _on_synced(self, token: int, ok: bool) -> None:
         self._sync_waiting = False
@@ -440,6 +452,7 @@ class Channel:
         if self.state is ChannelState.CLOSED:
             return
         self.state = ChannelState.CLOSED
+        reply_to.release(self)
         for tag in list(self.consumers):
             self.remove_consumer(tag)
         for taken, _action in self.tx_settles:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from .. import reply_to
 from ..channel import ACK, DROP, REQUEUE, Channel, Handler
 from ..errors import ACCESS_REFUSED, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
 from ..protocol.fast import shortstr
@@ -33,6 +34,9 @@ def _priority(arguments: dict[str, Any]) -> int:
 def consume(ch: Channel, args: dict[str, Any]) -> None:
     conn = ch.connection
     name = args["queue"] or conn.last_queue_name or ""
+    if name == reply_to.PSEUDO_QUEUE:
+        reply_to.consume(ch, args)
+        return
     q = ch.vhost.get_queue(name, conn)
     tag = args["consumer_tag"] or "amq.ctag-" + secrets.token_urlsafe(16)
     if tag in ch.consumers:
@@ -48,7 +52,8 @@ def consume(ch: Channel, args: dict[str, Any]) -> None:
 
 
 def cancel(ch: Channel, args: dict[str, Any]) -> None:
-    ch.remove_consumer(args["consumer_tag"])
+    if not reply_to.cancel(ch, args["consumer_tag"]):
+        ch.remove_consumer(args["consumer_tag"])
     if not args["nowait"]:
         ch.send((60, 31), consumer_tag=args["consumer_tag"])
 
