@@ -21,7 +21,7 @@ PSEUDO_QUEUE = "amq.rabbitmq.reply-to"
 PREFIX = PSEUDO_QUEUE + "."
 
 
-def consume(ch: "Channel", args: dict[str, Any]) -> None:
+def consume(ch: Channel, args: dict[str, Any]) -> None:
     if not args["no_ack"]:
         raise AMQPError(PRECONDITION_FAILED, "reply consumer cannot acknowledge", 60, 20)
     if ch.reply_to is not None:
@@ -34,7 +34,7 @@ def consume(ch: "Channel", args: dict[str, Any]) -> None:
         ch.send((60, 21), consumer_tag=tag)
 
 
-def cancel(ch: "Channel", tag: str) -> bool:
+def cancel(ch: Channel, tag: str) -> bool:
     """Cancel the reply consumer if tag names it."""
     if ch.reply_to is None or ch.reply_to[0] != tag:
         return False
@@ -42,13 +42,13 @@ def cancel(ch: "Channel", tag: str) -> bool:
     return True
 
 
-def release(ch: "Channel") -> None:
+def release(ch: Channel) -> None:
     if ch.reply_to is not None:
         ch.broker.reply_channels.pop(ch.reply_to[2], None)
         ch.reply_to = None
 
 
-def rewrite_request(ch: "Channel", properties: Any) -> bytes | None:
+def rewrite_request(ch: Channel, properties: Any) -> bytes | None:
     """New raw properties when reply_to names the pseudo-queue, else None."""
     if properties.reply_to != PSEUDO_QUEUE:
         return None
@@ -58,7 +58,7 @@ def rewrite_request(ch: "Channel", properties: Any) -> bytes | None:
     return fast.encode_properties(properties)
 
 
-def deliver_reply(ch: "Channel", routing_key: str, ex_raw: bytes, rk_raw: bytes,
+def deliver_reply(ch: Channel, routing_key: str, ex_raw: bytes, rk_raw: bytes,
                   props: bytes, body: bytes) -> bool:
     """Hand a reply to the waiting consumer; False when it is gone (unroutable)."""
     target = ch.broker.reply_channels.get(routing_key[len(PREFIX):])
