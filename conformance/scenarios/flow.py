@@ -327,3 +327,33 @@ def channel_flow(ctx):
     ch._impl.flow(True, lambda active: res.append(active))
     pump(conn, 0.3)
     ctx.log("flow_ok", active=res)
+
+
+@scenario(G)
+def direct_reply_to_rpc(ctx):
+    """RPC over amq.rabbitmq.reply-to: rewritten reply_to, direct reply, late reply unroutable."""
+    conn = ctx.connect()
+    server = conn.channel()
+    rq = ctx.queue(server, "rpc")
+    client = conn.channel()
+    replies = []
+    client.basic_consume("amq.rabbitmq.reply-to",
+                         lambda _c, m, p, b: replies.append((p.correlation_id, b.decode())),
+                         auto_ack=True)
+    client.basic_publish("", rq, b"ping", pika.BasicProperties(
+        reply_to="amq.rabbitmq.reply-to", correlation_id="c1"))
+    pump(conn, 0.2)
+    method, props, body = server.basic_get(rq, auto_ack=True)
+    rewritten = props.reply_to
+    ctx.log("request", body=body.decode(),
+            reply_to_prefixed=rewritten.startswith("amq.rabbitmq.reply-to."),
+            reply_to_longer=len(rewritten) > len("amq.rabbitmq.reply-to."))
+    server.basic_publish("", rewritten, b"pong", pika.BasicProperties(correlation_id="c1"))
+    pump(conn, 0.2)
+    ctx.log("replies", replies=replies)
+    client.close()
+    returned = []
+    server.add_on_return_callback(lambda _c, m, p, b: returned.append((m.reply_code, b.decode())))
+    server.basic_publish("", rewritten, b"late", mandatory=True)
+    pump(conn, 0.3)
+    ctx.log("late_reply", returned=returned)

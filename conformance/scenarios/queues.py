@@ -294,3 +294,54 @@ def priority_queue(ctx):
         ch.basic_publish("", q, body.encode(), pika.BasicProperties(priority=prio))
     ch.basic_qos(prefetch_count=0)
     ctx.log("queue", got=drain(ch, q))
+
+
+@scenario(G)
+def max_length_bytes_and_overflow_dlx(ctx):
+    """x-max-length-bytes drops oldest; reject-publish-dlx dead-letters the refused message."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    q = ctx.queue(ch, "bytes", arguments={"x-max-length-bytes": 10})
+    for word in (b"aaaa", b"bbbb", b"cccc"):
+        ch.basic_publish("", q, word)
+    ctx.log("bytes_limited", got=drain(ch, q))
+    dlx = ctx.exchange(ch, "dlx", "fanout")
+    dead = ctx.queue(ch, "dead")
+    ch.queue_bind(dead, dlx)
+    full = ctx.queue(ch, "full", arguments={"x-max-length": 1, "x-overflow": "reject-publish-dlx",
+                                            "x-dead-letter-exchange": dlx})
+    ch.basic_publish("", full, b"first")
+    ch.basic_publish("", full, b"second")
+    time.sleep(0.2)
+    ctx.log("full", got=drain(ch, full))
+    method, props, body = ch.basic_get(dead, auto_ack=True)
+    death = (props.headers or {}).get("x-death", [{}])[0] if method else {}
+    ctx.log("dead", body=body.decode() if body else None, reason=death.get("reason"),
+            count=death.get("count"))
+
+
+@scenario(G)
+def queue_expires_when_unused(ctx):
+    """x-expires: an unused queue is deleted after the period; passive declare then 404."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    q = ctx.queue(ch, "exp", arguments={"x-expires": 300})
+    ctx.log("declared", ok=ch.queue_declare(q, passive=True).method.queue == q)
+    time.sleep(1.5)
+    try:
+        ch.queue_declare(q, passive=True)
+        ctx.log("after", exists=True)
+    except pex.ChannelClosedByBroker as exc:
+        ctx.log("after", exists=False, code=exc.reply_code)
+
+
+@scenario(G)
+def invalid_queue_argument(ctx):
+    """A negative x-max-length is refused with 406 at declare."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    try:
+        ctx.queue(ch, "bad", arguments={"x-max-length": -1})
+        ctx.log("declare", outcome="ok")
+    except pex.ChannelClosedByBroker as exc:
+        ctx.log("declare", code=exc.reply_code, text=exc.reply_text.split(" - ")[0])
