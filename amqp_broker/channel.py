@@ -116,9 +116,10 @@ class Channel:
         else:
             self._last_names = (ex_raw, rk_raw)
         self._publish = (ex_raw, rk_raw, exchange, routing_key, bits & 1)
+        self._body_size = -1  # awaiting the content header
 
     def on_header(self, payload: bytes) -> None:
-        if self._publish is None or self._props is None:
+        if self._publish is None or self._body_size != -1:
             raise AMQPError(UNEXPECTED_FRAME, "unexpected content header frame")
         class_id, body_size, props = fast.decode_content_header(payload)
         if class_id != 60:
@@ -140,10 +141,9 @@ class Channel:
             self._complete(b"")
         else:
             self._body = []
-            self._in_body = True
 
     def on_body(self, payload: bytes) -> None:
-        if self._publish is None or not self._body_size:
+        if self._publish is None or self._body_size <= 0:
             raise AMQPError(UNEXPECTED_FRAME, "unexpected content body frame")
         self._received += len(payload)
         if self._received > self._body_size:

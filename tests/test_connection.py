@@ -243,3 +243,23 @@ def test_close_releases_exclusive_queue_and_requeues_unacked() -> None:
     assert "excl" not in broker.vhosts["/"].queues
     q = broker.vhosts["/"].queues["shared"]
     assert q.message_count == 1 and q.redelivered
+
+
+def test_second_content_header_is_unexpected_frame() -> None:
+    peer = Peer()
+    peer.handshake()
+    peer.method(1, commands.Channel.Open())
+    data = pframe.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+    header_frame = frame(FRAME_HEADER, 1, encode_header(10, commands.Basic.Properties()))
+    replies = peer.send(data + header_frame + header_frame)
+    assert replies[0][1] == (10, 50)
+    assert replies[0][2]["reply_code"] == 505
+
+
+def test_body_before_header_is_unexpected_frame() -> None:
+    peer = Peer()
+    peer.handshake()
+    peer.method(1, commands.Channel.Open())
+    data = pframe.marshal(commands.Basic.Publish(exchange="", routing_key="q"), 1)
+    replies = peer.send(data + frame(FRAME_BODY, 1, b"early"))
+    assert replies[0][2]["reply_code"] == 505
