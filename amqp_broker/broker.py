@@ -5,6 +5,8 @@ Nothing here touches sockets; server.py runs connections against a Broker.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hmac
 import ipaddress
 import socket
@@ -138,6 +140,9 @@ class Broker:
         summary = {"queues": len(queues), "messages": messages,
                    "skipped_records": recovery.skipped_records,
                    "seconds": round(time.monotonic() - started, 3)}
+        if messages:
+            del recovery
+            _release_memory()
         return summary
 
     # --- lifecycle hooks -----------------------------------------------------
@@ -187,6 +192,15 @@ class Broker:
 
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]
+
+
+def _release_memory() -> None:
+    """Give the recovery's temporary objects back to the OS (glibc keeps freed heap)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _peer(conn: Connection) -> str:
