@@ -163,6 +163,7 @@ class Server:
         conn.on_resume = on_resume
         last_sent = [time.monotonic()]
         opened_at = time.monotonic()
+        blocked = [False]  # the reader waits for a resource alarm to clear
         if self._stopping:
             await stream.aclose()
             return
@@ -191,7 +192,7 @@ class Server:
                 elif conn.state is not ConnState.OPEN and now - opened_at > HANDSHAKE_TIMEOUT:
                     conn.close_reason = "handshake timeout"
                     return
-                if conn.heartbeat_expired(now):
+                if conn.heartbeat_expired(now) and not blocked[0]:
                     conn.close_reason = (f"missed heartbeats from client, timeout: "
                                          f"{conn.heartbeat}s")
                     self.log.warning("heartbeat timeout", peer=f"{host}:{port}",
@@ -203,7 +204,11 @@ class Server:
         async def reader() -> None:
             while not conn.closed:
                 if self.broker.alarms and conn.published and not self.unblocked.is_set():
+                    # not reading means not seeing heartbeats either: don't count the wait
+                    blocked[0] = True
                     await self.unblocked.wait()
+                    blocked[0] = False
+                    conn.last_received = time.monotonic()
                 data = await stream.receive(65536)
                 conn.receive(data)
                 while conn.paused:  # a durable reply waits for the disk: read no further
