@@ -42,7 +42,9 @@ class FrameReader:
     __slots__ = ("_buf", "frame_max")
 
     def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
-        self._buf = bytearray()
+        # Immutable bytes: a socket read usually starts on a frame boundary, so the
+        # chunk is parsed in place and each payload costs one slice, not two copies.
+        self._buf = b""
         self.frame_max = frame_max
 
     def __len__(self) -> int:
@@ -57,8 +59,8 @@ class FrameReader:
 
         Bytes of an incomplete trailing frame stay buffered for the next feed.
         """
-        buf = self._buf
-        buf += data
+        buf = self._buf + data if self._buf else bytes(data)
+        self._buf = buf
         pos = 0
         end = len(buf)
         frame_max = self.frame_max
@@ -75,12 +77,12 @@ class FrameReader:
                     raise FrameError(f"frame end octet missing (got {buf[pos + total - 1]:#x})")
                 if frame_type not in (1, 2, 3, 8):
                     raise FrameError(f"unknown frame type {frame_type}", FRAME_ERROR)
-                payload = bytes(buf[pos + FRAME_HEADER_SIZE: pos + total - 1])
+                payload = buf[pos + FRAME_HEADER_SIZE: pos + total - 1]
                 pos += total
                 yield frame_type, channel, payload
         finally:
             if pos:
-                del buf[:pos]
+                self._buf = buf[pos:]
 
 
 def frame(frame_type: int, channel: int, payload: bytes) -> bytes:
