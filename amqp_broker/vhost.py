@@ -337,8 +337,4 @@ class VHost:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return f"'{value}'"
+    return "none" if value is None else f"'{value}'"
