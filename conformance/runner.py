@@ -403,6 +403,7 @@ def _run(args, selected, want_rabbit, want_ours, ours_port, ours) -> int:
     print()
     print(f"{len(selected)} scenarios, {len(selected) - failures} ok, {failures} failing"
           f" (normalisers: {', '.join(n for n, _ in RULES)})")
+    print(f"conformance: {len(selected) - failures} passed, {failures} failed")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
             {"against": args.against, "results": results, "failures": failures}, indent=1,
