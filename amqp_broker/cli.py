@@ -30,6 +30,16 @@ def _memory_limit(value: str) -> int:
     return int(number)
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
+    return port
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="amqp-broker",
@@ -38,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default=_env("HOST", "0.0.0.0"),
                    help="address to listen on [AMQP_BROKER_HOST] (default: 0.0.0.0)")
-    p.add_argument("--port", type=int, default=int(_env("PORT", "5672") or 5672),
+    p.add_argument("--port", type=_port, default=_port(_env("PORT", "5672") or "5672"),
                    help="AMQP port [AMQP_BROKER_PORT] (default: 5672)")
     p.add_argument("--data-dir", default=_env("DATA_DIR", "data"),
                    help="directory for durable messages and definitions "
@@ -64,8 +74,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-high-watermark", default=_env("MEMORY_HIGH_WATERMARK", "0.4"),
                    help="block publishers above this RSS: a fraction of RAM (<= 1) or bytes "
                         "[AMQP_BROKER_MEMORY_HIGH_WATERMARK] (default: 0.4)")
-    p.add_argument("--metrics-port", type=int,
-                   default=int(_env("METRICS_PORT", "15692") or 0),
+    p.add_argument("--metrics-port", type=_port,
+                   default=_port(_env("METRICS_PORT", "15692") or "0"),
                    help="Prometheus metrics on http://HOST:PORT/metrics; 0 disables "
                         "[AMQP_BROKER_METRICS_PORT] (default: 15692, as RabbitMQ's plugin)")
     p.add_argument("--version", action="version", version=f"amqp-broker {__version__}")
@@ -85,15 +95,20 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(argv)
+    import structlog
+
+    from storage import StoreError
+
     from . import logs, server
     logs.configure(config.log_level, config.log_format)
-    if config.data_dir:
-        os.makedirs(config.data_dir, exist_ok=True)
+    log = structlog.get_logger("amqp_broker")
     try:
+        if config.data_dir:
+            os.makedirs(config.data_dir, exist_ok=True)
         server.run(config)
-    except OSError as exc:
-        import structlog
-        structlog.get_logger("amqp_broker").error("cannot start", error=str(exc))
+    except (OSError, StoreError) as exc:
+        # a busy port, an unusable or locked data directory: one clear line, exit 1
+        log.error("cannot start", error=str(exc), port=config.port, data_dir=config.data_dir)
         return 1
     except KeyboardInterrupt:
         pass
