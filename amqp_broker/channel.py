@@ -53,7 +53,6 @@ class Channel:
         self.store = connection.broker.store
         self.number = number
         self.state = ChannelState.OPEN
-        self.flow_active = True
         # content assembly: (exchange raw, routing key raw, exchange, key, flags)
         self._publish: tuple[bytes, bytes, str, str, int] | None = None
         self._props = b""
@@ -303,11 +302,11 @@ class Channel:
 
     # --- deliveries ----------------------------------------------------------
     def can_deliver(self) -> bool:
-        return (self.flow_active and not self.connection.write_blocked
+        return (not self.connection.write_blocked
                 and (not self.global_prefetch or self.unacked_count < self.global_prefetch))
 
     def can_deliver_noack(self) -> bool:
-        return self.flow_active and not self.connection.write_blocked
+        return not self.connection.write_blocked
 
     def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool) -> None:
         body = msg.body

@@ -357,3 +357,16 @@ def direct_reply_to_rpc(ctx):
     server.basic_publish("", rewritten, b"late", mandatory=True)
     pump(conn, 0.3)
     ctx.log("late_reply", returned=returned)
+
+
+@scenario(G)
+def channel_flow_inactive_refused(ctx):
+    """channel.flow active=false from a client: 540 NOT_IMPLEMENTED closes the connection."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    try:
+        ch.flow(False)
+        ctx.log("flow_false", outcome="ok")
+    except (pex.ConnectionClosedByBroker, pex.ChannelClosedByBroker) as exc:
+        ctx.log("flow_false", kind=type(exc).__name__, code=exc.reply_code,
+                text=exc.reply_text.split(" - ")[0])
