@@ -89,11 +89,14 @@ class VHost:
 
     def check_exclusive(self, q: Queue, connection: object) -> None:
         if q.exclusive_owner is not None and q.exclusive_owner is not connection:
-            raise AMQPError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked queue '{q.name}' {self.where()}. "
-                "It could be originally declared on another connection or the exclusive "
-                "property value does not match that of the original declaration.")
+            raise self._locked(q)
+
+    def _locked(self, q: Queue) -> AMQPError:
+        return AMQPError(
+            RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked queue '{q.name}' {self.where()}. "
+            "It could be originally declared on another connection or the exclusive "
+            "property value does not match that of the original declaration.")
 
     # --- exchanges ---------------------------------------------------------
     def declare_exchange(self, name: str, type_name: str, passive: bool, durable: bool,
@@ -179,6 +182,9 @@ class VHost:
         existing = self.queues.get(name)
         if existing is not None:
             self.check_exclusive(existing, connection)
+            if exclusive and existing.exclusive_owner is not connection:
+                # RabbitMQ: asking for exclusive access to a shared queue is a lock conflict
+                raise self._locked(existing)
             self._check_queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
             existing.last_used = time.monotonic()
             return existing, False

@@ -327,3 +327,16 @@ def delete_missing(ctx):
     x = ctx.exchange(ch, "x", "direct")
     with ctx.expect("unbind_missing"):
         ch.queue_unbind(q, x, "never-bound")
+
+
+@scenario(G)
+def exclusive_redeclare_of_shared_queue(ctx):
+    """Redeclaring a shared queue as exclusive (same connection) is 405 RESOURCE_LOCKED."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    q = ctx.queue(ch, "shared")
+    try:
+        ch.queue_declare(q, exclusive=True)
+        ctx.log("redeclare", outcome="ok")
+    except pex.ChannelClosedByBroker as exc:
+        ctx.log("redeclare", code=exc.reply_code, text=exc.reply_text.split(" - ")[0])
