@@ -8,7 +8,8 @@ Only fields that legitimately differ between two correct brokers (or two runs) a
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Rule = Callable[[Any, str], Any]
 

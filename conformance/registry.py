@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
-SCENARIOS: dict[str, "Scenario"] = {}
+SCENARIOS: dict[str, Scenario] = {}
 
 
 @dataclasses.dataclass

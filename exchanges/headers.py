@@ -70,7 +70,7 @@ def same_value(expected: Any, actual: Any) -> bool:
                 and all(same_value(v, actual[k]) for k, v in expected.items()))
     if isinstance(expected, (list, tuple)):
         return (isinstance(actual, (list, tuple)) and len(expected) == len(actual)
-                and all(same_value(e, a) for e, a in zip(expected, actual)))
+                and all(same_value(e, a) for e, a in zip(expected, actual, strict=False)))
     return bool(expected == actual)
 
 

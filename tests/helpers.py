@@ -68,7 +68,7 @@ class BrokerProcess:
         except OSError:
             return "<no log>"
 
-    def start(self) -> "BrokerProcess":
+    def start(self) -> BrokerProcess:
         if not self.port:
             self.port = free_port()
         args = [sys.executable, "-m", "amqp_broker", "--host", self.host,
@@ -114,7 +114,7 @@ class BrokerProcess:
                 proc.wait(STOP_TIMEOUT)
         return proc.returncode
 
-    def restart(self) -> "BrokerProcess":
+    def restart(self) -> BrokerProcess:
         self.stop()
         self.proc = None
         return self.start()
@@ -187,7 +187,7 @@ class RawClient:
         except OSError:
             pass
 
-    def __enter__(self) -> "RawClient":
+    def __enter__(self) -> RawClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -207,7 +207,7 @@ class RawClient:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             raise TimeoutError("no data from broker") from None
         except ConnectionResetError:
             raise Closed("connection reset") from None

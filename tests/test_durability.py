@@ -26,14 +26,14 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pika
 import pytest
-from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError
-
 from helpers import BrokerProcess, pika_connect
+from pika.exceptions import AMQPError, ChannelClosedByBroker, NackError
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 TRANSIENT = pika.BasicProperties(delivery_mode=1)
@@ -687,7 +687,7 @@ def test_disk_full_then_space_freed_without_restart(broker_factory: Factory, uid
     body = os.urandom(256_000)
     nacked = False
     try:
-        for i in range(200):
+        for _i in range(200):
             try:
                 ch.basic_publish("", q, body, PERSISTENT, mandatory=True)
             except NackError:

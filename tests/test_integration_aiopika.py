@@ -4,14 +4,14 @@ with an overall asyncio timeout, so nothing waits forever)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aio_pika
 import aiormq.exceptions
 import pytest
-from pamqp import commands
-
 from helpers import BrokerProcess
+from pamqp import commands
 
 
 def run(coro_fn: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
@@ -56,7 +56,7 @@ def test_publisher_confirms_return_ack(broker: BrokerProcess, uid: str) -> None:
         async with conn:
             ch = await conn.channel(publisher_confirms=True)
             q = await ch.declare_queue(exclusive=True)
-            for i in range(20):
+            for _i in range(20):
                 confirmation = await ch.default_exchange.publish(
                     aio_pika.Message(b"x", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                     routing_key=q.name)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import pytest
-from kombu import Connection, Consumer, Exchange, Producer, Queue
-
 from helpers import BrokerProcess
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 
 @pytest.fixture
@@ -40,7 +38,7 @@ def drain(conn: Connection, until: Any, timeout: float = 5.0) -> None:
         assert remaining > 0, "timed out waiting for messages"
         try:
             conn.drain_events(timeout=min(0.5, remaining))
-        except socket.timeout:
+        except TimeoutError:
             pass
 
 

@@ -12,18 +12,26 @@ import os
 import random
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pika
 import pika.exceptions as pex
 import pytest
+from helpers import (
+    PROTOCOL_HEADER,
+    BrokerProcess,
+    RawClient,
+    consume_n,
+    drain,
+    method_payload,
+    pika_connect,
+    pika_params,
+    raw_frame,
+)
 from pamqp import commands, heartbeat
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
-
-from helpers import (PROTOCOL_HEADER, BrokerProcess, Closed, RawClient, consume_n, drain,
-                     method_payload, pika_connect, pika_params, raw_frame)
-
 
 # --- fixtures and helpers --------------------------------------------------------------
 
@@ -638,7 +646,7 @@ def test_declare_ok_counts(broker: BrokerProcess, ch: Any, uid: str) -> None:
 
 def test_purge_count(ch: Any, uid: str) -> None:
     q = temp_queue(ch)
-    for i in range(7):
+    for _i in range(7):
         ch.basic_publish("", q, b"x")
     assert ch.queue_purge(q).method.message_count == 7
     assert ch.queue_purge(q).method.message_count == 0
@@ -1240,7 +1248,7 @@ def test_all_properties_and_header_types_round_trip(ch: Any) -> None:
         "bool-false": False,
         "none": None,
         "decimal": decimal.Decimal("3.14"),
-        "timestamp": datetime.datetime(2024, 5, 17, 12, 30, 1, tzinfo=datetime.timezone.utc),
+        "timestamp": datetime.datetime(2024, 5, 17, 12, 30, 1, tzinfo=datetime.UTC),
         "nested": {"a": 1, "b": {"c": "deep"}},
         "list": [1, "two", [3], {"four": 4}],
         "bytes": b"\x00\x01binary",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pika
 import pytest
-
 from helpers import BrokerProcess, pika_connect
 
 TOOLS = ("amqp-publish", "amqp-consume", "amqp-declare-queue", "amqp-get", "amqp-delete-queue")

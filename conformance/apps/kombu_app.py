@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -32,7 +31,7 @@ def consume(url, exchange, prefix, expected):
             return on_message
 
         consumers = []
-        for n, q in zip(PATTERNS, queues):
+        for n, q in zip(PATTERNS, queues, strict=False):
             c = Consumer(ch, [q], callbacks=[handler(n)], accept=["json"])
             c.consume()
             consumers.append(c)
@@ -40,7 +39,7 @@ def consume(url, exchange, prefix, expected):
         while sum(len(v) for v in got.values()) < expected:
             try:
                 conn.drain_events(timeout=10)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 break
         for c in consumers:
             c.cancel()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pika
-
 from ..ctx import pump
 from ..registry import scenario
 

@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pika
-
 from ..registry import scenario
 
 G = "apps"

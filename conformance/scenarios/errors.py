@@ -112,7 +112,7 @@ def queue_redeclare_props(ctx):
     ch = conn.channel()
     q = ctx.queue(ch, "q", durable=False, arguments={"x-message-ttl": 60000})
     with ctx.expect("same"):
-        ok = ch.queue_declare(q, arguments={"x-message-ttl": 60000})
+        ch.queue_declare(q, arguments={"x-message-ttl": 60000})
     for label, kw in (("durable", {"durable": True, "arguments": {"x-message-ttl": 60000}}),
                       ("other_ttl", {"arguments": {"x-message-ttl": 1000}}),
                       ("auto_delete", {"auto_delete": True, "arguments": {"x-message-ttl": 60000}})):

@@ -86,7 +86,7 @@ def cancel_notification_on_delete(ctx):
     q = ctx.queue(ch, "q")
     cancelled = []
     ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
-    tag = ch.basic_consume(q, lambda *a: None, consumer_tag="my-consumer")
+    ch.basic_consume(q, lambda *a: None, consumer_tag="my-consumer")
     other = ctx.connect().channel()
     other.queue_delete(q)
     pump(conn, 0.3)
@@ -180,7 +180,7 @@ def confirm_sequence(ctx):
             break
     covered = []
     last = 0
-    for kind, tag, multiple in acks:
+    for _kind, tag, multiple in acks:
         covered.extend(range(last + 1, tag + 1) if multiple else [tag])
         last = max(last, tag)
     ctx.log("confirms", kinds=sorted({a[0] for a in acks}), covered=sorted(covered),

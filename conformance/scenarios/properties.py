@@ -8,7 +8,7 @@ import hashlib
 
 import pika
 
-from ..ctx import typed, pump
+from ..ctx import pump, typed
 from ..registry import scenario
 
 G = "messages"

@@ -65,7 +65,7 @@ def delete_counts(ctx):
     ch = conn.channel()
     q = ctx.queue(ch, "q")
     ch.confirm_delivery()
-    for i in range(4):
+    for _i in range(4):
         ch.basic_publish("", q, b"x")
     ch.basic_qos(prefetch_count=0)
     ctx.log("delete", message_count=ch.queue_delete(q).method.message_count)
