@@ -74,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-high-watermark", default=_env("MEMORY_HIGH_WATERMARK", "0.4"),
                    help="block publishers above this RSS: a fraction of RAM (<= 1) or bytes "
                         "[AMQP_BROKER_MEMORY_HIGH_WATERMARK] (default: 0.4)")
+    p.add_argument("--disk-free-limit", type=int,
+                   default=int(_env("DISK_FREE_LIMIT", "50000000") or 0),
+                   help="block publishers while the data directory's disk has fewer free "
+                        "bytes than this; 0 disables [AMQP_BROKER_DISK_FREE_LIMIT] "
+                        "(default: 50000000, as RabbitMQ)")
     p.add_argument("--metrics-port", type=_port,
                    default=_port(_env("METRICS_PORT", "15692") or "0"),
                    help="Prometheus metrics on http://HOST:PORT/metrics; 0 disables "
@@ -90,6 +95,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                   log_format=args.log_format, default_user=args.default_user,
                   default_pass=args.default_pass, loopback_users=loopback,
                   heartbeat=args.heartbeat, metrics_port=args.metrics_port,
+                  disk_free_limit=args.disk_free_limit,
                   memory_high_water=_memory_limit(args.memory_high_watermark))
 
 

@@ -26,7 +26,9 @@ class Config:
     max_message_size: int = 128 * 1024 * 1024
     # per-connection output buffer above which deliveries to it pause (bytes)
     write_high_water: int = 1024 * 1024
-    # total bytes of ready messages in RAM above which publishers are blocked
+    # process RSS above which publishers are blocked
     memory_high_water: int = 1024 * 1024 * 1024
+    # free bytes on the data directory's disk below which publishers are blocked
+    disk_free_limit: int = 50 * 1000 * 1000
     # prometheus metrics endpoint port (0 disables)
     metrics_port: int = 15692

@@ -125,10 +125,20 @@ class Server:
                     alarms.add("memory")
             except OSError:
                 pass
-            if getattr(self.broker.store, "failed", False):
+            if self.broker.store.failed or self._disk_low():
                 alarms.add("disk")
             if alarms != self.broker.alarms:
                 self._set_alarms(alarms)
+
+    def _disk_low(self) -> bool:
+        limit = self.config.disk_free_limit
+        if not limit or not self.config.data_dir:
+            return False
+        try:
+            st = os.statvfs(self.config.data_dir)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < limit
 
     def _set_alarms(self, alarms: set[str]) -> None:
         before = self.broker.alarms

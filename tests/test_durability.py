@@ -629,7 +629,8 @@ def small_tmpfs(tmp_path: Path) -> Any:
 def test_disk_full_nacks_and_keeps_confirmed_messages(broker_factory: Factory, uid: str,
                                                       small_tmpfs: Path) -> None:
     data_dir = small_tmpfs / "data"
-    b = broker_factory(data_dir=data_dir)
+    # no free-space watermark: this test is about writes failing with ENOSPC
+    b = broker_factory("--disk-free-limit", "0", data_dir=data_dir)
     q = f"dq-{uid}"
     conn, ch = confirmed_channel(b.port)
     ch.queue_declare(q, durable=True)
@@ -680,7 +681,7 @@ def test_disk_full_then_space_freed_without_restart(broker_factory: Factory, uid
                                                     small_tmpfs: Path) -> None:
     """Once space is back the store retries and publishers are served again."""
     data_dir = small_tmpfs / "data"
-    b = broker_factory(data_dir=data_dir)
+    b = broker_factory("--disk-free-limit", "0", data_dir=data_dir)
     q = f"dq-{uid}"
     conn, ch = confirmed_channel(b.port)
     ch.queue_declare(q, durable=True)
@@ -930,3 +931,39 @@ def test_kill9_while_draining_a_big_backlog_index_compaction(broker_factory: Fac
     remaining = drain(b.port, q, timeout=60)
     assert len(remaining) == left
     assert wait_for(lambda: dir_size(b.data_dir) < 10_000_000, 10), dir_size(b.data_dir)
+
+
+def test_low_free_disk_space_blocks_publishers_before_writes_fail(
+        broker_factory: Factory, uid: str, small_tmpfs: Path) -> None:
+    """Like RabbitMQ's disk_free_limit: below the watermark publishers get
+    connection.blocked and are no longer read, before any write can fail."""
+    data_dir = small_tmpfs / "data"
+    b = broker_factory("--disk-free-limit", "12000000", data_dir=data_dir)
+    q = f"dq-{uid}"
+    conn, ch = confirmed_channel(b.port)
+    blocked: list[Any] = []
+    conn.add_on_connection_blocked_callback(lambda _c, f: blocked.append(f))
+    ch.queue_declare(q, durable=True)
+    body = os.urandom(256_000)
+    nacked = 0
+    try:
+        for _ in range(200):
+            try:
+                ch.basic_publish("", q, body, PERSISTENT, mandatory=True)
+            except NackError:
+                nacked += 1
+            if blocked:
+                break
+            conn.process_data_events(time_limit=0.01)
+    except (AMQPError, OSError):
+        pass  # blocked until pika's blocked_connection_timeout
+    deadline = time.monotonic() + 5
+    while not blocked and time.monotonic() < deadline and conn.is_open:
+        conn.process_data_events(time_limit=0.2)
+    assert blocked, "no connection.blocked below the free disk space limit"
+    assert nacked == 0, "writes failed before the disk alarm"
+    try:
+        conn.close()
+    except Exception:
+        pass
+    assert b.alive()
