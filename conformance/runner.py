@@ -60,7 +60,7 @@ class OurBroker:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", "--host", HOST, "--port", str(self.port),
-             "--data-dir", self.data_dir, "--metrics-port", "0"],
+             "--data-dir", self.data_dir, "--metrics-port", "0", "--disk-free-limit", "1000000"],
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -74,7 +74,8 @@ class BrokerProcess:
         args = [sys.executable, "-m", "amqp_broker", "--host", self.host,
                 "--port", str(self.port),
                 "--data-dir", str(self.data_dir) if self.data_dir else "none",
-                "--log-level", "warning", "--metrics-port", "0", *self.extra_args]
+                "--log-level", "warning", "--metrics-port", "0", "--disk-free-limit", "1000000",
+                *self.extra_args]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
