@@ -345,7 +345,8 @@ class Queue:
     def _pick(self) -> Consumer | None:
         consumers = self.consumers
         n = len(consumers)
-        if n == 1:
+        if n == 1 or (n and self.args.single_active_consumer):
+            # single active consumer: the earliest registered one gets everything
             c = consumers[0]
             return c if c.can_take() else None
         start = self._rr

@@ -21,6 +21,7 @@ class QueueArgs:
     message_ttl: int | None = None  # milliseconds
     expires: int | None = None  # milliseconds unused before the queue is deleted
     max_priority: int | None = None
+    single_active_consumer: bool = False
 
     @property
     def limited(self) -> bool:
@@ -65,6 +66,12 @@ def parse(arguments: dict[str, Any], queue: str, vhost: str) -> QueueArgs:
             raise fail(name, f"{{unacceptable_type,{_type_name(value)}}}")
         return value
 
+    def flag(name: str) -> bool:
+        value = arguments.get(name, False)
+        if not isinstance(value, bool):
+            raise fail(name, f"{{unacceptable_type,{_type_name(value)}}}")
+        return value
+
     overflow = string("x-overflow") or "drop-head"
     if overflow not in OVERFLOW_MODES:
         raise fail("x-overflow", f"{{invalid_value,<<\"{overflow}\">>}}")
@@ -80,4 +87,5 @@ def parse(arguments: dict[str, Any], queue: str, vhost: str) -> QueueArgs:
         message_ttl=integer("x-message-ttl", 0),
         expires=integer("x-expires", 1),
         max_priority=max_priority,
+        single_active_consumer=flag("x-single-active-consumer"),
     )

@@ -370,3 +370,24 @@ def channel_flow_inactive_refused(ctx):
     except (pex.ConnectionClosedByBroker, pex.ChannelClosedByBroker) as exc:
         ctx.log("flow_false", kind=type(exc).__name__, code=exc.reply_code,
                 text=exc.reply_text.split(" - ")[0])
+
+
+@scenario(G)
+def single_active_consumer(ctx):
+    """x-single-active-consumer: the first consumer gets everything; after it cancels, the next."""
+    conn = ctx.connect()
+    ch1 = conn.channel()
+    q = ctx.queue(ch1, "sac", arguments={"x-single-active-consumer": True})
+    ch2 = conn.channel()
+    first, second = Collector(ch1), Collector(ch2)
+    ch1.basic_consume(q, first, auto_ack=True, consumer_tag="first")
+    ch2.basic_consume(q, second, auto_ack=True, consumer_tag="second")
+    publish_n(ch1, q, 4)
+    pump(conn, 0.3)
+    ctx.log("phase1", first=[g["body"] for g in first.got],
+            second=[g["body"] for g in second.got])
+    ch1.basic_cancel("first")
+    publish_n(ch2, q, 2)
+    pump(conn, 0.3)
+    ctx.log("phase2", first=[g["body"] for g in first.got],
+            second=[g["body"] for g in second.got])
