@@ -17,6 +17,7 @@ import structlog
 
 from storage import MemoryStore, MessageStore
 
+from . import tables
 from .config import Config
 from .protocol.fast import shortstr
 from .queue import PAGEABLE, Message, Queue
@@ -80,7 +81,7 @@ class Broker:
     # --- durable definitions -------------------------------------------------
     def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
         if not self._recovering:
-            self.store.save_definition(key, record)
+            self.store.save_definition(key, None if record is None else tables.to_json(record))
             self.unsynced_definitions = True
 
     def recover(self) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class Broker:
         recovery = self.store.open()
         self._recovering = True
         try:
-            defs = recovery.definitions.values()
+            defs = [tables.from_json(rec) for rec in recovery.definitions.values()]
             for rec in defs:
                 if rec.get("kind") == "exchange":
                     vhost = self.vhosts.get(rec["vhost"])

@@ -967,3 +967,30 @@ def test_low_free_disk_space_blocks_publishers_before_writes_fail(
     except Exception:
         pass
     assert b.alive()
+
+
+def test_binding_arguments_of_every_table_type_survive_restart(broker_factory: Factory,
+                                                                 uid: str) -> None:
+    """Field-table values JSON lacks (timestamps, decimals, byte strings) are stored and
+    restored, so a durable headers binding still matches after a restart."""
+    import datetime
+    import decimal
+
+    b = broker_factory()
+    ex, q = f"hx-{uid}", f"hq-{uid}"
+    match = {"when": datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+             "price": decimal.Decimal("1.25"), "n": 7}
+    conn = pika_connect(b.port)
+    ch = conn.channel()
+    ch.exchange_declare(ex, "headers", durable=True)
+    ch.queue_declare(q, durable=True, arguments={"x-note": b"\x00\xffraw"})
+    ch.queue_bind(q, ex, arguments={"x-match": "all", **match})
+    conn.close()
+    b.restart()
+    conn = pika_connect(b.port)
+    ch = conn.channel()
+    ch.queue_declare(q, durable=True, arguments={"x-note": b"\x00\xffraw"})  # equivalent
+    ch.basic_publish(ex, "", b"hit", pika.BasicProperties(headers=dict(match), delivery_mode=2))
+    ch.basic_publish(ex, "", b"miss", pika.BasicProperties(headers={"n": 8}, delivery_mode=2))
+    conn.close()
+    assert bodies(drain(b.port, q)) == [b"hit"]
