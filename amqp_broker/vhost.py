@@ -193,7 +193,7 @@ class VHost:
                   args)
         self.queues[name] = q
         self.broker.queue_created(q)
-        self.default_exchange.table.bind(q, name, {})
+        # the default exchange routes by queue name straight from self.queues (see route)
         if durable and not exclusive:
             self.broker.save_definition(self._queue_key(name), {
                 "kind": "queue", "vhost": self.name, "name": name,
@@ -237,7 +237,6 @@ class VHost:
         q.ready.clear()
         for ex in list(self.exchanges.values()):
             if ex is self.default_exchange:
-                ex.table.unbind_destination(q)
                 continue
             if q.durable and ex.durable:
                 for dest, key, args in [b for b in ex.table.bindings() if b[0] is q]:
