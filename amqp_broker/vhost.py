@@ -238,10 +238,10 @@ class VHost:
         for ex in list(self.exchanges.values()):
             if ex is self.default_exchange:
                 continue
-            if q.durable and ex.durable:
-                for dest, key, args in [b for b in ex.table.bindings() if b[0] is q]:
-                    self._forget_binding(ex, dest, key, args)
-            if ex.table.unbind_destination(q):
+            removed = ex.table.unbind_destination(q)
+            if removed:
+                for key, args in removed:
+                    self._forget_binding(ex, q, key, args)
                 self._maybe_auto_delete(ex)
         if q.durable:
             self.broker.save_definition(self._queue_key(q.name), None)

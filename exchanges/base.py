@@ -32,8 +32,8 @@ class ExchangeType(Protocol):
     def unbind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
         """Remove a binding; False when it did not exist."""
 
-    def unbind_destination(self, destination: Hashable) -> int:
-        """Remove every binding to destination; returns how many were removed."""
+    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
+        """Remove every binding to destination; returns them as (routing_key, arguments)."""
 
     def route(self, routing_key: str, headers: Arguments | None) -> Iterable[Hashable]:
         """Destinations a message with this key (and headers) goes to; each once."""

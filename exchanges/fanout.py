@@ -34,11 +34,11 @@ class FanoutExchange:
         self._destinations.remove(destination)
         return True
 
-    def unbind_destination(self, destination: Hashable) -> int:
+    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
         removed = self._table.remove_destination(destination)
         for _ in removed:
             self._destinations.remove(destination)
-        return len(removed)
+        return removed
 
     def route(self, routing_key: str, headers: Arguments | None) -> tuple[Hashable, ...]:
         return self._destinations.snapshot()

@@ -129,11 +129,11 @@ class HeadersExchange:
         del self._matchers[(destination, routing_key, freeze(arguments))]
         return True
 
-    def unbind_destination(self, destination: Hashable) -> int:
+    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
         removed = self._table.remove_destination(destination)
         for routing_key, arguments in removed:
             del self._matchers[(destination, routing_key, freeze(arguments))]
-        return len(removed)
+        return removed
 
     def route(self, routing_key: str, headers: Arguments | None
               ) -> tuple[Hashable, ...] | set[Hashable]:

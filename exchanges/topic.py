@@ -91,11 +91,11 @@ class TopicExchange:
         self._forget(destination, routing_key)
         return True
 
-    def unbind_destination(self, destination: Hashable) -> int:
+    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
         removed = self._table.remove_destination(destination)
         for routing_key, _ in removed:
             self._forget(destination, routing_key)
-        return len(removed)
+        return removed
 
     def _forget(self, destination: Hashable, routing_key: str) -> None:
         # The table said this binding existed, so its whole path exists.

@@ -105,12 +105,14 @@ def test_unbind_destination(cls: type[ExchangeType]) -> None:
         exchange.bind("q1", key, {})
     exchange.bind("q1", "a", {"extra": 1})
     exchange.bind("q2", "a", {})
-    assert exchange.unbind_destination("q1") == 4
-    assert exchange.unbind_destination("q1") == 0
-    assert exchange.unbind_destination("unknown") == 0
+    removed = exchange.unbind_destination("q1")
+    assert sorted((key, sorted(args.items())) for key, args in removed) == [
+        ("a", []), ("a", [("extra", 1)]), ("a.b", []), ("b", [])]
+    assert exchange.unbind_destination("q1") == []
+    assert exchange.unbind_destination("unknown") == []
     assert list(exchange.bindings()) == [("q2", "a", {})]
     assert "q1" not in routed(exchange, "a", {})
-    assert exchange.unbind_destination("q2") == 1
+    assert exchange.unbind_destination("q2") == [("a", {})]
     assert not exchange.has_bindings()
     assert routed(exchange, "a", {}) == []
 
@@ -422,7 +424,7 @@ def test_topic_unbind_destination_prunes_trie() -> None:
     exchange = TopicExchange()
     for pattern in ("a.b", "a.#", "*.b.#.c", ""):
         exchange.bind("q", pattern, {})
-    assert exchange.unbind_destination("q") == 4
+    assert len(exchange.unbind_destination("q")) == 4
     assert_topic_empty(exchange)
 
 
@@ -528,7 +530,7 @@ def test_headers_exchange_routes_each_destination_once() -> None:
     assert routed(exchange, "", None) == []
     exchange.unbind("q1", "", {"x-match": "any", "a": 1})
     assert routed(exchange, "", {"a": 1}) == ["q1"]  # still bound through "other-key"
-    assert exchange.unbind_destination("q1") == 2
+    assert len(exchange.unbind_destination("q1")) == 2
     assert routed(exchange, "", {"a": 1, "b": 2}) == ["q2"]
 
 
