@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import socket
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,7 +21,7 @@ from storage import MemoryStore, MessageStore
 from . import tables
 from .config import Config
 from .protocol.fast import shortstr
-from .queue import PAGEABLE, Message, Queue
+from .queue import PAGEABLE, STORED, Message, Queue
 from .vhost import VHost
 
 if TYPE_CHECKING:
@@ -83,6 +84,18 @@ class Broker:
         if not self._recovering:
             self.store.save_definition(key, None if record is None else tables.to_json(record))
             self.unsynced_definitions = True
+
+    def persist(self, msg: Message, body: bytes, queues: Collection[Queue], exchange: str,
+                routing_key: str) -> int:
+        """Store a persistent message once for all its durable queues; returns the
+        store's sync token (0 when no queue is durable)."""
+        durable = [q.store_key for q in queues if q.durable]
+        if not durable:
+            return 0
+        token = self.store.publish(msg.msg_id, exchange, routing_key, msg.properties, body,
+                                   durable)
+        msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
+        return token
 
     def recover(self) -> dict[str, Any]:
         """Rebuild durable definitions and queue contents from the store."""

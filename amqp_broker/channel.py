@@ -28,7 +28,7 @@ from .errors import (
 from .protocol import fast
 from .protocol.frames import method_frame
 from .protocol.methods import encode_method
-from .queue import PAGEABLE, STORED, Consumer, Message, Queue
+from .queue import Consumer, Message, Queue
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -220,11 +220,7 @@ class Channel:
                 now = time.monotonic()
                 msg.ttl = (now, None if expires is None else now + expires)
             if persistent:
-                durable = [q.store_key for q in queues if q.durable]
-                if durable:
-                    token = self.store.publish(msg.msg_id, exchange, routing_key, props, body,
-                                               durable)
-                    msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
+                token = broker.persist(msg, body, queues, exchange, routing_key)
             for q in queues:
                 q.enqueue(msg)
         elif not refused:

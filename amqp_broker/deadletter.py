@@ -72,9 +72,6 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
         if broker.expiring_queues:
             new.ttl = (time.monotonic(), None)
         if fast.delivery_mode(props) == 2:
-            durable = [q.store_key for q in targets if q.durable]
-            if durable:
-                store.publish(new.msg_id, ex.name, routing_key, props, body, durable)
-                new.stored = queues.PAGEABLE if len(durable) == len(targets) else queues.STORED
+            broker.persist(new, body, targets, ex.name, routing_key)
         for q in targets:
             q.enqueue(new)
