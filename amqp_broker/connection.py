@@ -107,7 +107,6 @@ class Connection:
         self.published = 0  # messages this connection published (flow control)
         self.paused = False  # input held until a durable reply is on disk
         self.on_resume: Callable[[], None] = _noop
-        self.blocked_notified = False
 
     # --- output --------------------------------------------------------------
     def write(self, data: bytes) -> None:
