@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
                    help="user name [AMQP_BROKER_DEFAULT_USER] (default: guest)")
     p.add_argument("--default-pass", default=_env("DEFAULT_PASS", "guest"),
                    help="password [AMQP_BROKER_DEFAULT_PASS] (default: guest)")
+    p.add_argument("--vhosts", default=_env("VHOSTS", "/"),
+                   help="comma-separated virtual hosts to serve [AMQP_BROKER_VHOSTS] "
+                        "(default: /)")
     p.add_argument("--allow-remote-guest", action="store_true",
                    default=(_env("ALLOW_REMOTE_GUEST", "") or "").lower() in ("1", "true", "yes"),
                    help="let the guest user log in from other hosts; by default, as in "
@@ -90,12 +93,14 @@ def parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None = None) -> Config:
     args = parser().parse_args(argv)
     data_dir = None if str(args.data_dir).lower() in ("", "none") else args.data_dir
+    vhosts = [v.strip() for v in str(args.vhosts).split(",") if v.strip()] or ["/"]
     loopback = () if args.allow_remote_guest else ("guest",)
     return Config(host=args.host, port=args.port, data_dir=data_dir, log_level=args.log_level,
                   log_format=args.log_format, default_user=args.default_user,
                   default_pass=args.default_pass, loopback_users=loopback,
                   heartbeat=args.heartbeat, metrics_port=args.metrics_port,
                   disk_free_limit=args.disk_free_limit,
+                  default_vhost=vhosts[0], vhosts=tuple(vhosts[1:]),
                   memory_high_water=_memory_limit(args.memory_high_watermark))
 
 

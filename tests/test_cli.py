@@ -57,3 +57,17 @@ def test_module_entry_point_prints_version() -> None:
     out = subprocess.run([sys.executable, "-m", "amqp_broker", "--version"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("amqp-broker ")
+
+
+def test_vhosts_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = config_from_args(["--vhosts", "/, app ,staging"])
+    assert (config.default_vhost, config.vhosts) == ("/", ("app", "staging"))
+    monkeypatch.setenv("AMQP_BROKER_VHOSTS", "dev")
+    assert config_from_args([]).default_vhost == "dev"
+
+
+def test_broker_serves_every_configured_vhost() -> None:
+    from amqp_broker.broker import Broker
+
+    broker = Broker(config_from_args(["--vhosts", "/,app", "--data-dir", "none"]))
+    assert set(broker.vhosts) == {"/", "app"}

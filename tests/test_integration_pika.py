@@ -1361,3 +1361,17 @@ def test_zz_session_broker_logged_no_internal_errors(broker: BrokerProcess) -> N
     assert broker.alive()
     log = broker.log()
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
+def test_second_vhost_is_separate(broker_factory: Any, uid: str) -> None:
+    b = broker_factory("--vhosts", "/,app")
+    app = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", b.port,
+                                                            virtual_host="app"))
+    ch = app.channel()
+    ch.queue_declare(f"only-in-app-{uid}")
+    root = pika_connect(b.port)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        root.channel().queue_declare(f"only-in-app-{uid}", passive=True)
+    assert info.value.reply_code == 404
+    app.close()
+    root.close()
