@@ -20,6 +20,7 @@ from storage import MemoryStore, MessageStore
 
 from . import tables
 from .config import Config
+from .errors import PRECONDITION_FAILED, AMQPError
 from .protocol.fast import shortstr
 from .queue import PAGEABLE, STORED, Message, Queue
 from .vhost import VHost
@@ -62,6 +63,7 @@ class Broker:
         self.alarms: set[str] = set()
         self.unsynced_definitions = False  # a declare-ok must wait for the next fsync
         self.reply_channels: dict[str, Any] = {}  # direct reply-to token -> channel
+        self._next_ack_check = 0.0
         self.refusing_queues = 0  # queues with a reject-publish overflow policy
         self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires
 
@@ -189,7 +191,11 @@ class Broker:
         self.expiring_queues.discard(q)
 
     def sweep(self, now: float) -> None:
-        """Expire messages at queue heads and delete queues unused past x-expires."""
+        """Expire messages at queue heads, delete queues unused past x-expires, and
+        close channels whose deliveries went unacknowledged past consumer_timeout."""
+        if self.config.consumer_timeout and now >= self._next_ack_check:
+            self._next_ack_check = now + 1.0
+            self._check_consumer_timeouts(now)
         for q in list(self.expiring_queues):
             if q.deleted:
                 self.expiring_queues.discard(q)
@@ -203,6 +209,21 @@ class Broker:
                 q.vhost.remove_queue(q)
             elif q.ttl is None and expires is None and not q.may_expire:
                 self.expiring_queues.discard(q)
+
+    def _check_consumer_timeouts(self, now: float) -> None:
+        timeout = self.config.consumer_timeout
+        for conn in list(self.connections):
+            for ch in list(conn.channels.values()):
+                since = ch.oldest_unacked_since(now)
+                if since is not None and now - since > timeout:
+                    millis = int(timeout * 1000)
+                    self.log.warning("consumer timeout", peer=_peer(conn), channel=ch.number,
+                                     timeout_ms=millis)
+                    conn.close_channel(ch, AMQPError(
+                        PRECONDITION_FAILED,
+                        f"delivery acknowledgement on channel {ch.number} timed out. Timeout "
+                        f"value used: {millis} ms. This timeout value can be configured, see "
+                        "consumers doc guide to learn more"))
 
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]

@@ -68,6 +68,10 @@ class Channel:
         self.next_tag = 0
         self.unacked: dict[int, Delivery] = {}
         self._low_tag = 1  # no unacked tag below this
+        # (next delivery tag, time) samples taken by the broker's sweep: a delivery with a
+        # tag above a sample's was made after that sample's time (consumer timeout)
+        self.tag_marks: deque[tuple[int, float]] = deque()
+        self.opened_at = time.monotonic()
         self.unacked_count = 0  # unacked deliveries counted against global prefetch
         # publisher confirms
         self.confirm_mode = False
@@ -440,6 +444,21 @@ class Channel:
         for queue in {c.queue for c in self.consumers.values()}:
             if queue.ready:
                 queue.dispatch()
+
+    def oldest_unacked_since(self, now: float) -> float | None:
+        """No earlier than this the oldest unacked delivery was made (None: none)."""
+        marks = self.tag_marks
+        if not self.unacked:
+            # everything delivered so far is settled; later deliveries come after now
+            marks.clear()
+            marks.append((self.next_tag, now))
+            return None
+        if not marks or marks[-1][0] != self.next_tag:
+            marks.append((self.next_tag, now))
+        oldest = next(iter(self.unacked))
+        while len(marks) > 1 and marks[1][0] < oldest:
+            marks.popleft()
+        return marks[0][1] if marks[0][0] < oldest else self.opened_at
 
     # --- teardown -------------------------------------------------------------
     def shutdown(self) -> None:

@@ -82,6 +82,11 @@ def parser() -> argparse.ArgumentParser:
                    help="block publishers while the data directory's disk has fewer free "
                         "bytes than this; 0 disables [AMQP_BROKER_DISK_FREE_LIMIT] "
                         "(default: 50000000, as RabbitMQ)")
+    p.add_argument("--consumer-timeout", type=float,
+                   default=float(_env("CONSUMER_TIMEOUT", "1800") or 0),
+                   help="seconds a delivery may stay unacknowledged before its channel is "
+                        "closed with 406, as RabbitMQ's consumer_timeout; 0 disables "
+                        "[AMQP_BROKER_CONSUMER_TIMEOUT] (default: 1800)")
     p.add_argument("--metrics-port", type=_port,
                    default=_port(_env("METRICS_PORT", "15692") or "0"),
                    help="Prometheus metrics on http://HOST:PORT/metrics; 0 disables "
@@ -100,6 +105,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> Config:
                   default_pass=args.default_pass, loopback_users=loopback,
                   heartbeat=args.heartbeat, metrics_port=args.metrics_port,
                   disk_free_limit=args.disk_free_limit,
+                  consumer_timeout=args.consumer_timeout,
                   default_vhost=vhosts[0], vhosts=tuple(vhosts[1:]),
                   memory_high_water=_memory_limit(args.memory_high_watermark))
 

@@ -30,5 +30,7 @@ class Config:
     memory_high_water: int = 1024 * 1024 * 1024
     # free bytes on the data directory's disk below which publishers are blocked
     disk_free_limit: int = 50 * 1000 * 1000
+    # seconds a delivery may stay unacknowledged before its channel is closed (0: never)
+    consumer_timeout: float = 1800.0
     # prometheus metrics endpoint port (0 disables)
     metrics_port: int = 15692

@@ -340,6 +340,12 @@ class Connection:
         elif key == (20, 40):
             self.send_method(ch.number, (20, 41))
 
+    def close_channel(self, ch: Channel, exc: AMQPError) -> None:
+        """Close a channel from outside a frame (consumer timeout)."""
+        if ch.state is ChannelState.OPEN and self.state is ConnState.OPEN:
+            self._close_channel(ch, exc)
+            self.flush()
+
     def _close_channel(self, ch: Channel, exc: AMQPError) -> None:
         self.broker.channel_errors += 1
         ch.shutdown()
