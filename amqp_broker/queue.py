@@ -300,7 +300,8 @@ class Queue:
     def requeue(self, msgs: Iterable[Message]) -> None:
         """Put delivered messages back in their original place, marked redelivered."""
         ready = self.ready
-        for msg in sorted(msgs, key=_msg_id):
+        # newest first: each older message then usually goes straight to the front
+        for msg in sorted(msgs, key=_msg_id, reverse=True):
             self.redelivered.add(msg.msg_id)
             self.ready_bytes += msg.body_size
             ready.put_back(msg)
