@@ -391,3 +391,23 @@ def single_active_consumer(ctx):
     pump(conn, 0.3)
     ctx.log("phase2", first=[g["body"] for g in first.got],
             second=[g["body"] for g in second.got])
+
+
+@scenario(G)
+def consumer_priorities(ctx):
+    """x-priority: the higher-priority consumer is served while it has prefetch credit."""
+    conn = ctx.connect()
+    low_ch = conn.channel()
+    q = ctx.queue(low_ch, "prio-consumers")
+    high_ch = conn.channel()
+    low_ch.basic_qos(prefetch_count=10)
+    high_ch.basic_qos(prefetch_count=2)
+    low, high = Collector(low_ch), Collector(high_ch)
+    low_ch.basic_consume(q, low, arguments={"x-priority": 0})
+    high_ch.basic_consume(q, high, arguments={"x-priority": 10})
+    publish_n(low_ch, q, 6)
+    low_ch.basic_qos(prefetch_count=10)
+    pump(conn, 0.3)
+    ctx.log("served", high=[g["body"] for g in high.got], low=[g["body"] for g in low.got])
+    high_ch.basic_ack(0, multiple=True)
+    low_ch.basic_ack(0, multiple=True)
