@@ -121,3 +121,33 @@ class DestinationSet:
 
     def __bool__(self) -> bool:
         return bool(self._counts)
+
+
+class TableExchange:
+    """What every exchange type does the same way: the binding table, unbind,
+    unbind_destination and listing. A type adds bind(), route() and _forget(), which
+    drops one binding from its own routing structure."""
+
+    def __init__(self) -> None:
+        self._table = BindingTable()
+
+    def _forget(self, destination: Hashable, routing_key: str, arguments: Arguments) -> None:
+        raise NotImplementedError
+
+    def unbind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
+        if not self._table.remove(destination, routing_key, arguments):
+            return False
+        self._forget(destination, routing_key, arguments)
+        return True
+
+    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
+        removed = self._table.remove_destination(destination)
+        for routing_key, arguments in removed:
+            self._forget(destination, routing_key, arguments)
+        return removed
+
+    def bindings(self) -> Iterator[Binding]:
+        return iter(self._table)
+
+    def has_bindings(self) -> bool:
+        return bool(self._table)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 
-from exchanges._table import Binding, BindingTable, DestinationSet
+from exchanges._table import DestinationSet, TableExchange
 from exchanges.base import Arguments
 
 _NOWHERE: tuple[Hashable, ...] = ()
 
 
-class DirectExchange:
+class DirectExchange(TableExchange):
     """Routing key -> destinations; arguments only distinguish bindings, never routing.
 
     route() returns a shared immutable tuple (no allocation per message); it stays valid
@@ -21,7 +21,7 @@ class DirectExchange:
     needs_headers = False
 
     def __init__(self) -> None:
-        self._table = BindingTable()
+        super().__init__()
         self._routes: dict[str, DestinationSet] = {}
 
     def bind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
@@ -33,19 +33,7 @@ class DirectExchange:
         entry.add(destination)
         return True
 
-    def unbind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
-        if not self._table.remove(destination, routing_key, arguments):
-            return False
-        self._forget(destination, routing_key)
-        return True
-
-    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
-        removed = self._table.remove_destination(destination)
-        for routing_key, _ in removed:
-            self._forget(destination, routing_key)
-        return removed
-
-    def _forget(self, destination: Hashable, routing_key: str) -> None:
+    def _forget(self, destination: Hashable, routing_key: str, arguments: Arguments) -> None:
         entry = self._routes[routing_key]
         entry.remove(destination)
         if not entry:
@@ -55,8 +43,3 @@ class DirectExchange:
         entry = self._routes.get(routing_key)
         return _NOWHERE if entry is None else entry.snapshot()
 
-    def bindings(self) -> Iterator[Binding]:
-        return iter(self._table)
-
-    def has_bindings(self) -> bool:
-        return bool(self._table)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 
-from exchanges._table import Binding, BindingTable, DestinationSet
+from exchanges._table import DestinationSet, TableExchange
 from exchanges.base import Arguments
 
 
-class FanoutExchange:
+class FanoutExchange(TableExchange):
     """All destinations, each once, however many bindings (keys, arguments) lead there.
 
     route() returns a shared immutable tuple (no allocation per message); it stays valid
@@ -19,7 +19,7 @@ class FanoutExchange:
     needs_headers = False
 
     def __init__(self) -> None:
-        self._table = BindingTable()
+        super().__init__()
         self._destinations = DestinationSet()
 
     def bind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
@@ -28,23 +28,9 @@ class FanoutExchange:
         self._destinations.add(destination)
         return True
 
-    def unbind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
-        if not self._table.remove(destination, routing_key, arguments):
-            return False
+    def _forget(self, destination: Hashable, routing_key: str, arguments: Arguments) -> None:
         self._destinations.remove(destination)
-        return True
-
-    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
-        removed = self._table.remove_destination(destination)
-        for _ in removed:
-            self._destinations.remove(destination)
-        return removed
 
     def route(self, routing_key: str, headers: Arguments | None) -> tuple[Hashable, ...]:
         return self._destinations.snapshot()
 
-    def bindings(self) -> Iterator[Binding]:
-        return iter(self._table)
-
-    def has_bindings(self) -> bool:
-        return bool(self._table)

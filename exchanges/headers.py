@@ -13,11 +13,11 @@ Semantics follow RabbitMQ's rabbit_exchange_type_headers:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from decimal import Decimal
 from typing import Any
 
-from exchanges._table import Binding, BindingTable, freeze
+from exchanges._table import TableExchange, freeze
 from exchanges.base import Arguments, BindingError
 
 _NOWHERE: tuple[Hashable, ...] = ()
@@ -100,7 +100,7 @@ def _any_match(conditions: tuple[Condition, ...], headers: Arguments) -> bool:
     return False
 
 
-class HeadersExchange:
+class HeadersExchange(TableExchange):
     """Headers matching; each binding's x-match is checked and compiled at bind time.
 
     route() tests every binding (as RabbitMQ does) and returns a fresh set, or a shared
@@ -111,7 +111,7 @@ class HeadersExchange:
     needs_headers = True
 
     def __init__(self) -> None:
-        self._table = BindingTable()
+        super().__init__()
         # (destination, routing key, frozen arguments) -> (destination, match_any, conditions)
         self._matchers: dict[Hashable, tuple[Hashable, bool, tuple[Condition, ...]]] = {}
 
@@ -123,17 +123,8 @@ class HeadersExchange:
         self._matchers[ident] = (destination, match_any, conditions)
         return True
 
-    def unbind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
-        if not self._table.remove(destination, routing_key, arguments):
-            return False
+    def _forget(self, destination: Hashable, routing_key: str, arguments: Arguments) -> None:
         del self._matchers[(destination, routing_key, freeze(arguments))]
-        return True
-
-    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
-        removed = self._table.remove_destination(destination)
-        for routing_key, arguments in removed:
-            del self._matchers[(destination, routing_key, freeze(arguments))]
-        return removed
 
     def route(self, routing_key: str, headers: Arguments | None
               ) -> tuple[Hashable, ...] | set[Hashable]:
@@ -149,8 +140,3 @@ class HeadersExchange:
                 found.add(destination)
         return _NOWHERE if found is None else found
 
-    def bindings(self) -> Iterator[Binding]:
-        return iter(self._table)
-
-    def has_bindings(self) -> bool:
-        return bool(self._table)

@@ -13,9 +13,9 @@ by their full key, so an exchange used like a direct one routes with one dict lo
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 
-from exchanges._table import Binding, BindingTable, DestinationSet
+from exchanges._table import DestinationSet, TableExchange
 from exchanges.base import Arguments
 
 _NOWHERE: tuple[Hashable, ...] = ()
@@ -41,7 +41,7 @@ class _Node:
         return not (self.children or self.star or self.hash or self.destinations)
 
 
-class TopicExchange:
+class TopicExchange(TableExchange):
     """Topic routing over a pruned word trie.
 
     route() returns either a shared immutable tuple (when one pattern node matched) or a
@@ -52,7 +52,7 @@ class TopicExchange:
     needs_headers = False
 
     def __init__(self) -> None:
-        self._table = BindingTable()
+        super().__init__()
         self._root = _Node()
         self._literal: dict[str, _Node] = {}  # wildcard-free pattern -> its trie node
         self._wildcard_bindings = 0
@@ -85,19 +85,7 @@ class TopicExchange:
             self._literal[routing_key] = node
         return True
 
-    def unbind(self, destination: Hashable, routing_key: str, arguments: Arguments) -> bool:
-        if not self._table.remove(destination, routing_key, arguments):
-            return False
-        self._forget(destination, routing_key)
-        return True
-
-    def unbind_destination(self, destination: Hashable) -> list[tuple[str, Arguments]]:
-        removed = self._table.remove_destination(destination)
-        for routing_key, _ in removed:
-            self._forget(destination, routing_key)
-        return removed
-
-    def _forget(self, destination: Hashable, routing_key: str) -> None:
+    def _forget(self, destination: Hashable, routing_key: str, arguments: Arguments) -> None:
         # The table said this binding existed, so its whole path exists.
         path: list[tuple[_Node, str]] = []  # (parent, word leading out of it)
         node = self._root
@@ -175,9 +163,4 @@ class TopicExchange:
                 pending.append((node.star, index + 1))
         return matched
 
-    def bindings(self) -> Iterator[Binding]:
-        return iter(self._table)
-
-    def has_bindings(self) -> bool:
-        return bool(self._table)
 
