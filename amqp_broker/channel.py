@@ -190,7 +190,7 @@ class Channel:
     def publish(self, exchange: str, ex_raw: bytes, rk_raw: bytes, routing_key: str,
                 mandatory: int, props: bytes, body: bytes) -> None:
         ex = self.get_exchange_for_publish(exchange)
-        flags = (props[0] << 8) | props[1] if len(props) >= 2 else 0
+        flags = fast.flags_of(props)
         expires = None
         if flags & fast.FLAG_SPECIAL:
             expires, props = self._check_special(flags, props)

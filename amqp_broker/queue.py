@@ -372,12 +372,7 @@ class Queue:
             consumer = self._pick()
             if consumer is None:
                 return
-            msg = ready.popleft()
-            self.ready_bytes -= msg.body_size
-            redelivered = False
-            if self.redelivered and msg.msg_id in self.redelivered:
-                self.redelivered.discard(msg.msg_id)
-                redelivered = True
+            msg, redelivered = self._pop()
             consumer.channel.deliver(consumer, self, msg, redelivered)
 
 

@@ -75,9 +75,7 @@ def _skip_shortstr(props: bytes, pos: int) -> int:
 
 def delivery_mode(props: bytes) -> int:
     """The delivery-mode property (0 when absent) read straight from raw properties."""
-    if len(props) < 2:
-        return 0
-    flags = (props[0] << 8) | props[1]
+    flags = flags_of(props)
     if not flags & FLAG_DELIVERY_MODE:
         return 0
     pos = 2
@@ -122,7 +120,7 @@ def check_properties(props: bytes) -> None:
 
 def message_headers(props: bytes) -> dict[str, Any] | None:
     """The headers table of raw properties, or None."""
-    if len(props) < 2 or not ((props[0] << 8) | props[1]) & FLAG_HEADERS:
+    if not flags_of(props) & FLAG_HEADERS:
         return None
     try:
         return decode_properties(props).headers
