@@ -87,6 +87,10 @@ class Broker:
             self.store.save_definition(key, None if record is None else tables.to_json(record))
             self.unsynced_definitions = True
 
+    def body_of(self, msg: Message) -> bytes:
+        """The message body, read back from the store when it was paged out."""
+        return msg.body if msg.body is not None else self.store.read_body(msg.msg_id)
+
     def persist(self, msg: Message, body: bytes, queues: Collection[Queue], exchange: str,
                 routing_key: str) -> int:
         """Store a persistent message once for all its durable queues; returns the

@@ -309,9 +309,7 @@ class Channel:
         return not self.connection.write_blocked
 
     def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool) -> None:
-        body = msg.body
-        if body is None:
-            body = self.store.read_body(msg.msg_id)
+        body = self.broker.body_of(msg)
         tag = self.track(queue, msg, consumer, consumer.no_ack)
         conn = self.connection
         conn.write(fast.deliver_frames(self.number, consumer.tag_raw, tag, redelivered,

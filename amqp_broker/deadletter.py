@@ -58,9 +58,8 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
     if ex is None:
         return  # RabbitMQ drops dead letters to a missing exchange
     broker = vhost.broker
-    store = broker.store
     for msg in msgs:
-        body = msg.body if msg.body is not None else store.read_body(msg.msg_id)
+        body = broker.body_of(msg)
         props = with_death(msg, queue, reason, body)
         routing_key = args.dead_letter_routing_key or msg.routing_key
         targets = [q for q in vhost.route(ex, routing_key, lambda p=props: fast.message_headers(p))

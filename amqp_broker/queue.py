@@ -263,6 +263,10 @@ class Queue:
     def _discard(self, msgs: list[Message], reason: str) -> None:
         """Messages leave the queue without a consumer: dead-letter them, forget them."""
         deadletter.dead_letter(self, msgs, reason)
+        self._unstore(msgs)
+
+    def _unstore(self, msgs: list[Message]) -> None:
+        """The messages left this queue for good: drop its references in the store."""
         if self.durable:
             ids = [m.msg_id for m in msgs if m.stored]
             if ids:
@@ -317,12 +321,14 @@ class Queue:
             return None
         return self._pop()
 
-    def purge(self) -> list[Message]:
+    def purge(self) -> int:
+        """Drop every ready message (no dead-lettering, as RabbitMQ); returns the count."""
         msgs = list(self.ready)
         self.ready.clear()
         self.redelivered.clear()
         self.ready_bytes = 0
-        return msgs
+        self._unstore(msgs)
+        return len(msgs)
 
     # --- consumers ---------------------------------------------------------
     def add_consumer(self, consumer: Consumer) -> None:

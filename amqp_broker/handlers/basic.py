@@ -66,7 +66,7 @@ def get(ch: Channel, args: dict[str, Any]) -> None:
         ch.send((60, 72))
         return
     msg, redelivered = taken
-    body = msg.body if msg.body is not None else ch.store.read_body(msg.msg_id)
+    body = ch.broker.body_of(msg)
     tag = ch.track(q, msg, None, args["no_ack"])
     conn.write(method_frame(ch.number, encode_method(
         (60, 71), delivery_tag=tag, redelivered=redelivered, exchange=msg.exchange,

@@ -45,13 +45,9 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
 
 def purge(ch: Channel, args: dict[str, Any]) -> None:
     q = ch.vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
-    msgs = q.purge()
-    if q.durable:
-        ids = [m.msg_id for m in msgs if m.stored]
-        if ids:
-            ch.store.remove(q.store_key, ids)
+    count = q.purge()
     if not args["nowait"]:
-        ch.send((50, 31), message_count=len(msgs))
+        ch.send((50, 31), message_count=count)
 
 
 def delete(ch: Channel, args: dict[str, Any]) -> None:
