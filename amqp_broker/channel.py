@@ -88,7 +88,7 @@ class Channel:
 
     # --- output ------------------------------------------------------------
     def send(self, key: tuple[int, int], **values: Any) -> None:
-        self.connection.write(method_frame(self.number, encode_method(key, **values)))
+        self.connection.send_method(self.number, key, **values)
 
     def send_durable(self, key: tuple[int, int], **values: Any) -> None:
         """Reply once durable definitions written so far are on disk (declare-ok etc.)."""
@@ -402,11 +402,15 @@ class Channel:
             if queue.ready and queue.consumers:
                 queue.dispatch()
 
-    def restore(self, taken: list[tuple[int, Delivery]]) -> None:
-        """Put collected deliveries back as unacked (tx.rollback)."""
-        for tag, d in taken:
-            self.unacked[tag] = d
-            self._low_tag = min(self._low_tag, tag)
+    def rollback(self) -> None:
+        """Forget the transaction's publishes; its acks, nacks and rejects never
+        happened, so those deliveries are unacked again."""
+        self.tx_publishes = []
+        for taken, _action in self.tx_settles:
+            for tag, d in taken:
+                self.unacked[tag] = d
+                self._low_tag = min(self._low_tag, tag)
+        self.tx_settles = []
 
     def requeue_all(self) -> None:
         """Give every unacked delivery back to its queue (channel close, recover)."""
@@ -467,10 +471,7 @@ class Channel:
         reply_to.release(self)
         for tag in list(self.consumers):
             self.remove_consumer(tag)
-        for taken, _action in self.tx_settles:
-            self.restore(taken)
-        self.tx_settles.clear()
-        self.tx_publishes.clear()
+        self.rollback()
         self.requeue_all()
         self._confirm_pending.clear()
 

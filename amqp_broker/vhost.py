@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Collection, Hashable
+from collections.abc import Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import exchanges
@@ -54,8 +54,12 @@ class Exchange:
         return f"<Exchange {self.name!r} {self.type_name}>"
 
 
-def _bool(value: bool) -> str:
-    return "true" if value else "false"
+def _require_equivalent(what: str, checks: Iterable[tuple[str, Any, Any]]) -> None:
+    """406 for the first (argument, received, current) that differs, in RabbitMQ's words."""
+    for arg, received, current in checks:
+        if received != current:
+            raise AMQPError(PRECONDITION_FAILED, f"inequivalent arg '{arg}' for {what}: "
+                            f"received {_show(received)} but current is {_show(current)}")
 
 
 class VHost:
@@ -128,18 +132,11 @@ class VHost:
     def _check_exchange_equivalent(self, ex: Exchange, type_name: str, durable: bool,
                                    auto_delete: bool, internal: bool,
                                    arguments: dict[str, Any]) -> None:
-        where = f"for exchange '{ex.name}' {self.where()}"
-        if ex.type_name != type_name:
-            raise AMQPError(PRECONDITION_FAILED,
-                            f"inequivalent arg 'type' {where}: received '{type_name}' but "
-                            f"current is '{ex.type_name}'")
-        for arg, new, old in (("durable", durable, ex.durable),
-                              ("auto_delete", auto_delete, ex.auto_delete),
-                              ("internal", internal, ex.internal)):
-            if new != old:
-                raise AMQPError(PRECONDITION_FAILED,
-                                f"inequivalent arg '{arg}' {where}: received '{_bool(new)}' but "
-                                f"current is '{_bool(old)}'")
+        _require_equivalent(f"exchange '{ex.name}' {self.where()}", (
+            ("type", type_name, ex.type_name),
+            ("durable", durable, ex.durable),
+            ("auto_delete", auto_delete, ex.auto_delete),
+            ("internal", internal, ex.internal)))
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
         if name == "" or name.startswith("amq."):
@@ -202,20 +199,13 @@ class VHost:
 
     def _check_queue_equivalent(self, q: Queue, durable: bool, exclusive: bool,
                                 auto_delete: bool, arguments: dict[str, Any]) -> None:
-        where = f"for queue '{q.name}' {self.where()}"
-        for arg, new, old in (("durable", durable, q.durable),
-                              ("exclusive", exclusive, q.exclusive_owner is not None),
-                              ("auto_delete", auto_delete, q.auto_delete)):
-            if new != old:
-                raise AMQPError(PRECONDITION_FAILED,
-                                f"inequivalent arg '{arg}' {where}: received '{_bool(new)}' but "
-                                f"current is '{_bool(old)}'")
-        for key in set(arguments) | set(q.arguments):
-            if key.startswith("x-") and arguments.get(key) != q.arguments.get(key):
-                raise AMQPError(PRECONDITION_FAILED,
-                                f"inequivalent arg '{key}' {where}: received "
-                                f"{_show(arguments.get(key))} but current is "
-                                f"{_show(q.arguments.get(key))}")
+        checks: list[tuple[str, Any, Any]] = [
+            ("durable", durable, q.durable),
+            ("exclusive", exclusive, q.exclusive_owner is not None),
+            ("auto_delete", auto_delete, q.auto_delete)]
+        checks += [(key, arguments.get(key), q.arguments.get(key))
+                   for key in sorted(set(arguments) | set(q.arguments)) if key.startswith("x-")]
+        _require_equivalent(f"queue '{q.name}' {self.where()}", checks)
 
     def delete_queue(self, q: Queue, if_unused: bool = False, if_empty: bool = False) -> int:
         if if_unused and q.consumers:
@@ -342,4 +332,6 @@ class VHost:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
     return "none" if value is None else f"'{value}'"

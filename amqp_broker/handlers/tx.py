@@ -33,10 +33,7 @@ def commit(ch: Channel, args: dict[str, Any]) -> None:
 
 def rollback(ch: Channel, args: dict[str, Any]) -> None:
     _require_tx(ch, 30)
-    ch.tx_publishes = []
-    for taken, _action in ch.tx_settles:
-        ch.restore(taken)
-    ch.tx_settles = []
+    ch.rollback()
     ch.send((90, 31))
 
 
