@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -37,6 +36,9 @@ from pathlib import Path
 from typing import Any, Self
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from amqp_broker.childproc import stop_process  # noqa: E402
+
 OUT_DIR = REPO / "bench" / "out"
 REFERENCE_SCRIPT = (
     Path(os.environ.get("AMQP_BENCH_SHARED", REPO.parent / "shared"))
@@ -510,17 +512,8 @@ class OurBroker:
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 5 s; returns the exit code."""
-        rc = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=5)
-            rc = self.proc.returncode
-            self.proc = None
+        rc = stop_process(self.proc)
+        self.proc = None
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,9 @@ from pathlib import Path
 import pika
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from amqp_broker.childproc import stop_process  # noqa: E402
+
 AMQPLOAD = REPO / "bench" / "out" / "amqpload"
 QUEUE = "benchdurable-d"  # amqpload --durable --queue benchdurable routes to "<queue>-d"
 
@@ -118,24 +120,8 @@ class Broker:
         return found
 
     def stop(self, timeout: float = 120.0) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(10)
-        self.proc = None
-        return proc.returncode
+        proc, self.proc = self.proc, None
+        return stop_process(proc, timeout)
 
 
 def connect(port: int) -> pika.BlockingConnection:

@@ -7,7 +7,6 @@ import contextlib
 import difflib
 import json
 import multiprocessing
-import os
 import shutil
 import signal
 import socket
@@ -18,6 +17,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from amqp_broker.childproc import stop_process
 
 from .normalise import RULES, normalise
 from .registry import Scenario, load_all
@@ -82,15 +83,7 @@ class OurBroker:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process(proc)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

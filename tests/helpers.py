@@ -6,8 +6,6 @@ Every wait here is bounded; nothing blocks forever on a broker that misbehaves.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +18,8 @@ import pika
 from pamqp import commands, frame, header, heartbeat
 from pamqp.body import ContentBody
 from pamqp.exceptions import UnmarshalingException
+
+from amqp_broker.childproc import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0
@@ -97,23 +97,7 @@ class BrokerProcess:
 
     def stop(self) -> int | None:
         """SIGTERM, wait, then SIGKILL: by PID only. Returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(STOP_TIMEOUT)
-        return proc.returncode
+        return stop_process(self.proc, STOP_TIMEOUT)
 
     def restart(self) -> BrokerProcess:
         self.stop()
