@@ -105,22 +105,23 @@ class VHost:
     # --- exchanges ---------------------------------------------------------
     def declare_exchange(self, name: str, type_name: str, passive: bool, durable: bool,
                          auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> Exchange:
-        if passive:
-            return self.get_exchange(name)
-        if name.startswith("amq."):
-            existing = self.exchanges.get(name)
-            if existing is None or existing.type_name != type_name:
-                raise AMQPError(ACCESS_REFUSED,
-                                f"exchange name '{name}' contains reserved prefix 'amq.*'")
+        # RabbitMQ's order: passive skips the type; the default exchange is refused
+        # either way; an existing amq.* exchange is checked for equivalence (406),
+        # only a new one is refused for its name (403).
+        if not passive and type_name not in exchanges.TYPES:
+            raise AMQPError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
         if name == "":
             raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        if type_name not in exchanges.TYPES:
-            raise AMQPError(COMMAND_INVALID, f"unknown exchange type '{type_name}'")
+        if passive:
+            return self.get_exchange(name)
         existing = self.exchanges.get(name)
         if existing is not None:
             self._check_exchange_equivalent(existing, type_name, durable, auto_delete,
                                             internal, arguments)
             return existing
+        if name.startswith("amq."):
+            raise AMQPError(ACCESS_REFUSED,
+                            f"exchange name '{name}' contains reserved prefix 'amq.*'")
         ex = Exchange(self, name, type_name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = ex
         if durable:

@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     flow,
     handshake,
     kombu_scenarios,
+    parity,
     properties,
     queues,
     routing,
