@@ -259,11 +259,30 @@ class VHost:
                  "destination_kind": kind, "destination": dest.name,
                  "routing_key": routing_key, "arguments": arguments})
 
+    def unbind_endpoints(self, source: str, dest: str,
+                         dest_kind: str) -> tuple[Exchange, Queue | Exchange] | None:
+        """The (source, destination) of a queue.unbind/exchange.unbind, or None when either
+        no longer exists: RabbitMQ's unbind is idempotent and answers unbind-ok then. The
+        default exchange is refused first, as there."""
+        if source == "" or (dest == "" and dest_kind == "exchange"):
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        found_source = self.exchanges.get(source)
+        found_dest = (self.queues if dest_kind == "queue" else self.exchanges).get(dest)
+        if found_source is None or found_dest is None:
+            return None
+        return found_source, found_dest
+
     def unbind(self, source: Exchange, dest: Queue | Exchange, routing_key: str,
-               arguments: dict[str, Any]) -> None:
+               arguments: dict[str, Any], connection: object | None = None) -> None:
+        """Remove a binding; one that does not exist is no error. Another connection's
+        exclusive queue is locked (405) only when the binding exists, as in RabbitMQ."""
         if source is self.default_exchange or dest is self.default_exchange:
             raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         if source.table.unbind(dest, routing_key, arguments):
+            if (connection is not None and isinstance(dest, Queue)
+                    and dest.exclusive_owner not in (None, connection)):
+                source.table.bind(dest, routing_key, arguments)  # put it back untouched
+                raise self._locked(dest)
             self._forget_binding(source, dest, routing_key, arguments)
             self._maybe_auto_delete(source)
 

@@ -68,3 +68,74 @@ def test_redeclare_amq_exchange_is_checked_for_equivalence(
                                                               durable=True)) == (
         406, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.direct' in "
              "vhost '/': received 'fanout' but current is 'direct'")
+
+
+# --- 7. queue.unbind and exchange.unbind are idempotent -------------------------------
+
+def test_queue_unbind_missing_binding_queue_or_exchange_is_ok(
+        conn: pika.BlockingConnection, uid: str) -> None:
+    q, x = f"unbind-q-{uid}", f"unbind-x-{uid}"
+    ok(conn, lambda ch: (ch.queue_declare(q, auto_delete=True),
+                         ch.exchange_declare(x, "direct", auto_delete=True)))
+    try:
+        for queue, exchange in ((q, x), (f"gone-{uid}", x), (q, f"gone-{uid}"),
+                                (f"gone-{uid}", f"gone-{uid}")):
+            reply = ok(conn, lambda ch, queue=queue, exchange=exchange:
+                       ch.queue_unbind(queue, exchange, "k"))
+            assert isinstance(reply.method, pika.spec.Queue.UnbindOk), (queue, exchange)
+        # a binding that existed goes, and a second unbind is still ok
+        ok(conn, lambda ch: ch.queue_bind(q, x, "k"))
+        for _ in range(2):
+            ok(conn, lambda ch: ch.queue_unbind(q, x, "k"))
+    finally:
+        ok(conn, lambda ch: (ch.queue_delete(q), ch.exchange_delete(x)))
+
+
+def test_exchange_unbind_missing_binding_source_or_destination_is_ok(
+        conn: pika.BlockingConnection, uid: str) -> None:
+    x = f"unbind-x-{uid}"
+    ok(conn, lambda ch: ch.exchange_declare(x, "direct", auto_delete=True))
+    try:
+        for dest, source in ((x, "amq.direct"), (f"gone-{uid}", x), (x, f"gone-{uid}"),
+                             (f"gone-{uid}", f"gone2-{uid}")):
+            reply = ok(conn, lambda ch, dest=dest, source=source:
+                       ch.exchange_unbind(dest, source, "k"))
+            assert isinstance(reply.method, pika.spec.Exchange.UnbindOk), (dest, source)
+    finally:
+        ok(conn, lambda ch: ch.exchange_delete(x))
+
+
+def test_unbind_default_exchange_is_403_even_for_missing_queue(
+        conn: pika.BlockingConnection, uid: str) -> None:
+    assert channel_error(conn, lambda ch: ch.queue_unbind(f"gone-{uid}", "", "k")) \
+        == (403, DEFAULT_EXCHANGE)
+    assert channel_error(conn, lambda ch: ch.exchange_unbind(f"gone-{uid}", "", "k")) \
+        == (403, DEFAULT_EXCHANGE)
+    assert channel_error(conn, lambda ch: ch.exchange_unbind("", f"gone-{uid}", "k")) \
+        == (403, DEFAULT_EXCHANGE)
+
+
+def test_unbind_other_connections_exclusive_queue_locked_only_if_bound(
+        broker: BrokerProcess, conn: pika.BlockingConnection, uid: str) -> None:
+    q, x = f"excl-{uid}", f"excl-x-{uid}"
+    owner = pika_connect(broker.port)
+    try:
+        och = owner.channel()
+        och.queue_declare(q, exclusive=True)
+        och.exchange_declare(x, "direct", auto_delete=True)
+        och.queue_bind(q, x, "bound")
+        ok(conn, lambda ch: ch.queue_unbind(q, x, "not-bound"))
+        ok(conn, lambda ch: ch.queue_unbind(q, f"gone-{uid}", "bound"))
+        assert channel_error(conn, lambda ch: ch.queue_unbind(q, x, "bound")) \
+            == (405, LOCKED.format(q))
+        # the binding is still there
+        och.basic_publish(x, "bound", b"still bound")
+        method, _props, body = och.basic_get(q, auto_ack=True)
+        assert body == b"still bound"
+    finally:
+        owner.close()
+
+
+def test_unbind_without_a_declared_queue_is_404(conn: pika.BlockingConnection) -> None:
+    assert channel_error(conn, lambda ch: ch.queue_unbind("", "amq.direct", "k")) \
+        == (404, "NOT_FOUND - no previously declared queue")

@@ -31,8 +31,12 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
     vhost = ch.vhost
-    dest = vhost.get_exchange(args["destination"])
-    source = vhost.get_exchange(args["source"])
+    found = vhost.unbind_endpoints(args["source"], args["destination"], "exchange")
+    if found is None:  # source or destination gone: unbind-ok, as RabbitMQ
+        if not args["nowait"]:
+            ch.send((40, 51))
+        return
+    source, dest = found
     vhost.unbind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
         ch.send_durable((40, 51))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channel import Channel, Handler
-from ..errors import ACCESS_REFUSED, AMQPError
+from ..errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 
 
 def _queue_name(ch: Channel, name: str) -> str:
@@ -37,9 +37,15 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
     vhost = ch.vhost
-    q = vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
-    ex = vhost.get_exchange(args["exchange"])
-    vhost.unbind(ex, q, args["routing_key"], args["arguments"])
+    name = _queue_name(ch, args["queue"])
+    if not name:
+        raise AMQPError(NOT_FOUND, "no previously declared queue")
+    found = vhost.unbind_endpoints(args["exchange"], name, "queue")
+    if found is None:  # queue or exchange gone: unbind-ok, as RabbitMQ
+        ch.send((50, 51))
+        return
+    ex, q = found
+    vhost.unbind(ex, q, args["routing_key"], args["arguments"], ch.connection)
     ch.send_durable((50, 51))
 
 

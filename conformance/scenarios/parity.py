@@ -25,3 +25,42 @@ def default_exchange_declare(ctx):
     with ctx.expect("redeclare_amq_direct_as_fanout"):
         conn.channel().exchange_declare("amq.direct", "fanout", durable=True)
 
+
+
+@scenario(G)
+def unbind_idempotent(ctx):
+    """queue.unbind / exchange.unbind of a missing binding, queue or exchange is unbind-ok;
+    the default exchange is 403 even then; another connection's exclusive queue is 405 only
+    when the binding exists."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    q = ctx.queue(ch, "q")
+    x = ctx.exchange(ch, "x", "direct")
+    gone_q, gone_x = ctx.name("gone-q"), ctx.name("gone-x")
+    for label, queue, exchange in (("binding", q, x), ("queue", gone_q, x),
+                                   ("exchange", q, gone_x), ("both", gone_q, gone_x)):
+        with ctx.expect("queue_unbind_missing", missing=label):
+            conn.channel().queue_unbind(queue, exchange, "k")
+    for label, dest, source in (("binding", x, "amq.direct"), ("destination", gone_x, x),
+                                ("source", x, gone_x), ("both", gone_x, ctx.name("gone-x2"))):
+        with ctx.expect("exchange_unbind_missing", missing=label):
+            conn.channel().exchange_unbind(dest, source, "k")
+    with ctx.expect("queue_unbind_default_exchange_missing_queue"):
+        conn.channel().queue_unbind(gone_q, "", "k")
+    with ctx.expect("exchange_unbind_default_source"):
+        conn.channel().exchange_unbind(gone_x, "", "k")
+    owner = ctx.connect()
+    och = owner.channel()
+    eq = ctx.queue(och, "excl", exclusive=True)
+    och.queue_bind(eq, x, "bound")
+    with ctx.expect("unbind_locked_not_bound"):
+        conn.channel().queue_unbind(eq, x, "not-bound")
+    with ctx.expect("unbind_locked_missing_exchange"):
+        conn.channel().queue_unbind(eq, gone_x, "bound")
+    with ctx.expect("unbind_locked_bound"):
+        conn.channel().queue_unbind(eq, x, "bound")
+    och.basic_publish(x, "bound", b"m")
+    method, _props, body = och.basic_get(eq, auto_ack=True)
+    ctx.log("still_bound", body=body)
+    with ctx.expect("unbind_no_previous_queue"):
+        ctx.connect().channel().queue_unbind("", "amq.direct", "k")
