@@ -11,19 +11,20 @@ import hmac
 import ipaddress
 import socket
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from storage import MemoryStore, MessageStore
+from storage.base import RecoveredMessage
 
 from . import tables
 from .config import Config
 from .errors import PRECONDITION_FAILED, AMQPError
 from .protocol.fast import shortstr
 from .queue import PAGEABLE, STORED, Message, Queue
-from .vhost import VHost
+from .vhost import VHost, binding_store_key
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -61,11 +62,16 @@ class Broker:
         self.connections_opened = 0
         self.started = time.time()
         self.alarms: set[str] = set()
-        self.unsynced_definitions = False  # a declare-ok must wait for the next fsync
         self.reply_channels: dict[str, Any] = {}  # direct reply-to token -> channel
         self._next_ack_check = 0.0
         self.refusing_queues = 0  # queues with a reject-publish overflow policy
         self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires
+        # queues to dispatch again soon (paged-out reads are bounded per call); the
+        # I/O shell sets on_redispatch to schedule run_redispatch
+        self.redispatch: set[Queue] = set()
+        self.on_redispatch: Callable[[], None] = _noop
+        # stored messages of queues whose definition was not recovered, by store key
+        self.orphans: dict[str, list[RecoveredMessage]] = {}
 
     # --- identity and auth ---------------------------------------------------
     def next_msg_id(self) -> int:
@@ -85,7 +91,6 @@ class Broker:
     def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
         if not self._recovering:
             self.store.save_definition(key, None if record is None else tables.to_json(record))
-            self.unsynced_definitions = True
 
     def body_of(self, msg: Message) -> bytes:
         """The message body, read back from the store when it was paged out."""
@@ -95,7 +100,7 @@ class Broker:
                 routing_key: str) -> int:
         """Store a persistent message once for all its durable queues; returns the
         store's sync token (0 when no queue is durable)."""
-        durable = [q.store_key for q in queues if q.durable]
+        durable = [q.store_key for q in queues if q.persists]
         if not durable:
             return 0
         token = self.store.publish(msg.msg_id, exchange, routing_key, msg.properties, body,
@@ -110,6 +115,7 @@ class Broker:
         self._recovering = True
         try:
             defs = [tables.from_json(rec) for rec in recovery.definitions.values()]
+            self._rekey_bindings(recovery.definitions, defs)
             for rec in defs:
                 if rec.get("kind") == "exchange":
                     vhost = self.vhosts.get(rec["vhost"])
@@ -141,29 +147,65 @@ class Broker:
         for store_key, entries in recovery.queues.items():
             found = queues.get(store_key)
             if found is None:
-                self.store.delete_queue(store_key)
+                # Stored messages are never deleted because their definition is missing
+                # (a vhost not served now, a corrupt definition record): keep them in
+                # the store and bring them back when a durable queue of that name is
+                # declared again.
+                self.orphans[store_key] = entries
+                vhost_name, _, queue_name = store_key.partition("\x00")
+                self.log.warning("stored messages kept for a queue with no definition",
+                                 vhost=vhost_name, queue=queue_name, messages=len(entries))
                 continue
-            shared: dict[tuple[str, str], tuple[bytes, bytes]] = {}
-            for e in entries:
-                raw = shared.get((e.exchange, e.routing_key))
-                if raw is None:
-                    raw = shared[(e.exchange, e.routing_key)] = (
-                        shortstr(e.exchange), shortstr(e.routing_key))
-                msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, e.body_size)
-                msg.stored = PAGEABLE
-                found.ready.append(msg)
-                found.ready_bytes += e.body_size
-                if e.delivered:
-                    found.redelivered.add(e.msg_id)
-                messages += 1
+            messages += self._restore(found, entries)
         self._msg_id = max(self._msg_id, recovery.next_msg_id - 1)
         summary = {"queues": len(queues), "messages": messages,
+                   "orphaned_queues": len(self.orphans),
                    "skipped_records": recovery.skipped_records,
                    "seconds": round(time.monotonic() - started, 3)}
         if messages:
             del recovery
             _release_memory()
         return summary
+
+    def _rekey_bindings(self, stored: dict[str, Any], defs: list[dict[str, Any]]) -> None:
+        """Move binding definitions stored under an older key format to the current
+        one, so a later unbind deletes the record it is meant to."""
+        for (key, raw), rec in zip(list(stored.items()), defs, strict=True):
+            if rec.get("kind") != "binding":
+                continue
+            try:
+                current = binding_store_key(rec["vhost"], rec["source"], rec["destination_kind"],
+                                            rec["destination"], rec["routing_key"],
+                                            rec["arguments"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if current != key:
+                self.store.save_definition(key, None)
+                self.store.save_definition(current, raw)
+
+    def _restore(self, q: Queue, entries: list[RecoveredMessage]) -> int:
+        """Put recovered messages back in their queue, in publish order."""
+        shared: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        for e in entries:
+            raw = shared.get((e.exchange, e.routing_key))
+            if raw is None:
+                raw = shared[(e.exchange, e.routing_key)] = (
+                    shortstr(e.exchange), shortstr(e.routing_key))
+            msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, e.body_size)
+            msg.stored = PAGEABLE
+            q.ready.append(msg)
+            q.ready_bytes += e.body_size
+            if e.delivered:
+                q.redelivered.add(e.msg_id)
+        return len(entries)
+
+    def adopt_orphans(self, q: Queue) -> None:
+        """A durable queue was declared: take back messages stored for its name."""
+        entries = self.orphans.pop(q.store_key, None)
+        if entries:
+            count = self._restore(q, entries)
+            self.log.info("stored messages restored to a redeclared queue",
+                          vhost=q.vhost.name, queue=q.name, messages=count)
 
     # --- lifecycle hooks -----------------------------------------------------
     def connection_opened(self, conn: Connection) -> None:
@@ -229,8 +271,26 @@ class Broker:
                         f"value used: {millis} ms. This timeout value can be configured, see "
                         "consumers doc guide to learn more"))
 
+    def dispatch_soon(self, q: Queue) -> None:
+        if not self.redispatch:
+            self.on_redispatch()
+        self.redispatch.add(q)
+
+    def run_redispatch(self) -> None:
+        queues, self.redispatch = self.redispatch, set()
+        for q in queues:
+            if not q.deleted and q.ready and q.consumers:
+                try:
+                    q.dispatch()
+                except Exception:  # off any connection: contain and log, never crash
+                    self.log.exception("dispatch failed", queue=q.name, vhost=q.vhost.name)
+
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]
+
+
+def _noop() -> None:
+    return None
 
 
 def _release_memory() -> None:

@@ -18,6 +18,7 @@ from . import reply_to
 from .errors import (
     ACCESS_REFUSED,
     FRAME_ERROR,
+    INTERNAL_ERROR,
     NO_ROUTE,
     NOT_FOUND,
     NOT_IMPLEMENTED,
@@ -76,10 +77,8 @@ class Channel:
         # publisher confirms
         self.confirm_mode = False
         self.publish_seq = 0
-        self._confirm_pending: deque[tuple[int, int]] = deque()  # (seq, store token)
         self._confirm_ready = 0  # every seq up to here is confirmed but not yet told
         self._confirm_told = 0
-        self._sync_waiting = False
         # transactions
         self.reply_to: tuple[str, bytes, str] | None = None  # direct reply-to consumer
         self.tx_mode = False
@@ -90,14 +89,27 @@ class Channel:
     def send(self, key: tuple[int, int], **values: Any) -> None:
         self.connection.send_method(self.number, key, **values)
 
-    def send_durable(self, key: tuple[int, int], **values: Any) -> None:
-        """Reply once durable definitions written so far are on disk (declare-ok etc.)."""
-        frame = method_frame(self.number, encode_method(key, **values))
-        if self.broker.unsynced_definitions:
-            self.broker.unsynced_definitions = False
-            self.connection.write_when_synced(frame)
+    def send_synced(self, durable: bool, key: tuple[int, int], **values: Any) -> None:
+        """Reply to a declare, bind or delete; when it touched something durable the
+        reply goes out once everything the store was given so far is on disk."""
+        if durable:
+            self.send_after(self.store.last_token, key, **values)
         else:
-            self.connection.write(frame)
+            self.send(key, **values)
+
+    def send_after(self, token: int, key: tuple[int, int], **values: Any) -> None:
+        """Reply once the store synced through token (at once for 0 and nothing held)."""
+        frame = method_frame(self.number, encode_method(key, **values))
+        self.connection.reply_after(token, self._write_synced, frame)
+
+    def _write_synced(self, frame: bytes, ok: bool) -> None:
+        if self.state is not ChannelState.OPEN:
+            return
+        if not ok:
+            self.connection.close_with(AMQPError(
+                INTERNAL_ERROR, "the message store could not write to disk (see the broker log)"))
+            return
+        self.connection.write(frame)
 
     # --- content assembly ----------------------------------------------------
     def on_publish(self, payload: bytes) -> None:
@@ -188,7 +200,8 @@ class Channel:
         return ex
 
     def publish(self, exchange: str, ex_raw: bytes, rk_raw: bytes, routing_key: str,
-                mandatory: int, props: bytes, body: bytes) -> None:
+                mandatory: int, props: bytes, body: bytes) -> int:
+        """Route and enqueue one message; returns the store token it waits on (0: none)."""
         ex = self.get_exchange_for_publish(exchange)
         flags = fast.flags_of(props)
         expires = None
@@ -198,7 +211,7 @@ class Channel:
             if reply_to.deliver_reply(self, routing_key, ex_raw, rk_raw, props, body):
                 if self.confirm_mode:
                     self._confirm_published(0)
-                return
+                return 0
         vhost = self.vhost
         queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props))
         if not queues and "alternate-exchange" in ex.arguments:
@@ -236,20 +249,36 @@ class Channel:
                 self.connection.write_content(self.number, props, body)
         if self.confirm_mode:
             self._confirm_published(_NACK if refused else token)
+        return token
 
     def _confirm_published(self, token: int) -> None:
-        """Track a publish for publisher confirms: 0 confirms at once, _NACK refuses."""
+        """Track a publish for publisher confirms: confirmed once the store synced
+        through token (0: nothing to wait for); _NACK refuses it."""
         self.publish_seq += 1
-        if token or self._confirm_pending:
-            self._confirm_pending.append((self.publish_seq, token))
-            if token == _NACK and len(self._confirm_pending) == 1:
-                self._on_synced(0, True)
-            elif not self._sync_waiting:
-                self._sync_waiting = True
-                self.store.on_sync(self._on_synced)
-        else:
+        gate = self.connection.gate
+        if token == _NACK:
+            if gate.waiting:
+                gate.hold(0, self._nack, self.publish_seq)
+            else:
+                self._nack(self.publish_seq, True)
+        elif gate.ready(token):
             self._confirm_ready = self.publish_seq
             self.connection.confirms_due.add(self)
+        else:
+            gate.hold(token, self._confirmed, self.publish_seq)
+
+    def _confirmed(self, seq: int, ok: bool) -> None:
+        if not ok:
+            self._nack(seq, ok)
+        elif self.state is ChannelState.OPEN:
+            self._confirm_ready = seq
+            self.connection.confirms_due.add(self)
+
+    def _nack(self, seq: int, _ok: bool) -> None:
+        if self.state is ChannelState.OPEN:
+            self.flush_confirms()
+            self.send((60, 120), delivery_tag=seq, multiple=False, requeue=False)
+            self._confirm_told = self._confirm_ready = seq
 
     def _check_special(self, flags: int, props: bytes) -> tuple[float | None, bytes]:
         """user-id must match the login; expiration gives a per-message TTL (seconds);
@@ -272,31 +301,9 @@ class Channel:
             return ttl / 1000, props
         return None, props
 
-    def _on_synced(self, token: int, ok: bool) -> None:
-        self._sync_waiting = False
-        if self.state is not ChannelState.OPEN:
-            return
-        pending = self._confirm_pending
-        while pending and (pending[0][1] <= token or pending[0][1] == _NACK):
-            seq, tok = pending.popleft()
-            if not ok or tok == _NACK:
-                self.flush_confirms()
-                self.send((60, 120), delivery_tag=seq, multiple=False, requeue=False)
-                self._confirm_told = seq
-            else:
-                self._confirm_ready = seq
-        # transient publishes queued behind the synced ones are confirmed too
-        while pending and pending[0][1] == 0:
-            self._confirm_ready = pending.popleft()[0]
-        self.flush_confirms()
-        if pending and not self._sync_waiting:
-            self._sync_waiting = True
-            self.store.on_sync(self._on_synced)
-        self.connection.flush()
-
     def flush_confirms(self) -> None:
         ready = self._confirm_ready
-        if ready > self._confirm_told:
+        if ready > self._confirm_told and self.state is ChannelState.OPEN:
             self.send((60, 80), delivery_tag=ready, multiple=ready - self._confirm_told > 1)
             self._confirm_told = ready
 
@@ -308,8 +315,8 @@ class Channel:
     def can_deliver_noack(self) -> bool:
         return not self.connection.write_blocked
 
-    def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool) -> None:
-        body = self.broker.body_of(msg)
+    def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool,
+                body: bytes) -> None:
         tag = self.track(queue, msg, consumer, consumer.no_ack)
         conn = self.connection
         conn.write(fast.deliver_frames(self.number, consumer.tag_raw, tag, redelivered,
@@ -322,7 +329,7 @@ class Channel:
         tag = self.next_tag
         queue.delivered += 1
         if no_ack:
-            if msg.stored and queue.durable:
+            if msg.stored and queue.persists:
                 self.store.remove(queue.store_key, (msg.msg_id,))
         else:
             self.unacked[tag] = (msg, queue, consumer)
@@ -330,7 +337,7 @@ class Channel:
             queue.unacked += 1
             if consumer is not None:
                 consumer.unacked += 1
-            if msg.stored and queue.durable:
+            if msg.stored and queue.persists:
                 self.store.mark_delivered(queue.store_key, msg.msg_id)
         return tag
 
@@ -388,7 +395,7 @@ class Channel:
                 queue.acked += 1
                 if action == DROP and queue.args.dead_letter_exchange is not None:
                     dead.setdefault(queue, []).append(msg)
-                if msg.stored and queue.durable:
+                if msg.stored and queue.persists:
                     removed.setdefault(queue, []).append(msg.msg_id)
         for queue, msgs in dead.items():
             queue.dead_letter_settled(msgs)
@@ -473,7 +480,6 @@ class Channel:
             self.remove_consumer(tag)
         self.rollback()
         self.requeue_all()
-        self._confirm_pending.clear()
 
 
 Handler = Callable[[Channel, dict[str, Any]], None]

@@ -45,6 +45,7 @@ from .protocol.frames import (
     method_frame,
 )
 from .protocol.methods import METHODS, decode_method, decode_table, encode_method
+from .syncgate import Release, SyncGate
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -106,7 +107,9 @@ class Connection:
         self.last_received = time.monotonic()
         self.published = 0  # messages this connection published (flow control)
         self.paused = False  # input held until a durable reply is on disk
+        self._held_input = 0  # replies in the gate that hold input
         self.on_resume: Callable[[], None] = _noop
+        self.gate = SyncGate(broker.store, self._gate_released)
 
     # --- output --------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -125,26 +128,36 @@ class Connection:
     def send_method(self, channel: int, key: tuple[int, int], **values: Any) -> None:
         self.write(method_frame(channel, encode_method(key, **values)))
 
-    def write_when_synced(self, data: bytes) -> None:
-        """Write data after the store's next fsync, holding further input until then
-        so nothing this client sends later is answered first."""
-        done = []
+    def reply_after(self, token: int, release: Release, arg: Any) -> None:
+        """Run release(arg, ok) once the store synced through token (at once when it
+        has and nothing is held before it), holding further input meanwhile so
+        nothing this client sends later is answered first."""
+        gate = self.gate
+        if gate.ready(token):
+            release(arg, True)
+            return
+        self._held_input += 1
+        self.paused = True
+        gate.hold(token, self._release_held, (release, arg))
 
-        def synced(_token: int, ok: bool) -> None:
-            done.append(True)
-            if self.state is ConnState.CLOSED:
-                return
-            if not ok:
-                self.broker.log.warning("durable definition not yet on disk", peer=self.peer)
-            self.write(data)
-            if self.paused:
-                self.paused = False
-                self.receive(b"")  # frames that arrived meanwhile
-                self.on_resume()
+    def _release_held(self, entry: tuple[Release, Any], ok: bool) -> None:
+        self._held_input -= 1
+        if self.state is not ConnState.CLOSED:
+            entry[0](entry[1], ok)
 
-        self.broker.store.on_sync(synced)
-        if not done:
-            self.paused = True
+    def _gate_released(self) -> None:
+        """After the gate let replies out: send confirms, resume held input."""
+        if self.state is ConnState.CLOSED:
+            return
+        if self.confirms_due:
+            for ch in self.confirms_due:
+                ch.flush_confirms()
+            self.confirms_due.clear()
+        self.flush()
+        if self.paused and not self._held_input:
+            self.paused = False
+            self.receive(b"")  # frames that arrived meanwhile
+            self.on_resume()
 
     def take_output(self) -> bytes:
         """Everything queued for the socket, as one buffer."""
@@ -473,6 +486,11 @@ class Connection:
 
     def _release(self) -> None:
         """Give back everything the connection holds; idempotent."""
+        self.gate.clear()
+        self._held_input = 0
+        if self.paused:  # nothing is held back any more; close-ok must be read
+            self.paused = False
+            self.on_resume()
         for ch in list(self.channels.values()):
             ch.shutdown()
         self.channels.clear()

@@ -10,6 +10,8 @@ import datetime
 import time
 from typing import TYPE_CHECKING, Any
 
+from storage import StoreError
+
 from . import queue as queues  # circular: only attributes used at call time
 from .protocol import fast
 from .protocol.fast import shortstr
@@ -20,8 +22,9 @@ if TYPE_CHECKING:
 REJECTED, EXPIRED, MAXLEN = "rejected", "expired", "maxlen"
 
 
-def with_death(msg: Message, queue: Queue, reason: str, body: bytes) -> bytes:
-    """The message's raw properties with this death recorded in its headers."""
+def with_death(msg: Message, queue: Queue, reason: str) -> tuple[bytes, list[dict[str, Any]]]:
+    """The message's raw properties with this death recorded in its headers, and
+    the x-death list (newest first) they now carry."""
     props = fast.decode_properties(msg.properties)
     headers: dict[str, Any] = dict(props.headers or {})
     exchange, routing_key = msg.exchange, msg.routing_key
@@ -39,17 +42,34 @@ def with_death(msg: Message, queue: Queue, reason: str, body: bytes) -> bytes:
                  "exchange": exchange, "routing-keys": [routing_key]}
         if props.expiration:
             entry["original-expiration"] = props.expiration
-    headers["x-death"] = [entry, *deaths]
+    deaths = [entry, *deaths]
+    headers["x-death"] = deaths
     headers.setdefault("x-first-death-exchange", exchange)
     headers.setdefault("x-first-death-queue", queue.name)
     headers.setdefault("x-first-death-reason", reason)
     props.headers = headers
     props.expiration = None
-    return fast.encode_properties(props)
+    return fast.encode_properties(props), deaths
+
+
+def is_cycle(queue_name: str, deaths: list[dict[str, Any]]) -> bool:
+    """RabbitMQ's rule: dead-lettering into a queue the message already died in is a
+    cycle unless some death since then (that one included) was a rejection."""
+    for death in deaths:
+        if death.get("reason") == REJECTED:
+            return False
+        if death.get("queue") == queue_name:
+            return True
+    return False
 
 
 def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
-    """Republish msgs from queue to its dead-letter exchange (or drop them)."""
+    """Republish msgs from queue to its dead-letter exchange (or drop them).
+
+    Iterative, not recursive: a dead letter that pushes another message out of a
+    full queue queues that one behind it on the vhost, and the outermost call
+    republishes them all in order, however long the chain.
+    """
     args = queue.args
     if args.dead_letter_exchange is None or not msgs:
         return
@@ -58,19 +78,37 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
     if ex is None:
         return  # RabbitMQ drops dead letters to a missing exchange
     broker = vhost.broker
+    pending = vhost.dead_letters
     for msg in msgs:
-        body = broker.body_of(msg)
-        props = with_death(msg, queue, reason, body)
+        try:
+            body = broker.body_of(msg)
+        except StoreError as exc:
+            broker.log.error("dead letter dropped: its body cannot be read",
+                             queue=queue.name, vhost=vhost.name, error=str(exc))
+            continue
+        props, deaths = with_death(msg, queue, reason)
         routing_key = args.dead_letter_routing_key or msg.routing_key
         targets = [q for q in vhost.route(ex, routing_key, lambda p=props: fast.message_headers(p))
-                   if not (q is queue and reason != REJECTED)]  # no expiry/maxlen cycles
+                   if not is_cycle(q.name, deaths)]
         if not targets:
             continue
-        new = queues.Message(broker.next_msg_id(), shortstr(ex.name), shortstr(routing_key), props,
-                      body, len(body))
+        new = queues.Message(broker.next_msg_id(), shortstr(ex.name), shortstr(routing_key),
+                             props, body, len(body))
         if broker.expiring_queues:
             new.ttl = (time.monotonic(), None)
         if fast.delivery_mode(props) == 2:
             broker.persist(new, body, targets, ex.name, routing_key)
-        for q in targets:
-            q.enqueue(new)
+        pending.append((new, targets))
+    if vhost.dead_lettering:
+        return  # an outer call is draining the queue of dead letters
+    vhost.dead_lettering = True
+    try:
+        while pending:
+            new, targets = pending.popleft()
+            for q in targets:
+                if not q.deleted:
+                    q.enqueue(new)
+                elif new.stored and q.persists:
+                    broker.store.remove(q.store_key, (new.msg_id,))
+    finally:
+        vhost.dead_lettering = False

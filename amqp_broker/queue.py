@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from storage import StoreError
+
 from . import deadletter
 from .protocol import fast
 from .queue_args import QueueArgs
@@ -30,6 +32,8 @@ PAGEABLE = 2
 # Above this many bytes of ready messages, bodies of pageable messages are
 # dropped from RAM at enqueue and read back from the store at delivery.
 PAGE_OUT_BYTES = 32 * 1024 * 1024
+# At most this many bytes of paged-out bodies are read (blocking) per dispatch call.
+PAGE_IN_BUDGET = 4 * 1024 * 1024
 
 
 class Message:
@@ -180,6 +184,9 @@ class Queue:
         self.name = name
         self.durable = durable
         self.exclusive_owner = exclusive_owner  # the owning connection, or None
+        # persistent messages are stored for durable queues that outlive their
+        # connection; an exclusive queue is gone after a restart, as in RabbitMQ
+        self.persists = durable and exclusive_owner is None
         self.auto_delete = auto_delete
         self.arguments = arguments
         self.args = args or QueueArgs()
@@ -198,6 +205,7 @@ class Queue:
         self.ttl = self.args.message_ttl / 1000 if self.args.message_ttl is not None else None
         self.may_expire = self.ttl is not None  # head may hold expired messages
         self.last_used = time.monotonic()
+        self._unreadable = 0  # msg_id whose unreadable body was last logged
         # counters for metrics, plain ints on the hot path
         self.published = 0
         self.delivered = 0
@@ -267,7 +275,7 @@ class Queue:
 
     def _unstore(self, msgs: list[Message]) -> None:
         """The messages left this queue for good: drop its references in the store."""
-        if self.durable:
+        if self.persists:
             ids = [m.msg_id for m in msgs if m.stored]
             if ids:
                 self.vhost.broker.store.remove(self.store_key, ids)
@@ -312,14 +320,19 @@ class Queue:
         if self.consumers:
             self.dispatch()
 
-    def take(self) -> tuple[Message, bool] | None:
-        """Pop the head message for basic.get: (message, redelivered)."""
+    def take(self) -> tuple[Message, bool, bytes] | None:
+        """Pop the head message for basic.get: (message, redelivered, body). A body
+        the store cannot read leaves the message in place and raises StoreError."""
         self.last_used = time.monotonic()
         if self.may_expire:
             self.expire()
         if not self.ready:
             return None
-        return self._pop()
+        body = self.ready[0].body
+        if body is None:
+            body = self.vhost.broker.store.read_body(self.ready[0].msg_id)
+        msg, redelivered = self._pop()
+        return msg, redelivered, body
 
     def purge(self) -> int:
         """Drop every ready message (no dead-lettering, as RabbitMQ); returns the count."""
@@ -370,16 +383,45 @@ class Queue:
         return best
 
     def dispatch(self) -> None:
-        """Hand ready messages to consumers while any has credit."""
+        """Hand ready messages to consumers while any has credit.
+
+        A paged-out body is read back before its message leaves the queue, so a
+        store that cannot read it leaves the message where it was. Those reads
+        block the event loop, so one call reads at most PAGE_IN_BUDGET bytes and
+        asks the broker to call again soon for the rest."""
         ready = self.ready
         if self.may_expire:
             self.expire()
+        budget = PAGE_IN_BUDGET
         while ready:
             consumer = self._pick()
             if consumer is None:
                 return
+            body = ready[0].body
+            if body is None:
+                if budget <= 0:
+                    self.vhost.broker.dispatch_soon(self)
+                    return
+                body = self._read_head()
+                if body is None:
+                    return
+                budget -= len(body)
             msg, redelivered = self._pop()
-            consumer.channel.deliver(consumer, self, msg, redelivered)
+            consumer.channel.deliver(consumer, self, msg, redelivered, body)
+
+    def _read_head(self) -> bytes | None:
+        """The paged-out body of the head message; None (logged once) if the store
+        cannot read it: the message stays at the head until a later attempt."""
+        msg = self.ready[0]
+        try:
+            return self.vhost.broker.store.read_body(msg.msg_id)
+        except StoreError as exc:
+            if self._unreadable != msg.msg_id:
+                self._unreadable = msg.msg_id
+                self.vhost.broker.log.error("message kept in its queue: its body cannot be "
+                                            "read from the store", queue=self.name,
+                                            vhost=self.vhost.name, error=str(exc))
+            return None
 
 
 def _msg_id(msg: Message) -> int:

@@ -57,6 +57,7 @@ class Server:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.broker.store.run)
             tg.start_soon(self._alarm_loop)
+            tg.start_soon(self._redispatch_loop)
             tg.start_soon(self._signals)
             if self.config.metrics_port:
                 from . import metrics
@@ -109,6 +110,16 @@ class Server:
         while time.monotonic() < deadline and any(
                 c.state is ConnState.CLOSING or c.out_size for c in conns):
             await anyio.sleep(0.05)
+
+    async def _redispatch_loop(self) -> None:
+        """Continue dispatches that stopped at their read budget, after other tasks ran."""
+        wanted = [anyio.Event()]
+        self.broker.on_redispatch = lambda: wanted[0].set()
+        while True:
+            await wanted[0].wait()
+            wanted[0] = anyio.Event()
+            await anyio.sleep(0)
+            self.broker.run_redispatch()
 
     # --- alarms: publishers stop being read while memory or disk is short ----
     async def _alarm_loop(self) -> None:

@@ -6,15 +6,18 @@ text. Durable definitions are written through to the message store.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import exchanges
+from exchanges._table import freeze
 from exchanges.base import BindingError, ExchangeType
 
-from . import queue_args
+from . import queue_args, tables
 from .errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
@@ -24,7 +27,7 @@ from .errors import (
     AMQPError,
 )
 from .protocol import fast
-from .queue import Queue
+from .queue import Message, Queue
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -68,6 +71,9 @@ class VHost:
         self.name = name
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        # dead letters routed but not yet enqueued (see deadletter.dead_letter)
+        self.dead_letters: deque[tuple[Message, list[Queue]]] = deque()
+        self.dead_lettering = False
         self.default_exchange = Exchange(self, "", "direct", True, False, False, {})
         self.exchanges[""] = self.default_exchange
         for name_, type_name in STANDARD_EXCHANGES:
@@ -192,10 +198,12 @@ class VHost:
         self.queues[name] = q
         self.broker.queue_created(q)
         # the default exchange routes by queue name straight from self.queues (see route)
-        if durable and not exclusive:
+        if q.persists:
             self.broker.save_definition(self._queue_key(name), {
                 "kind": "queue", "vhost": self.name, "name": name,
                 "auto_delete": auto_delete, "arguments": arguments})
+            if self.broker.orphans:
+                self.broker.adopt_orphans(q)
         return q, True
 
     def _check_queue_equivalent(self, q: Queue, durable: bool, exclusive: bool,
@@ -234,7 +242,7 @@ class VHost:
                 for key, args in removed:
                     self._forget_binding(ex, q, key, args)
                 self._maybe_auto_delete(ex)
-        if q.durable:
+        if q.persists:
             self.broker.save_definition(self._queue_key(q.name), None)
             self.broker.store.delete_queue(q.store_key)
         self.broker.queue_deleted(q)
@@ -347,8 +355,17 @@ class VHost:
 
     def _binding_key(self, source: str, kind: str, dest: str, routing_key: str,
                      arguments: dict[str, Any]) -> str:
-        return "\x00".join(("binding", self.name, source, kind, dest, routing_key,
-                            repr(sorted(arguments.items()))))
+        return binding_store_key(self.name, source, kind, dest, routing_key, arguments)
+
+
+def binding_store_key(vhost: str, source: str, kind: str, dest: str, routing_key: str,
+                      arguments: dict[str, Any]) -> str:
+    """The store key of one durable binding. Arguments are written as JSON of the
+    typed, key-sorted form the exchanges compare bindings by (never repr(), whose
+    output may change between Python versions and bring deleted bindings back)."""
+    args = json.dumps(tables.to_json(freeze(arguments)), separators=(",", ":"),
+                      ensure_ascii=False)
+    return "\x00".join(("binding", vhost, source, kind, dest, routing_key, args))
 
 
 def _show(value: Any) -> str:

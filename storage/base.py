@@ -10,11 +10,13 @@ Identity:
                binding); its record is a JSON-serialisable dict.
 
 Durability: publish/remove/mark_delivered/save_definition return at once; the
-data reaches disk in the store's group commit. `publish` returns a token (an
-increasing int); callbacks registered with `on_sync` are called on the event
-loop with (token, ok) once everything up to that token is fsync'd (ok=True),
-or could not be written (ok=False, e.g. disk full). Publisher confirms hang on
-that. The store never raises from publish for an I/O failure; it reports it
+data reaches disk in the store's group commit. `publish`, `save_definition` and
+`delete_queue` return a token (an increasing int; `last_token` is the newest);
+callbacks registered with `on_sync` are called on the event loop with (token, ok)
+once everything up to that token is fsync'd (ok=True), or could not be written
+(ok=False, e.g. disk full). `synced_token` is the highest token known to be on
+disk. Every reply that promises durability (publisher confirms, tx.commit-ok,
+durable declare/bind/delete) waits for a token this way (amqp_broker.syncgate). The store never raises from publish for an I/O failure; it reports it
 through the callback and sets `failed` so the broker can raise the disk alarm.
 """
 
@@ -60,6 +62,8 @@ class MessageStore(ABC):
 
     #: True once a write or fsync failed (disk full, read-only); cleared when writes succeed
     failed: bool = False
+    #: every token up to this one is on disk
+    synced_token: int = 0
 
     @abstractmethod
     def open(self) -> Recovery:
@@ -75,8 +79,9 @@ class MessageStore(ABC):
 
     # --- definitions -------------------------------------------------------
     @abstractmethod
-    def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
-        """Create or replace (record) or delete (None) one durable definition."""
+    def save_definition(self, key: str, record: dict[str, Any] | None) -> int:
+        """Create or replace (record) or delete (None) one durable definition;
+        returns a sync token."""
 
     # --- messages ----------------------------------------------------------
     @abstractmethod
@@ -93,8 +98,8 @@ class MessageStore(ABC):
         """The message was handed to a consumer; after a crash it comes back redelivered."""
 
     @abstractmethod
-    def delete_queue(self, queue: str) -> None:
-        """Forget the queue and every message reference it holds."""
+    def delete_queue(self, queue: str) -> int:
+        """Forget the queue and every message reference it holds; returns a sync token."""
 
     @abstractmethod
     def read_body(self, msg_id: int) -> bytes:

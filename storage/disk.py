@@ -114,6 +114,7 @@ class DiskStore(MessageStore):
         self._defs: dict[str, dict[str, Any]] = {}
         self._last_msg_id = 0
         self._token = 0
+        self.synced_token = 0  # every token up to this one is on disk
         self._index_bytes = 0  # size of index.log, including what is pending
         self._live_refs = 0  # (queue, msg_id) references held
         self.commits = 0  # group commits written (one fsync round each)
@@ -335,6 +336,8 @@ class DiskStore(MessageStore):
         for i, b in enumerate(batches):
             ok = i < done
             if ok:
+                if b.token > self.synced_token:
+                    self.synced_token = b.token
                 for msg_id in b.msg_ids:
                     body = self._unsynced.pop(msg_id, None)
                     if body is not None:
@@ -356,19 +359,20 @@ class DiskStore(MessageStore):
             self.failed = False
 
     # --- definitions -------------------------------------------------------
-    def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
+    def save_definition(self, key: str, record: dict[str, Any] | None) -> int:
         self._check_open()
         if record is None:
             if self._defs.pop(key, None) is None:
-                return
+                return self._token
             self._pending.index.append(fmt.key_record(fmt.K_UNDEF, key))
-            self._pending.sync_index = True
         else:
             self._defs[key] = record
             raw = json.dumps(record, separators=(",", ":")).encode()
             self._pending.index.append(fmt.key_record(fmt.K_DEF, key, raw))
-            self._pending.sync_index = True
+        self._pending.sync_index = True
+        self._token += 1
         self._wake()
+        return self._token
 
     # --- messages ----------------------------------------------------------
     def publish(self, msg_id: int, exchange: str, routing_key: str, properties: bytes,
@@ -470,7 +474,7 @@ class DiskStore(MessageStore):
         logged.append(msg_id)
         self._wake()
 
-    def delete_queue(self, queue: str) -> None:
+    def delete_queue(self, queue: str) -> int:
         self._check_open()
         refs = self._queues.pop(queue, None)
         self._qfields.pop(queue, None)
@@ -483,7 +487,9 @@ class DiskStore(MessageStore):
         watermark = fmt.U64.pack(self._last_msg_id)
         self._pending.index.append(fmt.key_record(fmt.K_DELETE_QUEUE, queue, watermark))
         self._pending.sync_index = True
+        self._token += 1
         self._wake()
+        return self._token
 
     def _release(self, msg_id: int) -> None:
         """One queue dropped its reference to msg_id."""
@@ -555,6 +561,7 @@ class DiskStore(MessageStore):
         elif self._in_flight is not None:  # every token so far is in the batch being written
             self._in_flight.callbacks.append(callback)
         else:
+            self.synced_token = self._token
             callback(self._token, True)
 
     @property

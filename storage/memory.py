@@ -29,11 +29,14 @@ class MemoryStore(MessageStore):
     def close(self) -> None:
         return None
 
-    def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
+    def save_definition(self, key: str, record: dict[str, Any] | None) -> int:
         if record is None:
             self.definitions.pop(key, None)
         else:
             self.definitions[key] = record
+        self._token += 1
+        self.synced_token = self._token
+        return self._token
 
     def publish(self, msg_id: int, exchange: str, routing_key: str, properties: bytes,
                 body: bytes, queues: Sequence[str]) -> int:
@@ -42,6 +45,7 @@ class MemoryStore(MessageStore):
         for q in queues:
             self._queues.setdefault(q, set()).add(msg_id)
         self._token += 1
+        self.synced_token = self._token
         return self._token
 
     def remove(self, queue: str, msg_ids: Iterable[int]) -> None:
@@ -64,9 +68,12 @@ class MemoryStore(MessageStore):
     def mark_delivered(self, queue: str, msg_id: int) -> None:
         return None
 
-    def delete_queue(self, queue: str) -> None:
+    def delete_queue(self, queue: str) -> int:
         for msg_id in self._queues.pop(queue, set()):
             self._release(msg_id)
+        self._token += 1
+        self.synced_token = self._token
+        return self._token
 
     def read_body(self, msg_id: int) -> bytes:
         try:

@@ -8,7 +8,9 @@ from typing import Any
 
 from .. import reply_to
 from ..channel import ACK, DROP, REQUEUE, Channel, Handler
-from ..errors import ACCESS_REFUSED, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
+from storage import StoreError
+
+from ..errors import ACCESS_REFUSED, INTERNAL_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
 from ..protocol.fast import shortstr
 from ..protocol.frames import method_frame
 from ..protocol.methods import encode_method
@@ -61,12 +63,17 @@ def cancel(ch: Channel, args: dict[str, Any]) -> None:
 def get(ch: Channel, args: dict[str, Any]) -> None:
     conn = ch.connection
     q = ch.vhost.get_queue(args["queue"] or conn.last_queue_name or "", conn)
-    taken = q.take()
+    try:
+        taken = q.take()
+    except StoreError as exc:
+        ch.broker.log.error("basic.get: message kept in its queue: its body cannot be read "
+                            "from the store", queue=q.name, vhost=ch.vhost.name, error=str(exc))
+        raise AMQPError(INTERNAL_ERROR, f"cannot read the next message of queue '{q.name}' "
+                        f"{ch.vhost.where()} from the message store", 60, 70) from None
     if taken is None:
         ch.send((60, 72))
         return
-    msg, redelivered = taken
-    body = ch.broker.body_of(msg)
+    msg, redelivered, body = taken
     tag = ch.track(q, msg, None, args["no_ack"])
     conn.write(method_frame(ch.number, encode_method(
         (60, 71), delivery_tag=tag, redelivered=redelivered, exchange=msg.exchange,

@@ -8,16 +8,18 @@ from ..channel import Channel, Handler
 
 
 def declare(ch: Channel, args: dict[str, Any]) -> None:
-    ch.vhost.declare_exchange(args["exchange"], args["type"], args["passive"], args["durable"],
-                              args["auto_delete"], args["internal"], args["arguments"])
+    ex = ch.vhost.declare_exchange(args["exchange"], args["type"], args["passive"],
+                                   args["durable"], args["auto_delete"], args["internal"],
+                                   args["arguments"])
     if not args["nowait"]:
-        ch.send_durable((40, 11))
+        ch.send_synced(ex.durable, (40, 11))
 
 
 def delete(ch: Channel, args: dict[str, Any]) -> None:
+    ex = ch.vhost.exchanges.get(args["exchange"])
     ch.vhost.delete_exchange(args["exchange"], args["if_unused"])
     if not args["nowait"]:
-        ch.send_durable((40, 21))
+        ch.send_synced(ex is not None and ex.durable, (40, 21))
 
 
 def bind(ch: Channel, args: dict[str, Any]) -> None:
@@ -26,7 +28,7 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     source = vhost.get_exchange(args["source"])
     vhost.bind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_durable((40, 31))
+        ch.send_synced(source.durable and dest.durable, (40, 31))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -39,7 +41,7 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
     source, dest = found
     vhost.unbind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_durable((40, 51))
+        ch.send_synced(source.durable and dest.durable, (40, 51))
 
 
 HANDLERS: dict[tuple[int, int], Handler] = {

@@ -22,8 +22,8 @@ def declare(ch: Channel, args: dict[str, Any]) -> None:
     if q.exclusive_owner is conn:
         conn.exclusive_queues.add(q)
     if not args["nowait"]:
-        ch.send_durable((50, 11), queue=q.name, message_count=q.message_count,
-                consumer_count=len(q.consumers))
+        ch.send_synced(q.persists, (50, 11), queue=q.name, message_count=q.message_count,
+                       consumer_count=len(q.consumers))
 
 
 def bind(ch: Channel, args: dict[str, Any]) -> None:
@@ -32,7 +32,7 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     ex = vhost.get_exchange(args["exchange"])
     vhost.bind(ex, q, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_durable((50, 21))
+        ch.send_synced(ex.durable and q.persists, (50, 21))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -46,7 +46,7 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
         return
     ex, q = found
     vhost.unbind(ex, q, args["routing_key"], args["arguments"], ch.connection)
-    ch.send_durable((50, 51))
+    ch.send_synced(ex.durable and q.persists, (50, 51))
 
 
 def purge(ch: Channel, args: dict[str, Any]) -> None:
@@ -71,7 +71,7 @@ def delete(ch: Channel, args: dict[str, Any]) -> None:
     count = vhost.delete_queue(q, args["if_unused"], args["if_empty"])
     ch.connection.exclusive_queues.discard(q)
     if not args["nowait"]:
-        ch.send_durable((50, 41), message_count=count)
+        ch.send_synced(q.persists, (50, 41), message_count=count)
 
 
 HANDLERS: dict[tuple[int, int], Handler] = {

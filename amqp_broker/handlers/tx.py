@@ -24,11 +24,14 @@ def commit(ch: Channel, args: dict[str, Any]) -> None:
     _require_tx(ch, 20)
     publishes, settles = ch.tx_publishes, ch.tx_settles
     ch.tx_publishes, ch.tx_settles = [], []
+    token = 0
     for exchange, ex_raw, rk_raw, routing_key, mandatory, props, body in publishes:
-        ch.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, props, body)
+        token = max(token, ch.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, props,
+                                      body))
     for taken, action in settles:
         ch.apply_settle(taken, action)
-    ch.send((90, 21))
+    # commit-ok means what a publisher confirm means: the persistent messages are on disk
+    ch.send_after(token, (90, 21))
 
 
 def rollback(ch: Channel, args: dict[str, Any]) -> None:
