@@ -185,9 +185,10 @@ class VHost:
             raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
         existing = self.queues.get(name)
         if existing is not None:
-            self.check_exclusive(existing, connection)
-            if exclusive and existing.exclusive_owner is not connection:
-                # RabbitMQ: asking for exclusive access to a shared queue is a lock conflict
+            # RabbitMQ's strict check: the owner must be this connection exactly when
+            # exclusive is asked; another connection's queue, or an exclusive flag that
+            # differs from the original declaration, is 405 (never a 406)
+            if existing.exclusive_owner is not (connection if exclusive else None):
                 raise self._locked(existing)
             self._check_queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
             existing.last_used = time.monotonic()
@@ -208,9 +209,10 @@ class VHost:
 
     def _check_queue_equivalent(self, q: Queue, durable: bool, exclusive: bool,
                                 auto_delete: bool, arguments: dict[str, Any]) -> None:
+        # exclusive already matches (405 otherwise); an exclusive queue is never durable
+        # in RabbitMQ, whatever the flag said, so its durable flag is not compared
         checks: list[tuple[str, Any, Any]] = [
-            ("durable", durable, q.durable),
-            ("exclusive", exclusive, q.exclusive_owner is not None),
+            ("durable", durable and not exclusive, q.durable and not exclusive),
             ("auto_delete", auto_delete, q.auto_delete)]
         checks += [(key, arguments.get(key), q.arguments.get(key))
                    for key in sorted(set(arguments) | set(q.arguments)) if key.startswith("x-")]

@@ -139,3 +139,45 @@ def test_unbind_other_connections_exclusive_queue_locked_only_if_bound(
 def test_unbind_without_a_declared_queue_is_404(conn: pika.BlockingConnection) -> None:
     assert channel_error(conn, lambda ch: ch.queue_unbind("", "amq.direct", "k")) \
         == (404, "NOT_FOUND - no previously declared queue")
+
+
+# --- 8. a different exclusive flag is 405 RESOURCE_LOCKED ------------------------------
+
+def test_redeclare_other_connections_exclusive_queue_is_405(
+        broker: BrokerProcess, conn: pika.BlockingConnection, uid: str) -> None:
+    q = f"excl-redeclare-{uid}"
+    owner = pika_connect(broker.port)
+    try:
+        owner.channel().queue_declare(q, exclusive=True)
+        for exclusive in (True, False):
+            assert channel_error(conn, lambda ch, e=exclusive: ch.queue_declare(q, exclusive=e)) \
+                == (405, LOCKED.format(q))
+        assert channel_error(conn, lambda ch: ch.queue_declare(q, passive=True)) \
+            == (405, LOCKED.format(q))
+    finally:
+        owner.close()
+
+
+def test_redeclare_exclusive_queue_non_exclusive_on_same_connection_is_405(
+        conn: pika.BlockingConnection, uid: str) -> None:
+    q = f"excl-same-{uid}"
+    ok(conn, lambda ch: ch.queue_declare(q, exclusive=True))
+    assert channel_error(conn, lambda ch: ch.queue_declare(q, exclusive=False)) \
+        == (405, LOCKED.format(q))
+    assert channel_error(conn, lambda ch: ch.queue_declare(q, exclusive=False, durable=True)) \
+        == (405, LOCKED.format(q))
+    # exclusive again is fine, and the durable flag of an exclusive queue is not compared
+    ok(conn, lambda ch: ch.queue_declare(q, exclusive=True))
+    ok(conn, lambda ch: ch.queue_declare(q, exclusive=True, durable=True))
+
+
+def test_redeclare_shared_queue_exclusive_is_405(conn: pika.BlockingConnection,
+                                                 uid: str) -> None:
+    q = f"shared-{uid}"
+    ok(conn, lambda ch: ch.queue_declare(q, auto_delete=True))
+    try:
+        assert channel_error(conn, lambda ch: ch.queue_declare(q, exclusive=True,
+                                                               auto_delete=True)) \
+            == (405, LOCKED.format(q))
+    finally:
+        ok(conn, lambda ch: ch.queue_delete(q))

@@ -64,3 +64,24 @@ def unbind_idempotent(ctx):
     ctx.log("still_bound", body=body)
     with ctx.expect("unbind_no_previous_queue"):
         ctx.connect().channel().queue_unbind("", "amq.direct", "k")
+
+
+@scenario(G)
+def exclusive_flag_mismatch(ctx):
+    """Redeclaring an exclusive queue with another exclusive flag is 405 on any connection
+    (never 406); the durable flag of an exclusive queue is not compared."""
+    owner = ctx.connect()
+    q = ctx.queue(owner.channel(), "excl", exclusive=True)
+    other = ctx.connect()
+    for exclusive in (True, False):
+        with ctx.expect("other_connection", exclusive=exclusive):
+            other.channel().queue_declare(q, exclusive=exclusive)
+    with ctx.expect("same_connection", exclusive=False):
+        owner.channel().queue_declare(q, exclusive=False)
+    with ctx.expect("same_connection", exclusive=False, durable=True):
+        owner.channel().queue_declare(q, exclusive=False, durable=True)
+    with ctx.expect("same_connection", exclusive=True, durable=True):
+        owner.channel().queue_declare(q, exclusive=True, durable=True)
+    shared = ctx.queue(owner.channel(), "shared", auto_delete=True)
+    with ctx.expect("shared_queue_redeclared_exclusive"):
+        owner.channel().queue_declare(shared, exclusive=True, auto_delete=True)
