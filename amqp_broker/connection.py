@@ -323,11 +323,13 @@ class Connection:
 
     # --- channels ------------------------------------------------------------
     def _channel_open(self, number: int, key: tuple[int, int], payload: bytes) -> None:
+        # channel_max limits how many channels are open at once (closing ones count),
+        # not their numbers; checked before anything else, as RabbitMQ's create_channel
+        if self.channel_max and len(self.channels) >= self.channel_max:
+            raise AMQPError(NOT_ALLOWED, f"number of channels opened ({len(self.channels)}) "
+                            f"has reached the negotiated channel_max ({self.channel_max})")
         if key != (20, 10):
-            raise AMQPError(CHANNEL_ERROR, f"expected 'channel.open' on channel {number}", *key)
-        if number > self.channel_max:
-            raise AMQPError(CHANNEL_ERROR, f"channel number {number} exceeds negotiated "
-                            f"channel_max {self.channel_max}", 20, 10)
+            raise AMQPError(CHANNEL_ERROR, "expected 'channel.open'", *key)
         self.channels[number] = Channel(self, number)
         self.send_method(number, (20, 11), reserved_1=b"")
 

@@ -12,7 +12,8 @@ from typing import Any
 import pika
 import pika.exceptions as pex
 import pytest
-from helpers import BrokerProcess, pika_connect
+from helpers import PROTOCOL_HEADER, BrokerProcess, RawClient, pika_connect
+from pamqp import commands
 
 LOCKED = ("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}' in vhost '/'. "
           "It could be originally declared on another connection or the exclusive property "
@@ -181,3 +182,65 @@ def test_redeclare_shared_queue_exclusive_is_405(conn: pika.BlockingConnection,
             == (405, LOCKED.format(q))
     finally:
         ok(conn, lambda ch: ch.queue_delete(q))
+
+
+# --- 10. channel_max counts open channels, not channel numbers -------------------------
+
+def raw_handshake(raw: RawClient, channel_max: int) -> None:
+    raw.send_raw(PROTOCOL_HEADER)
+    raw.read_until((commands.Connection.Start,))
+    raw.send(commands.Connection.StartOk(
+        client_properties={"capabilities": {"authentication_failure_close": True}},
+        mechanism="PLAIN", response="\x00guest\x00guest", locale="en_US"))
+    _, tune = raw.read_until((commands.Connection.Tune,))
+    raw.send(commands.Connection.TuneOk(channel_max=channel_max, frame_max=tune.frame_max,
+                                        heartbeat=0))
+    raw.send(commands.Connection.Open(virtual_host="/"))
+    raw.read_until((commands.Connection.OpenOk,))
+
+
+def channel_limit_text(opened: int, channel_max: int) -> str:
+    return (f"NOT_ALLOWED - number of channels opened ({opened}) has reached the negotiated "
+            f"channel_max ({channel_max})")
+
+
+def test_channel_max_limits_open_channels_not_numbers(broker: BrokerProcess) -> None:
+    with RawClient(broker.port) as raw:
+        raw_handshake(raw, channel_max=2)
+        raw.open_channel(65535)
+        raw.open_channel(3)
+        raw.send(commands.Channel.Close(reply_code=200, reply_text="", class_id=0,
+                                        method_id=0), 3)
+        raw.read_until((commands.Channel.CloseOk,))
+        raw.open_channel(7)  # two open again: 65535 and 7
+        raw.send(commands.Channel.Open(), 9)
+        channel, close = raw.read_until((commands.Connection.Close,))
+        assert (channel, close.reply_code, close.reply_text, close.class_id,
+                close.method_id) == (0, 530, channel_limit_text(2, 2), 0, 0)
+        raw.send(commands.Connection.CloseOk())
+        assert raw.wait_closed(5)
+
+
+def test_channel_closed_by_the_broker_counts_until_close_ok(broker: BrokerProcess) -> None:
+    with RawClient(broker.port) as raw:
+        raw_handshake(raw, channel_max=2)
+        raw.open_channel(1)
+        raw.send(commands.Queue.Declare(queue="amq.reserved"), 1)  # 403: channel 1 closing
+        _, close = raw.read_until((commands.Channel.Close,))
+        assert close.reply_code == 403
+        raw.open_channel(2)
+        # any method on a new channel past the limit is 530 (before the 504 for a
+        # method other than channel.open)
+        raw.send(commands.Queue.Declare(queue="", exclusive=True), 3)
+        _, close = raw.read_until((commands.Connection.Close,))
+        assert (close.reply_code, close.reply_text) == (530, channel_limit_text(2, 2))
+
+
+def test_method_before_channel_open_is_504_expected_channel_open(
+        broker: BrokerProcess) -> None:
+    with RawClient(broker.port) as raw:
+        raw.handshake()
+        raw.send(commands.Queue.Declare(queue="", exclusive=True), 5)
+        close = raw.expect_connection_close()
+        assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+            504, "CHANNEL_ERROR - expected 'channel.open'", 50, 10)

@@ -85,3 +85,21 @@ def exclusive_flag_mismatch(ctx):
     shared = ctx.queue(owner.channel(), "shared", auto_delete=True)
     with ctx.expect("shared_queue_redeclared_exclusive"):
         owner.channel().queue_declare(shared, exclusive=True, auto_delete=True)
+
+
+@scenario(G)
+def channel_max_counts_open_channels(ctx):
+    """With a negotiated channel_max of 2, channels 65535 and 3 open; after closing one
+    another opens; one more open channel is connection error 530 NOT_ALLOWED."""
+    conn = ctx.connect(channel_max=2)
+    ctx.log("negotiated", channel_max=conn._impl.params.channel_max)
+    channels = {}
+    for number in (65535, 3):
+        with ctx.expect("open", channel=number):
+            channels[number] = conn.channel(channel_number=number)
+    channels[3].close()
+    with ctx.expect("open_after_close", channel=7):
+        channels[7] = conn.channel(channel_number=7)
+    with ctx.expect("open_one_too_many", channel=9):
+        conn.channel(channel_number=9)
+    ctx.log("connection", is_open=conn.is_open)
