@@ -28,6 +28,12 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 NODE_DIR = Path(__file__).resolve().parent / "apps" / "node"
 REF_SCRIPT = Path("/work/shared/tools/reference-rabbitmq.sh")
 HOST = "127.0.0.1"
+# Scenarios that drive a system tool: (command, Debian package). Without it they are skipped
+# (reported, not compared, not a failure).
+TOOL_REQUIREMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "apps.amqp_tools": (("amqp-publish", "amqp-tools"), ("amqp-consume", "amqp-tools")),
+    "apps.node_amqplib": (("node", "nodejs"),),
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -68,12 +74,14 @@ class OurBroker:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"our broker exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"our broker exited with {self.proc.returncode}:\n{self.log_tail()}")
             if port_open(self.port):
                 return
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"our broker did not listen on {self.port} within {timeout}s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"our broker did not listen on {self.port} within {timeout}s:\n{self.log_tail()}")
 
     def log_tail(self, n: int = 30) -> str:
         try:
@@ -123,7 +131,7 @@ def ensure_node_modules(timeout: float = 180.0) -> str | None:
         return None
     npm = shutil.which("npm")
     if not npm:
-        return "npm not found"
+        return "npm not found on PATH (Debian package npm), needed to install node_modules/amqplib"
     try:
         res = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=NODE_DIR,
                              capture_output=True, text=True, timeout=timeout)
@@ -132,6 +140,22 @@ def ensure_node_modules(timeout: float = 180.0) -> str | None:
     if res.returncode != 0:
         return "npm install failed: " + res.stderr[-400:]
     return None
+
+
+def missing_tools(selected: list[Scenario]) -> dict[str, str]:
+    """{scenario name: why it cannot run} for the selected scenarios whose system tool is missing.
+    Runs ``npm install`` for the Node app when node is there but its node_modules are not."""
+    missing: dict[str, str] = {}
+    for sc in selected:
+        for cmd, package in TOOL_REQUIREMENTS.get(sc.name, ()):
+            if shutil.which(cmd) is None:
+                missing[sc.name] = f"{cmd} not found on PATH (Debian package {package})"
+                break
+        if sc.name.startswith("apps.node") and sc.name not in missing:
+            reason = ensure_node_modules()
+            if reason:
+                missing[sc.name] = reason
+    return missing
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,7 +293,7 @@ def _cell(res: dict | None) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    fmt = " | ".join("{:<%d}" % w for w in widths)
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*header), "-+-".join("-" * w for w in widths)]
     out += [fmt.format(*r) for r in rows]
     return "\n".join(out)
@@ -320,13 +344,12 @@ def main(argv=None) -> int:
                 print(f"could not start our broker: {exc}", file=sys.stderr)
                 return 2
             ours_port = ours.port
-        if any(s.name.startswith("apps.node") for s in selected):
-            reason = ensure_node_modules()
-            if reason:
-                notes.append(f"node app: {reason}")
+        skipped = missing_tools(selected)
+        for name, reason in skipped.items():
+            notes.append(f"{name} SKIPPED: {reason}")
         for n in notes:
             print(n, file=sys.stderr)
-        return _run(args, selected, want_rabbit, want_ours, ours_port, ours)
+        return _run(args, selected, want_rabbit, want_ours, ours_port, ours, skipped)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -337,7 +360,7 @@ def main(argv=None) -> int:
         rabbit.stop()
 
 
-def _run(args, selected, want_rabbit, want_ours, ours_port, ours) -> int:
+def _run(args, selected, want_rabbit, want_ours, ours_port, ours, skipped) -> int:
     results: list[dict] = []
     failures = 0
     rows: list[list[str]] = []
@@ -345,6 +368,12 @@ def _run(args, selected, want_rabbit, want_ours, ours_port, ours) -> int:
     both = want_rabbit and want_ours
     for sc in selected:
         entry: dict[str, Any] = {"scenario": sc.name, "group": sc.group}
+        if sc.name in skipped:  # its system tool is missing: not run, not compared
+            entry.update(status="skipped", reason=skipped[sc.name])
+            rows.append([sc.name, "-", "-", "skipped"] if both else [sc.name, "-", "skipped"])
+            results.append(entry)
+            print(f"  {sc.name}: skipped ({skipped[sc.name]})", file=sys.stderr, flush=True)
+            continue
         r_res = run_one(sc, args.rabbitmq_port) if want_rabbit else None
         o_res = None
         if want_ours:
@@ -394,12 +423,16 @@ def _run(args, selected, want_rabbit, want_ours, ours_port, ours) -> int:
         print()
         print(d)
     print()
-    print(f"{len(selected)} scenarios, {len(selected) - failures} ok, {failures} failing"
-          f" (normalisers: {', '.join(n for n, _ in RULES)})")
-    print(f"conformance: {len(selected) - failures} passed, {failures} failed")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    ran = len(selected) - len(skipped)
+    print(f"{len(selected)} scenarios, {ran - failures} ok, {failures} failing, "
+          f"{len(skipped)} skipped (normalisers: {', '.join(n for n, _ in RULES)})")
+    print(f"conformance: {ran - failures} passed, {failures} failed, {len(skipped)} skipped")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
-            {"against": args.against, "results": results, "failures": failures}, indent=1,
+            {"against": args.against, "results": results, "failures": failures,
+             "skipped": skipped}, indent=1,
             default=str))
     return 1 if failures else 0
 

@@ -18,8 +18,7 @@ TOOLS = ("amqp-publish", "amqp-consume", "amqp-declare-queue", "amqp-get", "amqp
 missing_tools = [t for t in TOOLS if shutil.which(t) is None]
 needs_amqp_tools = pytest.mark.skipif(
     bool(missing_tools),
-    reason=f"amqp-tools not installed (missing {', '.join(missing_tools)}; "
-           "Debian package amqp-tools)")
+    reason=f"{', '.join(missing_tools)} not found on PATH (Debian package amqp-tools)")
 
 
 def tool(broker: BrokerProcess, name: str, *args: str, stdin: bytes | None = None,
@@ -130,8 +129,9 @@ const amqp = require('amqplib');
 
 @pytest.fixture(scope="module")
 def amqplib_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm not installed")
+    for cmd, package in (("node", "nodejs"), ("npm", "npm")):
+        if shutil.which(cmd) is None:
+            pytest.skip(f"{cmd} not found on PATH (Debian package {package})")
     project = tmp_path_factory.mktemp("node-amqplib")
     (project / "package.json").write_text(json.dumps({"name": "amqp-broker-it",
                                                       "version": "1.0.0", "private": True}))
