@@ -40,8 +40,10 @@ sys.path.insert(0, str(REPO))
 from amqp_broker.childproc import stop_process  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
+# Shared tools (reference-rabbitmq.sh, build-amqpload.sh) are in <shared>/tools: the checkout's
+# sibling "shared", or AMQP_SHARED_DIR (the same variable conformance/runner.py and .ci/run use).
 REFERENCE_SCRIPT = (
-    Path(os.environ.get("AMQP_BENCH_SHARED", REPO.parent / "shared"))
+    Path(os.environ.get("AMQP_SHARED_DIR") or REPO.parent / "shared")
     / "tools"
     / "reference-rabbitmq.sh"
 )

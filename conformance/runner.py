@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import json
 import multiprocessing
+import os
+import re
 import shutil
 import signal
 import socket
@@ -26,14 +29,35 @@ from .registry import Scenario, load_all
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 NODE_DIR = Path(__file__).resolve().parent / "apps" / "node"
-REF_SCRIPT = Path("/work/shared/tools/reference-rabbitmq.sh")
 HOST = "127.0.0.1"
+# The shared tools (reference-rabbitmq.sh) are in <shared>/tools, <shared> being the checkout's
+# sibling directory "shared" unless this variable names another (bench/ uses the same one).
+SHARED_ENV = "AMQP_SHARED_DIR"
 # Scenarios that drive a system tool: (command, Debian package). Without it they are skipped
 # (reported, not compared, not a failure).
 TOOL_REQUIREMENTS: dict[str, tuple[tuple[str, str], ...]] = {
     "apps.amqp_tools": (("amqp-publish", "amqp-tools"), ("amqp-consume", "amqp-tools")),
     "apps.node_amqplib": (("node", "nodejs"),),
 }
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get(SHARED_ENV) or REPO_ROOT.parent / "shared")
+
+
+def ref_script() -> Path:
+    return shared_dir() / "tools" / "reference-rabbitmq.sh"
+
+
+def ci_mode() -> bool:
+    """CI=true (as CI services set it): an installed reference RabbitMQ that fails is a failure."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def rabbitmq_installed() -> bool:
+    """Whether rabbitmq-server is installed (Debian puts it in /usr/sbin, not always on PATH)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    return shutil.which("rabbitmq-server", path=path) is not None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -95,35 +119,110 @@ class OurBroker:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-class ReferenceRabbit:
-    """Ensures the reference RabbitMQ listens on ``port``; stops it afterwards only if we started it."""
+@dataclasses.dataclass
+class RabbitUnavailable:
+    """Why the reference RabbitMQ is not available. ``broken`` means it is installed (or the port
+    is taken) but could not be used: a failure under CI; otherwise it is simply not installed."""
 
-    def __init__(self, port: int):
+    reason: str
+    broken: bool
+
+
+class ReferenceRabbit:
+    """Starts the reference RabbitMQ on ``port`` with the shared reference-rabbitmq.sh and stops it
+    afterwards. A broker already listening there is used only with ``reuse`` (--reuse-rabbitmq)."""
+
+    def __init__(self, port: int, reuse: bool = False):
         self.port = port
+        self.reuse = reuse
         self.started = False
 
-    def ensure(self) -> str | None:
-        """Returns None when available, else the reason it is not."""
+    def ensure(self, timeout: float = 180.0) -> RabbitUnavailable | None:
+        """Returns None when available, else why it is not."""
         if port_open(self.port):
-            return None
-        if not REF_SCRIPT.exists():
-            return f"{REF_SCRIPT} not found"
-        print(f"starting reference RabbitMQ on port {self.port} ...", file=sys.stderr)
+            if self.reuse:
+                print(f"reusing the broker already listening on port {self.port} "
+                      "(--reuse-rabbitmq)", file=sys.stderr)
+                return None
+            return RabbitUnavailable(
+                f"port {self.port} is already in use by a broker this run did not start; pass "
+                "--reuse-rabbitmq to compare against it, or --rabbitmq-port to start one elsewhere",
+                broken=True)
+        script = ref_script()
+        if not script.exists():
+            return RabbitUnavailable(
+                f"{script} not found (set {SHARED_ENV} to the directory holding "
+                "tools/reference-rabbitmq.sh)", broken=rabbitmq_installed())
+        print(f"starting reference RabbitMQ on port {self.port} with {script} ...", file=sys.stderr)
         try:
-            res = subprocess.run([str(REF_SCRIPT), "start", str(self.port)], capture_output=True,
-                                 text=True, timeout=180)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"could not start rabbitmq-server: {exc}"
-        if res.returncode != 0 or not port_open(self.port):
-            return ("rabbitmq-server could not be installed/started: "
-                    + (res.stderr or res.stdout).strip()[-400:])
-        self.started = True
-        return None
+            res = subprocess.run(["bash", str(script), "start", str(self.port)],
+                                 capture_output=True, text=True, timeout=timeout,
+                                 stdin=subprocess.DEVNULL)
+            output = (res.stdout or "") + (res.stderr or "")
+            failed = res.returncode != 0
+            what = f"{script.name} start exited {res.returncode}"
+        except subprocess.TimeoutExpired as exc:
+            output = _text(exc.stdout) + _text(exc.stderr)
+            failed, what = True, f"{script.name} start timed out after {timeout:.0f}s"
+        except OSError as exc:
+            output, failed, what = "", True, f"{script.name} could not be run: {exc}"
+        if not failed and port_open(self.port):
+            self.started = True
+            return None
+        if not failed:
+            what = f"{script.name} start exited 0 but nothing listens on port {self.port}"
+        if not rabbitmq_installed():
+            return RabbitUnavailable(
+                "rabbitmq-server is not installed (Debian package rabbitmq-server) and "
+                f"{script.name} did not install it: {output.strip()[-300:]}", broken=False)
+        return RabbitUnavailable(
+            f"reference RabbitMQ is installed but did not start on port {self.port}: {what}\n"
+            + failure_cause(output), broken=True)
 
     def stop(self) -> None:
         if self.started:
-            subprocess.run([str(REF_SCRIPT), "stop"], capture_output=True, timeout=60)
+            subprocess.run(["bash", str(ref_script()), "stop"], capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
             self.started = False
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode(errors="replace")
+    return data or ""
+
+
+_CAUSE = re.compile(r"error|fail|crash|eaddrinuse|already running|in use|denied|cannot|can't",
+                    re.IGNORECASE)
+
+
+def failure_cause(output: str, max_lines: int = 25) -> str:
+    """The start script's own output, then the lines of the RabbitMQ logs that say why it failed:
+    the files the script points at ("see PATH") and, under REF_RMQ_DIR (the script's data dir),
+    server.out and the newest log in log/."""
+    out = ["start script output:"]
+    out += ["  " + ln for ln in output.strip().splitlines()[-10:]] or ["  (none)"]
+    logs: list[Path] = [Path(m) for m in re.findall(r"see (/\S+)", output)]
+    ref_dir = Path(os.environ.get("REF_RMQ_DIR") or "/tmp/reference-rabbitmq")
+    logs.append(ref_dir / "server.out")
+    with contextlib.suppress(OSError):
+        logs += sorted((ref_dir / "log").glob("*.log"), key=lambda p: p.stat().st_mtime)[-1:]
+    seen: set[Path] = set()
+    for log in logs:
+        if log in seen or not log.is_file():
+            continue
+        seen.add(log)
+        try:
+            lines = [ln.rstrip() for ln in log.read_text(errors="replace").splitlines()
+                     if ln.strip()]
+        except OSError as exc:
+            out.append(f"{log}: {exc}")
+            continue
+        causes = [ln for ln in lines if _CAUSE.search(ln)]
+        picked = (causes or lines)[-max_lines:]
+        out.append(f"{log} ({'lines naming the failure' if causes else 'last lines'}):")
+        out += ["  " + ln[:300] for ln in picked] or ["  (empty)"]
+    return "\n".join(out)
 
 
 def ensure_node_modules(timeout: float = 180.0) -> str | None:
@@ -269,6 +368,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
     p.add_argument("--against", choices=["rabbitmq", "ours", "both"], default="both")
     p.add_argument("--rabbitmq-port", type=int, default=5673)
+    p.add_argument("--reuse-rabbitmq", action="store_true",
+                   help="compare against the broker already listening on --rabbitmq-port (without "
+                        "this, a port in use is an error: the runner starts its own RabbitMQ)")
     p.add_argument("--port", type=int, default=None,
                    help="use our broker already listening on this port instead of starting one")
     p.add_argument("-k", dest="select", action="append", default=[],
@@ -317,7 +419,7 @@ def main(argv=None) -> int:
 
     want_rabbit = args.against in ("rabbitmq", "both")
     want_ours = args.against in ("ours", "both")
-    rabbit = ReferenceRabbit(args.rabbitmq_port)
+    rabbit = ReferenceRabbit(args.rabbitmq_port, reuse=args.reuse_rabbitmq)
     ours: OurBroker | None = None
     ours_port = args.port
     notes: list[str] = []
@@ -328,14 +430,18 @@ def main(argv=None) -> int:
     old = signal.signal(signal.SIGTERM, on_signal)
     try:
         if want_rabbit:
-            reason = rabbit.ensure()
-            if reason:
-                if args.against == "both":
-                    notes.append(f"RabbitMQ side SKIPPED: {reason}; comparing ours with golden files")
-                    want_rabbit = False
-                else:
-                    print(f"RabbitMQ unavailable: {reason}", file=sys.stderr)
+            problem = rabbit.ensure()
+            if problem and problem.broken and ci_mode():
+                print(f"FAILED (CI=true): {problem.reason}", file=sys.stderr)
+                return 2
+            if problem:
+                if args.against != "both":
+                    print(f"RabbitMQ unavailable: {problem.reason}", file=sys.stderr)
                     return 2
+                notes.append(f"RabbitMQ side SKIPPED: {problem.reason}\n(comparing ours with the "
+                             "golden files instead"
+                             + ("; under CI=true this is a failure)" if problem.broken else ")"))
+                want_rabbit = False
         if want_ours and ours_port is None:
             ours = OurBroker()
             try:
