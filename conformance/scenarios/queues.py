@@ -345,3 +345,30 @@ def invalid_queue_argument(ctx):
         ctx.log("declare", outcome="ok")
     except pex.ChannelClosedByBroker as exc:
         ctx.log("declare", code=exc.reply_code, text=exc.reply_text.split(" - ")[0])
+
+
+@scenario(G)
+def dead_letter_cycle(ctx):
+    """Two length-limited queues dead-lettering into each other: a message that would go back
+    to a queue it already died in (no rejection on the way) is dropped, so each keeps one."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    a, b = ctx.name("a"), ctx.name("b")
+    ctx.queue(ch, "a", arguments={"x-max-length": 1, "x-dead-letter-exchange": "",
+                                  "x-dead-letter-routing-key": b})
+    ctx.queue(ch, "b", arguments={"x-max-length": 1, "x-dead-letter-exchange": "",
+                                  "x-dead-letter-routing-key": a})
+    ch.confirm_delivery()
+    for i in range(5):
+        ch.basic_publish("", a, f"m{i}".encode())
+    time.sleep(0.2)
+    for name, q in (("a", a), ("b", b)):
+        got = []
+        while True:
+            m, props, body = ch.basic_get(q, auto_ack=True)
+            if m is None:
+                break
+            deaths = [{k: v for k, v in d.items() if k != "time"}
+                      for d in (props.headers or {}).get("x-death", [])]
+            got.append({"body": body.decode(), "death": deaths})
+        ctx.log("queue", name=name, got=got)
