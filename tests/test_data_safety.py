@@ -230,3 +230,36 @@ def test_paged_out_body_is_read_back_for_delivery() -> None:
     bodies = [v.value for _, v in consumer.frames() if type(v).__name__ == "ContentBody"]
     assert bodies == [b"body"]
     assert not q.ready
+
+
+# --- the reported reproduction, end to end ----------------------------------------------
+
+def test_durable_queue_of_a_vhost_left_out_for_one_restart_keeps_its_messages(
+        broker_factory: Any, tmp_path: Any) -> None:
+    import pika
+    from helpers import pika_params
+
+    data = tmp_path / "vh-data"
+    b = broker_factory("--vhosts", "/,v2", data_dir=data)
+    conn = pika.BlockingConnection(pika_params(b.port, virtual_host="v2"))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("orders", durable=True)
+    for i in range(3):
+        ch.basic_publish("", "orders", b"order-%d" % i, pika.BasicProperties(delivery_mode=2))
+    conn.close()
+    b.stop()
+    b.extra_args = ("--vhosts", "/")
+    b.restart()
+    b.stop()
+    b.extra_args = ("--vhosts", "/,v2")
+    b.restart()
+    conn = pika.BlockingConnection(pika_params(b.port, virtual_host="v2"))
+    ch = conn.channel()
+    got = []
+    for _ in range(3):
+        method, _props, body = ch.basic_get("orders", auto_ack=True)
+        assert method is not None, f"only {got} came back"
+        got.append(body)
+    conn.close()
+    assert got == [b"order-0", b"order-1", b"order-2"]
