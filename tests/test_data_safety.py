@@ -263,3 +263,31 @@ def test_durable_queue_of_a_vhost_left_out_for_one_restart_keeps_its_messages(
         got.append(body)
     conn.close()
     assert got == [b"order-0", b"order-1", b"order-2"]
+
+
+def test_paged_out_reads_are_bounded_per_dispatch(monkeypatch: Any) -> None:
+    import amqp_broker.queue as queue_mod
+
+    monkeypatch.setattr(queue_mod, "PAGE_IN_BUDGET", 10)  # bytes read per dispatch call
+    broker = make_broker(MemoryStore())
+    publisher, consumer = Client(broker), Client(broker)
+    publisher.open_channel(1)
+    consumer.open_channel(1)
+    publisher.send(commands.Queue.Declare(queue="pb", durable=True), 1)
+    for i in range(3):
+        publisher.publish(1, "", "pb", b"body-%05d" % i, delivery_mode=2)  # 10 bytes each
+    q = broker.vhosts["/"].queues["pb"]
+    for msg in q.ready:
+        msg.body = None
+    consumer.send(commands.Basic.Consume(queue="pb", consumer_tag="c", no_ack=True), 1)
+
+    def bodies() -> list[bytes]:
+        return [v.value for _, v in consumer.frames() if type(v).__name__ == "ContentBody"]
+
+    assert bodies() == [b"body-00000"]  # the budget is spent: the rest waits for the loop
+    assert broker.redispatch == {q}
+    broker.run_redispatch()
+    assert bodies() == [b"body-00001"]
+    broker.run_redispatch()
+    assert bodies() == [b"body-00002"]
+    assert not q.ready and not broker.redispatch
