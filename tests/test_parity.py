@@ -12,8 +12,19 @@ from typing import Any
 import pika
 import pika.exceptions as pex
 import pytest
-from helpers import PROTOCOL_HEADER, BrokerProcess, RawClient, pika_connect
+from helpers import (
+    PROTOCOL_HEADER,
+    BrokerProcess,
+    RawClient,
+    method_payload,
+    pika_connect,
+    raw_frame,
+)
 from pamqp import commands
+from pamqp.header import ContentHeader
+
+from amqp_broker.errors import FrameError
+from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
 
 LOCKED = ("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}' in vhost '/'. "
           "It could be originally declared on another connection or the exclusive property "
@@ -244,3 +255,49 @@ def test_method_before_channel_open_is_504_expected_channel_open(
         close = raw.expect_connection_close()
         assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
             504, "CHANNEL_ERROR - expected 'channel.open'", 50, 10)
+
+
+# --- 11. frame size: a payload of up to frame_max bytes is accepted, as RabbitMQ -------
+
+def test_frame_reader_accepts_payload_up_to_frame_max() -> None:
+    reader = FrameReader(4096)
+    assert list(reader.feed(frame(FRAME_BODY, 1, b"x" * 4096))) == [(FRAME_BODY, 1, b"x" * 4096)]
+    with pytest.raises(FrameError) as info:
+        list(FrameReader(4096).feed(frame(FRAME_BODY, 1, b"x" * 4097)[:7]))
+    assert (info.value.reply_code, info.value.reply_text) == (
+        501, "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}")
+
+
+def publish_with_body_frame(raw: RawClient, queue: str, size: int, whole: bool = True) -> None:
+    data = raw_frame(1, 1, method_payload(commands.Basic.Publish(exchange="", routing_key=queue)))
+    data += raw_frame(2, 1, ContentHeader(0, size, commands.Basic.Properties()).marshal())
+    body = raw_frame(3, 1, b"x" * size)
+    # without the payload the broker has no unread bytes when it closes (no RST)
+    raw.send_raw(data + (body if whole else body[:7]))
+
+
+def test_body_frame_of_frame_max_bytes_is_accepted(broker: BrokerProcess) -> None:
+    with RawClient(broker.port) as raw:
+        raw.handshake(frame_max=4096)
+        raw.open_channel(1)
+        raw.send(commands.Queue.Declare(queue="", exclusive=True), 1)
+        _, declared = raw.read_until((commands.Queue.DeclareOk,))
+        raw.send(commands.Confirm.Select(), 1)
+        raw.read_until((commands.Confirm.SelectOk,))
+        for size in (4088, 4096):
+            publish_with_body_frame(raw, declared.queue, size)
+            raw.read_until((commands.Basic.Ack,))
+        raw.send(commands.Queue.Declare(queue=declared.queue, passive=True), 1)
+        _, ok_ = raw.read_until((commands.Queue.DeclareOk,))
+        assert ok_.message_count == 2
+
+
+def test_body_frame_one_byte_over_frame_max_is_501(broker: BrokerProcess) -> None:
+    with RawClient(broker.port) as raw:
+        raw.handshake(frame_max=4096)
+        raw.open_channel(1)
+        publish_with_body_frame(raw, "nowhere", 4097, whole=False)
+        close = raw.expect_connection_close()
+        assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
+            501, "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}", 0, 0)
+        assert raw.wait_closed(5)

@@ -35,8 +35,10 @@ Frame = tuple[int, int, bytes]  # (frame type, channel, payload)
 class FrameReader:
     """Splits a byte stream into (type, channel, payload) frames.
 
-    `frame_max` is the largest whole frame (header + payload + end octet)
-    accepted; a bigger one is a FRAME_ERROR, as RabbitMQ does.
+    `frame_max` is the negotiated frame_max. As RabbitMQ (rabbit_reader's
+    FRAME_SIZE_FUDGE), a payload of up to frame_max bytes is accepted, 8 more than
+    the spec allows, since common clients get it wrong; a bigger one is a FRAME_ERROR
+    with RabbitMQ's text.
     """
 
     __slots__ = ("_buf", "frame_max")
@@ -67,10 +69,10 @@ class FrameReader:
         try:
             while end - pos >= FRAME_HEADER_SIZE:
                 frame_type, channel, size = _unpack_head(buf, pos)
+                if size > frame_max:
+                    raise FrameError(f"type {frame_type}, all octets = <<>>: "
+                                     f"{{frame_too_large,{size},{frame_max - 8}}}")
                 total = size + 8
-                if total > frame_max:
-                    raise FrameError(
-                        f"frame size {total} exceeds negotiated frame_max {frame_max}")
                 if end - pos < total:
                     break
                 if buf[pos + total - 1] != FRAME_END:
