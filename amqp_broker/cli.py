@@ -46,8 +46,9 @@ def parser() -> argparse.ArgumentParser:
         description="An AMQP 0-9-1 message broker that RabbitMQ clients use unmodified.",
         epilog="Each option may also be set by an environment variable named in brackets.",
     )
-    p.add_argument("--host", default=_env("HOST", "0.0.0.0"),
-                   help="address to listen on [AMQP_BROKER_HOST] (default: 0.0.0.0)")
+    p.add_argument("--host", default=_env("HOST", ""),
+                   help="address to listen on [AMQP_BROKER_HOST] (default: every IPv4 and "
+                        "IPv6 interface, as RabbitMQ)")
     p.add_argument("--port", type=_port, default=_port(_env("PORT", "5672") or "5672"),
                    help="AMQP port [AMQP_BROKER_PORT] (default: 5672)")
     p.add_argument("--data-dir", default=_env("DATA_DIR", "data"),

@@ -97,7 +97,7 @@ def respond(registry: CollectorRegistry, request_line: bytes) -> bytes:
     return head + (body if parts[0] == b"GET" else b"")
 
 
-async def serve(broker: Broker, host: str, port: int) -> None:
+async def serve(broker: Broker, host: str | None, port: int) -> None:
     """Serve /metrics until cancelled."""
     registry = registry_for(broker)
 

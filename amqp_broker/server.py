@@ -8,6 +8,7 @@ the resource alarm loop, and the signal handler for a clean shutdown.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -15,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import Listener, SocketAttribute, SocketStream
+from anyio.streams.stapled import MultiListener
 
 from storage import MemoryStore, MessageStore
 
@@ -50,8 +52,7 @@ class Server:
     async def run(self, ready: Callable[[Server], Any] | None = None) -> None:
         summary = self.broker.recover()
         self.log.info("recovered", data_dir=self.config.data_dir, **summary)
-        listener = await anyio.create_tcp_listener(local_host=self.config.host,
-                                                   local_port=self.config.port)
+        listener = await self._listen()
         self.port = listener.extra(SocketAttribute.local_port)
         self._stop = anyio.Event()
         async with anyio.create_task_group() as tg:
@@ -61,7 +62,7 @@ class Server:
             tg.start_soon(self._signals)
             if self.config.metrics_port:
                 from . import metrics
-                tg.start_soon(metrics.serve, self.broker, self.config.host,
+                tg.start_soon(metrics.serve, self.broker, self.config.host or None,
                               self.config.metrics_port)
             accepting = anyio.CancelScope()
             stopped_accepting = anyio.Event()
@@ -76,7 +77,7 @@ class Server:
                         await listener.aclose()
                     stopped_accepting.set()
             tg.start_soon(accept)
-            self.log.info("listening", host=self.config.host, port=self.port,
+            self.log.info("listening", host=self.config.host or "[::] and 0.0.0.0", port=self.port,
                           data_dir=(os.path.abspath(self.config.data_dir)
                                     if self.config.data_dir else "none (in memory)"),
                           pid=os.getpid())
@@ -90,6 +91,30 @@ class Server:
             tg.cancel_scope.cancel()
         self.broker.store.close()
         self.log.info("stopped")
+
+    async def _listen(self) -> Listener[SocketStream]:
+        """The AMQP listener: on config.host, or, without one, dual-stack like RabbitMQ's
+        default (every IPv4 and IPv6 interface). Two sockets (the IPv6 one v6-only), so
+        IPv4 peers keep their plain addresses; IPv4 alone if the host has no IPv6."""
+        if self.config.host:
+            return await anyio.create_tcp_listener(local_host=self.config.host,
+                                                   local_port=self.config.port)
+        for _attempt in range(5):
+            v4 = await anyio.create_tcp_listener(local_host="0.0.0.0",
+                                                 local_port=self.config.port)
+            port = v4.extra(SocketAttribute.local_port)
+            try:
+                v6 = await anyio.create_tcp_listener(local_host="::", local_port=port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    self.log.warning("no IPv6, listening on IPv4 only", error=str(exc))
+                    return v4
+                await v4.aclose()
+                if self.config.port:
+                    raise
+                continue  # the ephemeral port is taken on IPv6: pick another
+            return MultiListener([v4, v6])
+        raise OSError(errno.EADDRINUSE, "no port free on both IPv4 and IPv6")
 
     def stop(self) -> None:
         """Ask the server to shut down; call from the event loop's thread."""

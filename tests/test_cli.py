@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_defaults() -> None:
     config = config_from_args([])
-    assert (config.host, config.port, config.data_dir) == ("0.0.0.0", 5672, "data")
+    # no host: every IPv4 and IPv6 interface, as RabbitMQ (see test_parity)
+    assert (config.host, config.port, config.data_dir) == ("", 5672, "data")
     assert config.loopback_users == ("guest",)
     assert config.log_format == "console"
 

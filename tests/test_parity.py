@@ -6,7 +6,13 @@ no private broker against the reference, to check what they expect.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -23,6 +29,7 @@ from helpers import (
 from pamqp import commands
 from pamqp.header import ContentHeader
 
+from amqp_broker.childproc import stop_process
 from amqp_broker.errors import FrameError
 from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
 
@@ -301,3 +308,71 @@ def test_body_frame_one_byte_over_frame_max_is_501(broker: BrokerProcess) -> Non
         assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
             501, "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}", 0, 0)
         assert raw.wait_closed(5)
+
+
+# --- 13. the default listener is dual-stack, as RabbitMQ's -----------------------------
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _port_free_on_both() -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _amqp_open(host: str, port: int) -> bool:
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        host=host, port=port, credentials=pika.PlainCredentials("guest", "guest"),
+        connection_attempts=1, socket_timeout=5))
+    try:
+        ch = conn.channel()
+        ch.queue_declare("", exclusive=True)
+        return True
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this host")
+@pytest.mark.skipif(bool(os.environ.get("AMQP_TEST_PORT")), reason="needs a private broker")
+def test_default_listener_is_dual_stack(tmp_path: Path) -> None:
+    port = _port_free_on_both()
+    root = Path(__file__).resolve().parent.parent
+    with open(tmp_path / "broker.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amqp_broker", "--port", str(port), "--data-dir", "none",
+             "--metrics-port", "0", "--log-level", "warning"],
+            cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 15
+        while not (_reachable("127.0.0.1", port) and _reachable("::1", port)):
+            assert proc.poll() is None, (tmp_path / "broker.log").read_text()
+            assert time.monotonic() < deadline, "broker not reachable on 127.0.0.1 and ::1"
+            time.sleep(0.05)
+        assert _amqp_open("127.0.0.1", port)
+        assert _amqp_open("::1", port)  # guest logs in from IPv6 loopback too
+    finally:
+        stop_process(proc, 5)
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this host")
+def test_host_option_narrows_the_listener(broker: BrokerProcess) -> None:
+    if os.environ.get("AMQP_TEST_PORT"):
+        pytest.skip("the reference listens where its configuration says")
+    assert _reachable("127.0.0.1", broker.port)  # the fixture passes --host 127.0.0.1
+    assert not _reachable("::1", broker.port)
