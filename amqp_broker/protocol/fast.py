@@ -3,21 +3,28 @@
 basic.publish and basic.ack arrive for every message and basic.deliver leaves
 for every message, so they skip the generic table-driven codec. Message
 properties stay as the raw bytes of the content header; the helpers here pick
-out single fields (delivery mode, headers) only when a feature needs them.
+out single fields (delivery mode, headers) only when a feature needs them, and
+decode_properties / encode_properties round-trip them byte for byte for the few
+features that rewrite them (dead-lettering, direct reply-to).
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
-
-from pamqp import commands
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SYNTAX_ERROR, AMQPError
 from .frames import FRAME_BODY, FRAME_END_BYTE, FRAME_HEADER, FRAME_METHOD
+from .methods import TableError, decode_table, encode_table, skip_table, timestamp_bytes
+from .methods import Timestamp as Timestamp
+
+if TYPE_CHECKING:
+    from pamqp import commands
 
 _u16 = struct.Struct(">H").unpack_from
 _u32 = struct.Struct(">I").unpack_from
+_u64 = struct.Struct(">Q").unpack_from
+_u16_pack = struct.Struct(">H").pack
 _ack = struct.Struct(">QB").unpack_from
 _content_head = struct.Struct(">HHQ").unpack_from
 
@@ -91,45 +98,172 @@ def delivery_mode(props: bytes) -> int:
         return 0
 
 
-def decode_properties(props: bytes) -> commands.Basic.Properties:
-    """Fully decode raw properties (slow path: headers exchange, tests)."""
-    result = commands.Basic.Properties()
-    if len(props) < 2:
-        return result
-    flags = 0
-    pos = 0
-    index = 0
-    while True:
+# The basic properties in flag-bit order: (attribute, flag bit, kind). Attribute names
+# are pamqp's (message_type for the AMQP "type" property).
+_SHORTSTR, _OCTET, _TABLE, _TIMESTAMP = range(4)
+_PROPERTY_FIELDS = (
+    ("content_type", 0x8000, _SHORTSTR), ("content_encoding", 0x4000, _SHORTSTR),
+    ("headers", 0x2000, _TABLE), ("delivery_mode", 0x1000, _OCTET),
+    ("priority", 0x0800, _OCTET), ("correlation_id", 0x0400, _SHORTSTR),
+    ("reply_to", 0x0200, _SHORTSTR), ("expiration", 0x0100, _SHORTSTR),
+    ("message_id", 0x0080, _SHORTSTR), ("timestamp", 0x0040, _TIMESTAMP),
+    ("message_type", 0x0020, _SHORTSTR), ("user_id", 0x0010, _SHORTSTR),
+    ("app_id", 0x0008, _SHORTSTR), ("cluster_id", 0x0004, _SHORTSTR),
+)
+_MALFORMED = "malformed content header properties"
+
+
+class Properties:
+    """Decoded basic properties; None means absent.
+
+    Short strings are str (bytes that are not UTF-8 survive as surrogate escapes),
+    timestamp is a Timestamp (an int), headers keep each value's wire type and order,
+    so encode_properties(decode_properties(raw)) == raw for what clients send (only
+    undefined flag bits and booleans other than 0/1 are normalised).
+    """
+
+    __slots__ = ("app_id", "cluster_id", "content_encoding", "content_type", "correlation_id",
+                 "delivery_mode", "expiration", "headers", "message_id", "message_type",
+                 "priority", "reply_to", "timestamp", "user_id")
+    content_type: str | None
+    content_encoding: str | None
+    headers: dict[str, Any] | None
+    delivery_mode: int | None
+    priority: int | None
+    correlation_id: str | None
+    reply_to: str | None
+    expiration: str | None
+    message_id: str | None
+    timestamp: int | None
+    message_type: str | None
+    user_id: str | None
+    app_id: str | None
+    cluster_id: str | None
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, values.pop(name, None))
+        if values:
+            raise TypeError(f"unknown properties: {', '.join(values)}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Properties):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__
+                          if getattr(self, n) is not None)
+        return f"Properties({shown})"
+
+
+def _first_field(props: bytes) -> tuple[int, int]:
+    """(first flag word, offset of the first property): further flag words (the
+    continuation bit) are skipped, no basic property lives there."""
+    flags = word = _u16(props, 0)[0]
+    pos = 2
+    while word & 1:
         word = _u16(props, pos)[0]
         pos += 2
-        flags |= word << (16 * index)
-        index += 1
-        if not word & 1:
-            break
-    result.unmarshal(flags, props[pos:])
+    return flags, pos
+
+
+def decode_properties(props: bytes) -> Properties:
+    """Decode raw properties (the few features that read or rewrite several of them).
+
+    Raises AMQPError(SYNTAX_ERROR) unless they are well formed; never for a value.
+    """
+    result = Properties()
+    if not props:
+        return result
+    try:
+        flags, pos = _first_field(props)
+        for name, bit, kind in _PROPERTY_FIELDS:
+            if not flags & bit:
+                continue
+            value: Any
+            if kind == _SHORTSTR:
+                n = props[pos]
+                value = props[pos + 1: pos + 1 + n].decode("utf-8", "surrogateescape")
+                pos += 1 + n
+            elif kind == _OCTET:
+                value = props[pos]
+                pos += 1
+            elif kind == _TABLE:
+                value, pos = decode_table(props, pos, typed=True)
+            else:
+                value = Timestamp(_u64(props, pos)[0])
+                pos += 8
+            setattr(result, name, value)
+    except (IndexError, struct.error, AMQPError):
+        raise AMQPError(SYNTAX_ERROR, _MALFORMED) from None
+    if pos != len(props):
+        raise AMQPError(SYNTAX_ERROR, _MALFORMED)
     return result
 
 
 def check_properties(props: bytes) -> None:
-    """Raise SYNTAX_ERROR unless the raw properties decode."""
+    """Raise SYNTAX_ERROR unless the raw properties are well formed (nothing is decoded:
+    a well-formed value is never refused, whatever it is)."""
+    if not props:
+        return
     try:
-        decode_properties(props)
-    except Exception:
-        raise AMQPError(SYNTAX_ERROR, "malformed content header properties") from None
+        flags, pos = _first_field(props)
+        for _name, bit, kind in _PROPERTY_FIELDS:
+            if flags & bit:
+                if kind == _SHORTSTR:
+                    pos += 1 + props[pos]
+                elif kind == _OCTET:
+                    pos += 1
+                elif kind == _TABLE:
+                    pos = skip_table(props, pos)
+                else:
+                    pos += 8
+    except (IndexError, struct.error, TableError):
+        raise AMQPError(SYNTAX_ERROR, _MALFORMED) from None
+    if pos != len(props):  # truncated, or bytes after the last property
+        raise AMQPError(SYNTAX_ERROR, _MALFORMED)
 
 
 def message_headers(props: bytes) -> dict[str, Any] | None:
-    """The headers table of raw properties, or None."""
-    if not flags_of(props) & FLAG_HEADERS:
+    """The headers table of raw properties (plain values, for matching), or None."""
+    flags = flags_of(props)
+    if not flags & FLAG_HEADERS:
         return None
     try:
-        return decode_properties(props).headers
-    except Exception:
+        pos = _first_field(props)[1]
+        if flags & FLAG_CONTENT_TYPE:
+            pos = _skip_shortstr(props, pos)
+        if flags & FLAG_CONTENT_ENCODING:
+            pos = _skip_shortstr(props, pos)
+        return decode_table(props, pos)[0]
+    except (IndexError, struct.error, AMQPError):
         return None
 
 
-def encode_properties(properties: commands.Basic.Properties) -> bytes:
-    return properties.marshal()
+def encode_properties(properties: Properties | commands.Basic.Properties) -> bytes:
+    """Raw properties: every attribute that is not None, in flag order."""
+    if not isinstance(properties, Properties):
+        return properties.marshal()  # a pamqp object
+    flags = 0
+    parts = []
+    for name, bit, kind in _PROPERTY_FIELDS:
+        value = getattr(properties, name)
+        if value is None:
+            continue
+        flags |= bit
+        if kind == _SHORTSTR:
+            raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+            if len(raw) > 255:
+                raise ValueError(f"property {name} is longer than 255 bytes")
+            parts.append(bytes((len(raw),)) + raw)
+        elif kind == _OCTET:
+            parts.append(bytes((value,)))
+        elif kind == _TABLE:
+            parts.append(encode_table(value))
+        else:
+            parts.append(timestamp_bytes(value))
+    return _u16_pack(flags) + b"".join(parts)
 
 
 _deliver_head = struct.Struct(">BHIHH")
