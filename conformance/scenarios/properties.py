@@ -38,7 +38,8 @@ def roundtrip(ctx, props, body=b"body"):
 
 @scenario(G)
 def all_properties(ctx):
-    """All 14 basic properties survive the round trip (get and consume) exactly as pika decodes them."""
+    """All 14 basic properties survive the round trip (get and consume) exactly as pika
+    decodes them."""
     props = pika.BasicProperties(
         content_type="application/json", content_encoding="gzip", headers={"k": "v"},
         delivery_mode=2, priority=7, correlation_id="corr-1", reply_to="reply.queue",
@@ -89,7 +90,8 @@ def header_raw_field_types(ctx):
     fields = [
         ("b_neg", b"b" + struct.pack(">b", -3)), ("B_255", b"B" + struct.pack(">B", 255)),
         ("s_short", b"s" + struct.pack(">h", -300)), ("u_ushort", b"u" + struct.pack(">H", 65000)),
-        ("i_uint", b"i" + struct.pack(">I", 4000000000)), ("f_float", b"f" + struct.pack(">f", 2.5)),
+        ("i_uint", b"i" + struct.pack(">I", 4000000000)),
+        ("f_float", b"f" + struct.pack(">f", 2.5)),
         ("l_long", b"l" + struct.pack(">q", -7)), ("d_double", b"d" + struct.pack(">d", 0.1)),
         ("S_long", b"S" + struct.pack(">I", 3) + b"abc"), ("t_bool", b"t\x01"),
         ("x_bytes", b"x" + struct.pack(">I", 2) + b"\xde\xad"),
@@ -112,6 +114,59 @@ def header_raw_field_types(ctx):
     ch.basic_qos(prefetch_count=0)
     m, p, b = ch.basic_get(q, auto_ack=True)
     ctx.log("decoded", headers=typed(p.headers), body=b)
+
+
+@scenario(G)
+def timestamp_opaque(ctx):
+    """A timestamp is an opaque 64-bit number: 0, 2**31, 2**62 and 2**64-1 (pika sends ints)
+    come back unchanged via get and consume, with a datetime header beside them, and keep
+    both through dead-lettering (reject requeue=false)."""
+    import time
+
+    stamps = [0, 2 ** 31, 2 ** 62, 2 ** 64 - 1]
+    when = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    conn = ctx.connect()
+    ch = conn.channel()
+    dlq = ctx.queue(ch, "dlq")
+    q = ctx.queue(ch, "q", arguments={"x-dead-letter-exchange": "",
+                                      "x-dead-letter-routing-key": dlq})
+    ch.basic_qos(prefetch_count=0)
+    for stamp in stamps:
+        ch.basic_publish("", q, b"get", pika.BasicProperties(timestamp=stamp, headers={"t": when}))
+    got = []
+    for _ in stamps:
+        m, p, b = ch.basic_get(q, auto_ack=True)
+        got.append(typed([p.timestamp, p.headers]) if m else None)
+    ctx.log("get", got=got)
+    consumed = []
+    for stamp in stamps:
+        ch.basic_publish("", q, b"consume", pika.BasicProperties(timestamp=stamp))
+    tag = ch.basic_consume(q, lambda c, m, p, b: consumed.append(p.timestamp), auto_ack=True)
+    for _ in range(20):
+        pump(conn, 0.1)
+        if len(consumed) >= len(stamps):
+            break
+    ch.basic_cancel(tag)
+    ctx.log("consume", got=consumed)
+    for stamp in stamps:
+        ch.basic_publish("", q, b"dead", pika.BasicProperties(timestamp=stamp, headers={"t": when},
+                                                               message_id=str(stamp)))
+    for _ in stamps:
+        m, _, _ = ch.basic_get(q)
+        ch.basic_reject(m.delivery_tag, requeue=False)
+    dead = []
+    for _ in range(50):
+        m, p, b = ch.basic_get(dlq, auto_ack=True)
+        if m is None:
+            if len(dead) >= len(stamps):
+                break
+            time.sleep(0.05)
+            continue
+        death = p.headers["x-death"][0]
+        dead.append({"timestamp": p.timestamp, "message_id": p.message_id,
+                     "t": typed(p.headers["t"]), "reason": death["reason"],
+                     "count": death["count"], "queue": death["queue"]})
+    ctx.log("dead_lettered", got=dead)
 
 
 @scenario(G)
