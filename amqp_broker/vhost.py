@@ -180,6 +180,7 @@ class VHost:
         if passive:
             return self.get_queue(name, connection), False
         if name == "":
+            queue_args.check_server_named(arguments)
             name = "amq.gen-" + secrets.token_urlsafe(16)
         elif name.startswith("amq."):
             raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
@@ -193,6 +194,9 @@ class VHost:
             self._check_queue_equivalent(existing, durable, exclusive, auto_delete, arguments)
             existing.last_used = time.monotonic()
             return existing, False
+        if connection is not None:  # a client's declare, not a recovered definition
+            queue_args.check_declare(arguments, name, self.name, durable and not exclusive,
+                                     exclusive, auto_delete)
         args = queue_args.parse(arguments, name, self.name)
         q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments,
                   args)
@@ -214,9 +218,13 @@ class VHost:
         checks: list[tuple[str, Any, Any]] = [
             ("durable", durable and not exclusive, q.durable and not exclusive),
             ("auto_delete", auto_delete, q.auto_delete)]
-        checks += [(key, arguments.get(key), q.arguments.get(key))
-                   for key in sorted(set(arguments) | set(q.arguments)) if key.startswith("x-")]
         _require_equivalent(f"queue '{q.name}' {self.where()}", checks)
+        # the arguments of the queue's type, in RabbitMQ's order and words
+        changed = queue_args.inequivalent(q.arguments, arguments)
+        if changed:
+            raise AMQPError(PRECONDITION_FAILED, f"inequivalent arg '{changed[0]}' for queue "
+                            f"'{q.name}' {self.where()}: received {changed[1]} but current is "
+                            f"{changed[2]}")
 
     def delete_queue(self, q: Queue, if_unused: bool = False, if_empty: bool = False) -> int:
         if if_unused and q.consumers:

@@ -376,3 +376,182 @@ def test_host_option_narrows_the_listener(broker: BrokerProcess) -> None:
         pytest.skip("the reference listens where its configuration says")
     assert _reachable("127.0.0.1", broker.port)  # the fixture passes --host 127.0.0.1
     assert not _reachable("::1", broker.port)
+
+
+# --- 14. queue types and arguments: nothing unimplemented is silently accepted ---------
+
+QUORUM = {"x-queue-type": "quorum"}
+ACCEPTED = [
+    ({}, {"x-queue-type": "classic"}),
+    ({"durable": True}, QUORUM),
+    ({"durable": True}, {**QUORUM, "x-quorum-initial-group-size": 3,
+                         "x-queue-leader-locator": "client-local",
+                         "x-max-in-memory-length": 10, "x-dead-letter-strategy": "at-most-once",
+                         "x-overflow": "reject-publish", "x-single-active-consumer": True,
+                         "x-message-ttl": 1000, "x-expires": 100000}),
+    ({}, {"x-queue-mode": "lazy", "x-queue-version": 2, "x-queue-master-locator": "min-masters"}),
+    ({}, {"x-foo": 1, "x-bar": "anything"}),  # not RabbitMQ's: ignored, as there
+]
+
+
+@pytest.mark.parametrize(("props", "arguments"), ACCEPTED)
+def test_queue_arguments_accepted(conn: pika.BlockingConnection, uid: str,
+                                  props: dict[str, Any], arguments: dict[str, Any]) -> None:
+    q = f"args-ok-{uid}"
+    ok(conn, lambda ch: ch.queue_declare(q, arguments=arguments, **props))
+    ok(conn, lambda ch: ch.queue_declare(q, arguments=arguments, **props))  # equivalent
+    ok(conn, lambda ch: ch.queue_delete(q))
+
+
+def invalid_arg(name: str, reason: str) -> str:
+    """The text with {q} for the queue name (braces of the reason kept)."""
+    reason = reason.replace("{", "{{").replace("}", "}}")
+    return f"PRECONDITION_FAILED - invalid arg '{name}' for queue '{{q}}' in vhost '/': {reason}"
+
+
+def wrong_type(name: str, module: str) -> str:
+    return (f"PRECONDITION_FAILED - invalid arg '{name}' for queue '{{q}}' in vhost '/' "
+            f"of queue type {module}")
+
+
+def invalid_property(prop: str) -> str:
+    return f"PRECONDITION_FAILED - invalid property '{prop}' for queue '{{q}}' in vhost '/'"
+
+
+REFUSED = [  # (queue properties, arguments, RabbitMQ's reply text)
+    ({}, {"x-queue-type": "bogus"},
+     invalid_arg("x-queue-type", "\"unsupported queue type 'bogus'\"")),
+    ({"durable": True}, {"x-queue-type": "QUORUM"},
+     invalid_arg("x-queue-type", "\"unsupported queue type 'QUORUM'\"")),
+    ({}, {"x-queue-type": 5}, invalid_arg("x-queue-type", "{unacceptable_type,signedint}")),
+    ({}, QUORUM, invalid_property("non-durable")),
+    ({"durable": True, "exclusive": True}, QUORUM, invalid_property("exclusive-owner")),
+    ({"durable": True, "auto_delete": True, "exclusive": True}, QUORUM,
+     invalid_property("auto-delete")),
+    ({"durable": True}, {**QUORUM, "x-max-priority": 3},
+     wrong_type("x-max-priority", "rabbit_quorum_queue")),
+    ({"durable": True}, {**QUORUM, "x-queue-mode": "lazy", "x-max-priority": 3},
+     wrong_type("x-queue-mode", "rabbit_quorum_queue")),
+    ({"durable": True}, {**QUORUM, "x-max-age": "1D"},
+     wrong_type("x-max-age", "rabbit_quorum_queue")),
+    ({"durable": True}, {**QUORUM, "x-overflow": "bogus"},
+     invalid_arg("x-overflow", "invalid_overflow")),
+    ({"durable": True}, {**QUORUM, "x-quorum-initial-group-size": 0},
+     invalid_arg("x-quorum-initial-group-size", "{value_zero,0}")),
+    ({"durable": True}, {**QUORUM, "x-queue-leader-locator": "bogus"},
+     invalid_arg("x-queue-leader-locator", "invalid_queue_locator_arg")),
+    ({"durable": True}, {**QUORUM, "x-dead-letter-strategy": "bogus"},
+     invalid_arg("x-dead-letter-strategy", "invalid_dlx_strategy")),
+    ({}, {"x-delivery-limit": 5}, wrong_type("x-delivery-limit", "rabbit_classic_queue")),
+    ({}, {"x-quorum-initial-group-size": 3},
+     wrong_type("x-quorum-initial-group-size", "rabbit_classic_queue")),
+    ({}, {"x-max-age": "1D"}, wrong_type("x-max-age", "rabbit_classic_queue")),
+    ({}, {"x-stream-max-segment-size-bytes": 100},
+     wrong_type("x-stream-max-segment-size-bytes", "rabbit_classic_queue")),
+    ({}, {"x-queue-leader-locator": "balanced"},
+     wrong_type("x-queue-leader-locator", "rabbit_classic_queue")),
+    ({}, {"x-dead-letter-strategy": "at-most-once"},
+     wrong_type("x-dead-letter-strategy", "rabbit_classic_queue")),
+    ({}, {"x-max-in-memory-length": 10},
+     wrong_type("x-max-in-memory-length", "rabbit_classic_queue")),
+    ({}, {"x-queue-mode": "bogus"}, invalid_arg("x-queue-mode",
+                                                "\"unsupported queue mode 'bogus'\"")),
+    ({}, {"x-queue-version": 3}, invalid_arg("x-queue-version",
+                                             "\"unsupported queue version '3'\"")),
+    ({}, {"x-max-length": "abc"}, invalid_arg("x-max-length",
+                                              "\"expected integer, got longstr\"")),
+    ({}, {"x-max-priority": 256}, invalid_arg("x-max-priority", "{max_value_exceeded,256}")),
+    ({}, {"x-dead-letter-routing-key": "k"},
+     invalid_arg("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined")),
+    ({}, {"x-dead-letter-exchange": 5},
+     "PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange' in "
+     "queue '{q}' in vhost '/'"),
+    ({"durable": True, "exclusive": True}, {"x-queue-type": "stream"},
+     invalid_property("exclusive-owner")),
+]
+
+
+@pytest.mark.parametrize(("props", "arguments", "text"), REFUSED)
+def test_queue_arguments_refused_as_rabbitmq(conn: pika.BlockingConnection, uid: str,
+                                             props: dict[str, Any], arguments: dict[str, Any],
+                                             text: str) -> None:
+    q = f"args-refused-{uid}"
+    assert channel_error(conn, lambda ch: ch.queue_declare(q, arguments=arguments, **props)) \
+        == (406, text.format(q=q))
+
+
+@pytest.mark.parametrize("queue_type", ["quorum", "stream"])
+def test_server_named_quorum_or_stream_queue_is_406(conn: pika.BlockingConnection,
+                                                    queue_type: str) -> None:
+    assert channel_error(conn, lambda ch: ch.queue_declare(
+        "", durable=True, arguments={"x-queue-type": queue_type})) == (
+        406, f"PRECONDITION_FAILED - Cannot declare a server-named queue for type "
+             f"rabbit_{queue_type}_queue")
+
+
+NOT_IMPLEMENTED = [  # RabbitMQ accepts these; this broker does not implement them
+    ({"x-queue-type": "stream"}, "x-queue-type",
+     "stream queues are not implemented by this broker"),
+    ({**QUORUM, "x-delivery-limit": 5}, "x-delivery-limit", "not implemented by this broker"),
+    ({**QUORUM, "x-dead-letter-exchange": "dlx", "x-dead-letter-strategy": "at-least-once",
+      "x-overflow": "reject-publish"}, "x-dead-letter-strategy",
+     "at-least-once dead-lettering is not implemented by this broker"),
+]
+
+
+@pytest.mark.skipif(bool(os.environ.get("AMQP_TEST_PORT")),
+                    reason="RabbitMQ implements these")
+@pytest.mark.parametrize(("arguments", "name", "reason"), NOT_IMPLEMENTED)
+def test_unimplemented_queue_arguments_are_refused(conn: pika.BlockingConnection, uid: str,
+                                                   arguments: dict[str, Any], name: str,
+                                                   reason: str) -> None:
+    q = f"args-unimplemented-{uid}"
+    assert channel_error(conn, lambda ch: ch.queue_declare(q, durable=True,
+                                                           arguments=arguments)) \
+        == (406, invalid_arg(name, reason).format(q=q))
+
+
+def test_redeclare_compares_the_arguments_of_the_queue_type(conn: pika.BlockingConnection,
+                                                            uid: str) -> None:
+    q, qq = f"equiv-{uid}", f"equiv-quorum-{uid}"
+    ok(conn, lambda ch: ch.queue_declare(q, auto_delete=True))
+    ok(conn, lambda ch: ch.queue_declare(qq, durable=True, arguments=QUORUM))
+    inequivalent = "PRECONDITION_FAILED - inequivalent arg '{}' for queue '{}' in vhost '/': "
+    try:
+        for arguments in ({"x-queue-type": "classic"}, {"x-foo": 1},
+                          {"x-max-in-memory-length": 3}):
+            ok(conn, lambda ch, a=arguments: ch.queue_declare(q, auto_delete=True, arguments=a))
+        assert channel_error(conn, lambda ch: ch.queue_declare(
+            q, auto_delete=True, arguments={"x-queue-mode": "lazy"})) == (
+            406, inequivalent.format("x-queue-mode", q)
+            + "received the value 'lazy' of type 'longstr' but current is none")
+        assert channel_error(conn, lambda ch: ch.queue_declare(
+            q, auto_delete=True, arguments=QUORUM)) == (
+            406, inequivalent.format("x-queue-type", q)
+            + "received the value 'quorum' of type 'longstr' but current is none")
+        ok(conn, lambda ch: ch.queue_declare(qq, durable=True,
+                                             arguments={**QUORUM, "x-max-priority": 2}))
+        assert channel_error(conn, lambda ch: ch.queue_declare(qq, durable=True)) == (
+            406, inequivalent.format("x-queue-type", qq)
+            + "received none but current is the value 'quorum' of type 'longstr'")
+        assert channel_error(conn, lambda ch: ch.queue_declare(
+            qq, durable=True, arguments={"x-queue-type": "classic"})) == (
+            406, inequivalent.format("x-queue-type", qq)
+            + "received 'classic' but current is 'quorum'")
+        assert channel_error(conn, lambda ch: ch.queue_declare(
+            qq, durable=True, arguments={**QUORUM, "x-max-length": 5})) == (
+            406, inequivalent.format("x-max-length", qq)
+            + "received the value '5' of type 'signedint' but current is none")
+    finally:
+        ok(conn, lambda ch: (ch.queue_delete(q), ch.queue_delete(qq)))
+
+
+def test_recovered_definitions_are_not_refused_again() -> None:
+    """A durable queue stored before these checks existed still comes back at start-up
+    (recovery declares without a connection)."""
+    from amqp_broker.broker import Broker
+    from amqp_broker.config import Config
+    vhost = Broker(Config(data_dir=None)).vhosts["/"]
+    q, created = vhost.declare_queue("old", False, True, False, False,
+                                     {"x-delivery-limit": 5, "x-queue-mode": "bogus"}, None)
+    assert created and q.durable

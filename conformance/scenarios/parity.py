@@ -183,3 +183,56 @@ def frame_max_slack(ctx):
             ctx.log("socket_closed")
         else:
             ctx.log("body_frame", size=size, reply=type(reply).__name__)
+
+
+@scenario(G)
+def queue_types_and_arguments(ctx):
+    """x-queue-type classic and quorum (durable, not exclusive, not auto-delete) are accepted;
+    an unknown type, arguments of another queue type and bad values are 406; unknown non-RabbitMQ
+    arguments are ignored; a redeclare compares the arguments of the queue's type."""
+    conn = ctx.connect()
+    quorum = {"x-queue-type": "quorum"}
+    cases = [
+        ("classic", {}, {"x-queue-type": "classic"}),
+        ("quorum", {"durable": True}, quorum),
+        ("quorum_tuning", {"durable": True},
+         {**quorum, "x-quorum-initial-group-size": 3, "x-queue-leader-locator": "client-local",
+          "x-max-in-memory-length": 10, "x-dead-letter-strategy": "at-most-once"}),
+        ("quorum_non_durable", {}, quorum),
+        ("quorum_exclusive", {"durable": True, "exclusive": True}, quorum),
+        ("quorum_auto_delete", {"durable": True, "auto_delete": True}, quorum),
+        ("quorum_max_priority", {"durable": True}, {**quorum, "x-max-priority": 3}),
+        ("quorum_queue_mode", {"durable": True}, {**quorum, "x-queue-mode": "lazy"}),
+        ("stream_non_durable", {}, {"x-queue-type": "stream"}),
+        ("unknown_type", {}, {"x-queue-type": "bogus"}),
+        ("type_not_a_string", {}, {"x-queue-type": 5}),
+        ("classic_delivery_limit", {}, {"x-delivery-limit": 5}),
+        ("classic_max_age", {}, {"x-max-age": "1D"}),
+        ("classic_initial_group_size", {}, {"x-quorum-initial-group-size": 3}),
+        ("classic_lazy_v2", {}, {"x-queue-mode": "lazy", "x-queue-version": 2}),
+        ("classic_bad_mode", {}, {"x-queue-mode": "bogus"}),
+        ("classic_bad_version", {}, {"x-queue-version": 3}),
+        ("not_rabbitmqs", {}, {"x-foo": 1}),
+        ("max_length_string", {}, {"x-max-length": "abc"}),
+        ("routing_key_without_dlx", {}, {"x-dead-letter-routing-key": "k"}),
+    ]
+    for label, props, arguments in cases:
+        name = ctx.name(label)
+        ctx.track_queue(name)
+        with ctx.expect("declare", case=label):
+            conn.channel().queue_declare(name, arguments=arguments, **props)
+    with ctx.expect("declare", case="server_named_quorum"):
+        conn.channel().queue_declare("", durable=True, arguments=quorum)
+    classic = ctx.name("classic")
+    for label, arguments in (("x_queue_type_classic", {"x-queue-type": "classic"}),
+                             ("x_foo", {"x-foo": 2}),
+                             ("quorum_only_argument", {"x-max-in-memory-length": 3}),
+                             ("x_queue_mode", {"x-queue-mode": "lazy"})):
+        with ctx.expect("redeclare_classic", change=label):
+            conn.channel().queue_declare(classic, arguments=arguments)
+    q = ctx.name("quorum")
+    for label, arguments in (("no_type", {}), ("classic", {"x-queue-type": "classic"}),
+                             ("classic_only_argument", {**quorum, "x-max-priority": 2}),
+                             ("x_max_length", {**quorum, "x-max-length": 5})):
+        with ctx.expect("redeclare_quorum", change=label):
+            conn.channel().queue_declare(q, durable=True, arguments=arguments)
