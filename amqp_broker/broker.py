@@ -70,6 +70,8 @@ class Broker:
         # I/O shell sets on_redispatch to schedule run_redispatch
         self.redispatch: set[Queue] = set()
         self.on_redispatch: Callable[[], None] = _noop
+        # definition key -> store token of its latest write, until that is on disk
+        self.def_tokens: dict[str, int] = {}
         # stored messages of queues whose definition was not recovered, by store key
         self.orphans: dict[str, list[RecoveredMessage]] = {}
 
@@ -90,7 +92,20 @@ class Broker:
     # --- durable definitions -------------------------------------------------
     def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
         if not self._recovering:
-            self.store.save_definition(key, None if record is None else tables.to_json(record))
+            self.def_tokens[key] = self.store.save_definition(
+                key, None if record is None else tables.to_json(record))
+
+    def definition_token(self, *keys: str) -> int:
+        """The store token a reply about these definitions waits for: that of their
+        latest write, or 0 once it is on disk (a redeclare by anyone waits for the
+        write of the first declare; an unrelated pending write delays nobody)."""
+        tokens = self.def_tokens
+        token = max(tokens.get(key, 0) for key in keys) if tokens else 0
+        return token if token > self.store.synced_token else 0
+
+    def _prune_definition_tokens(self) -> None:
+        synced = self.store.synced_token
+        self.def_tokens = {k: t for k, t in self.def_tokens.items() if t > synced}
 
     def body_of(self, msg: Message) -> bytes:
         """The message body, read back from the store when it was paged out."""
@@ -239,6 +254,8 @@ class Broker:
     def sweep(self, now: float) -> None:
         """Expire messages at queue heads, delete queues unused past x-expires, and
         close channels whose deliveries went unacknowledged past consumer_timeout."""
+        if self.def_tokens:
+            self._prune_definition_tokens()
         if self.config.consumer_timeout and now >= self._next_ack_check:
             self._next_ack_check = now + 1.0
             self._check_consumer_timeouts(now)

@@ -89,16 +89,18 @@ class Channel:
     def send(self, key: tuple[int, int], **values: Any) -> None:
         self.connection.send_method(self.number, key, **values)
 
-    def send_synced(self, durable: bool, key: tuple[int, int], **values: Any) -> None:
-        """Reply to a declare, bind or delete; when it touched something durable the
-        reply goes out once everything the store was given so far is on disk."""
-        if durable:
-            self.send_after(self.store.last_token, key, **values)
-        else:
-            self.send(key, **values)
+    def send_synced(self, definition_keys: tuple[str, ...], key: tuple[int, int],
+                    **values: Any) -> None:
+        """Reply to a declare, bind or delete once the durable definitions it is about
+        are on disk (their latest write, whoever made it)."""
+        token = self.broker.definition_token(*definition_keys) if definition_keys else 0
+        self.send_after(token, key, **values)
 
     def send_after(self, token: int, key: tuple[int, int], **values: Any) -> None:
-        """Reply once the store synced through token (at once for 0 and nothing held)."""
+        """Reply once the store synced through token; token 0 depends on nothing."""
+        if not token:
+            self.send(key, **values)
+            return
         frame = method_frame(self.number, encode_method(key, **values))
         self.connection.reply_after(token, self._write_synced, frame)
 

@@ -131,7 +131,7 @@ class VHost:
         ex = Exchange(self, name, type_name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = ex
         if durable:
-            self.broker.save_definition(self._exchange_key(name), {
+            self.broker.save_definition(self.exchange_key(name), {
                 "kind": "exchange", "vhost": self.name, "name": name, "type": type_name,
                 "auto_delete": auto_delete, "internal": internal, "arguments": arguments})
         return ex
@@ -170,7 +170,7 @@ class VHost:
                     if dest is ex:
                         self.unbind(source, ex, key, args)
         if ex.durable:
-            self.broker.save_definition(self._exchange_key(ex.name), None)
+            self.broker.save_definition(self.exchange_key(ex.name), None)
 
     # --- queues ------------------------------------------------------------
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
@@ -204,7 +204,7 @@ class VHost:
         self.broker.queue_created(q)
         # the default exchange routes by queue name straight from self.queues (see route)
         if q.persists:
-            self.broker.save_definition(self._queue_key(name), {
+            self.broker.save_definition(self.queue_key(name), {
                 "kind": "queue", "vhost": self.name, "name": name,
                 "auto_delete": auto_delete, "arguments": arguments})
             if self.broker.orphans:
@@ -253,7 +253,7 @@ class VHost:
                     self._forget_binding(ex, q, key, args)
                 self._maybe_auto_delete(ex)
         if q.persists:
-            self.broker.save_definition(self._queue_key(q.name), None)
+            self.broker.save_definition(self.queue_key(q.name), None)
             self.broker.store.delete_queue(q.store_key)
         self.broker.queue_deleted(q)
         return count
@@ -272,7 +272,7 @@ class VHost:
         if added and source.durable and dest.durable:
             kind = "queue" if isinstance(dest, Queue) else "exchange"
             self.broker.save_definition(
-                self._binding_key(source.name, kind, dest.name, routing_key, arguments),
+                self.binding_key(source.name, kind, dest.name, routing_key, arguments),
                 {"kind": "binding", "vhost": self.name, "source": source.name,
                  "destination_kind": kind, "destination": dest.name,
                  "routing_key": routing_key, "arguments": arguments})
@@ -309,7 +309,7 @@ class VHost:
         if isinstance(dest, (Queue, Exchange)) and source.durable and dest.durable:
             kind = "queue" if isinstance(dest, Queue) else "exchange"
             self.broker.save_definition(
-                self._binding_key(source.name, kind, dest.name, routing_key, arguments), None)
+                self.binding_key(source.name, kind, dest.name, routing_key, arguments), None)
 
     def _maybe_auto_delete(self, ex: Exchange) -> None:
         if ex.auto_delete and not ex.deleted and not ex.table.has_bindings():
@@ -357,13 +357,13 @@ class VHost:
             ex = alt
 
     # --- store keys --------------------------------------------------------
-    def _exchange_key(self, name: str) -> str:
+    def exchange_key(self, name: str) -> str:
         return f"exchange\x00{self.name}\x00{name}"
 
-    def _queue_key(self, name: str) -> str:
+    def queue_key(self, name: str) -> str:
         return f"queue\x00{self.name}\x00{name}"
 
-    def _binding_key(self, source: str, kind: str, dest: str, routing_key: str,
+    def binding_key(self, source: str, kind: str, dest: str, routing_key: str,
                      arguments: dict[str, Any]) -> str:
         return binding_store_key(self.name, source, kind, dest, routing_key, arguments)
 

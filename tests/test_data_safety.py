@@ -291,3 +291,17 @@ def test_paged_out_reads_are_bounded_per_dispatch(monkeypatch: Any) -> None:
     broker.run_redispatch()
     assert bodies() == [b"body-00002"]
     assert not q.ready and not broker.redispatch
+
+
+def test_a_pending_or_failing_write_does_not_hold_replies_about_synced_definitions() -> None:
+    store, (a, b) = _setup(2)
+    a.send(commands.Queue.Declare(queue="old", durable=True), 1)
+    store.sync()
+    assert of_type(a.frames(), commands.Queue.DeclareOk)
+    a.send(commands.Queue.Declare(queue="new", durable=True), 1)  # pending, and will fail
+    b.send(commands.Queue.Declare(queue="old", durable=True, passive=True), 1)
+    assert of_type(b.frames(), commands.Queue.DeclareOk)  # "old" is on disk already
+    b.send(commands.Queue.Declare(queue="old", durable=True), 1)
+    assert of_type(b.frames(), commands.Queue.DeclareOk)
+    store.sync(ok=False)
+    assert of_type(a.frames(), commands.Connection.Close)

@@ -6,11 +6,26 @@ from typing import Any
 
 from ..channel import Channel, Handler
 from ..errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
+from ..queue import Queue
+from ..vhost import Exchange
 
 
 def _queue_name(ch: Channel, name: str) -> str:
     # An empty name means the last queue declared on this channel, as in RabbitMQ.
     return name or ch.connection.last_queue_name or ""
+
+
+def _queue_keys(ch: Channel, q: Queue) -> tuple[str, ...]:
+    """The durable definition a reply about q depends on (none for a transient queue)."""
+    return (ch.vhost.queue_key(q.name),) if q.persists else ()
+
+
+def _binding_keys(ch: Channel, ex: Exchange, q: Queue, args: dict[str, Any]) -> tuple[str, ...]:
+    if not (ex.durable and q.persists):
+        return ()
+    vhost = ch.vhost
+    return (vhost.binding_key(ex.name, "queue", q.name, args["routing_key"], args["arguments"]),
+            vhost.exchange_key(ex.name), vhost.queue_key(q.name))
 
 
 def declare(ch: Channel, args: dict[str, Any]) -> None:
@@ -22,8 +37,8 @@ def declare(ch: Channel, args: dict[str, Any]) -> None:
     if q.exclusive_owner is conn:
         conn.exclusive_queues.add(q)
     if not args["nowait"]:
-        ch.send_synced(q.persists, (50, 11), queue=q.name, message_count=q.message_count,
-                       consumer_count=len(q.consumers))
+        ch.send_synced(_queue_keys(ch, q), (50, 11), queue=q.name,
+                       message_count=q.message_count, consumer_count=len(q.consumers))
 
 
 def bind(ch: Channel, args: dict[str, Any]) -> None:
@@ -32,7 +47,7 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     ex = vhost.get_exchange(args["exchange"])
     vhost.bind(ex, q, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_synced(ex.durable and q.persists, (50, 21))
+        ch.send_synced(_binding_keys(ch, ex, q, args), (50, 21))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -46,7 +61,7 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
         return
     ex, q = found
     vhost.unbind(ex, q, args["routing_key"], args["arguments"], ch.connection)
-    ch.send_synced(ex.durable and q.persists, (50, 51))
+    ch.send_synced(_binding_keys(ch, ex, q, args), (50, 51))
 
 
 def purge(ch: Channel, args: dict[str, Any]) -> None:
@@ -71,7 +86,7 @@ def delete(ch: Channel, args: dict[str, Any]) -> None:
     count = vhost.delete_queue(q, args["if_unused"], args["if_empty"])
     ch.connection.exclusive_queues.discard(q)
     if not args["nowait"]:
-        ch.send_synced(q.persists, (50, 41), message_count=count)
+        ch.send_synced(_queue_keys(ch, q), (50, 41), message_count=count)
 
 
 HANDLERS: dict[tuple[int, int], Handler] = {
