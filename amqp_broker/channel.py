@@ -216,8 +216,6 @@ class Channel:
                 return 0
         vhost = self.vhost
         queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props))
-        if not queues and "alternate-exchange" in ex.arguments:
-            queues = vhost.route_alternate(ex, routing_key, props)
         broker = self.broker
         broker.published += 1
         self.connection.published += 1

@@ -15,6 +15,7 @@ from storage import StoreError
 from . import queue as queues  # circular: only attributes used at call time
 from .protocol import fast
 from .protocol.fast import shortstr
+from .protocol.methods import LongLongInt  # RabbitMQ sends the count as a long ('l')
 
 if TYPE_CHECKING:
     from .queue import Message, Queue
@@ -33,12 +34,12 @@ def with_death(msg: Message, queue: Queue, reason: str) -> tuple[bytes, list[dic
     for i, death in enumerate(deaths):
         if death.get("queue") == queue.name and death.get("reason") == reason:
             entry = dict(death)
-            entry["count"] = int(entry.get("count", 0)) + 1
+            entry["count"] = LongLongInt(int(entry.get("count", 0)) + 1)
             entry["time"] = now
             deaths.pop(i)
             break
     else:
-        entry = {"count": 1, "reason": reason, "queue": queue.name, "time": now,
+        entry = {"count": LongLongInt(1), "reason": reason, "queue": queue.name, "time": now,
                  "exchange": exchange, "routing-keys": [routing_key]}
         if props.expiration:
             entry["original-expiration"] = props.expiration

@@ -219,7 +219,17 @@ class Queue:
         return len(self.ready)
 
     def enqueue(self, msg: Message) -> None:
-        """Add a routed message (overflow refusals were checked by `refuses`)."""
+        """Add a routed message (overflow refusals were checked by `refuses`).
+
+        Deliver or enqueue, as RabbitMQ: into an empty queue whose consumer can take
+        it, a message goes straight to that consumer, before any TTL is looked at
+        (a message with TTL 0 reaches a waiting consumer)."""
+        if self.consumers and not self.ready and msg.body is not None:
+            consumer = self._pick()
+            if consumer is not None:
+                self.published += 1
+                consumer.channel.deliver(consumer, self, msg, False, msg.body)
+                return
         self.ready.append(msg)
         self.ready_bytes += msg.body_size
         if self.ready_bytes > PAGE_OUT_BYTES and msg.stored == PAGEABLE:

@@ -317,44 +317,49 @@ class VHost:
 
     # --- routing -----------------------------------------------------------
     def route(self, ex: Exchange, routing_key: str, headers_of: Any) -> Collection[Queue]:
-        """Queues a message goes to. headers_of() decodes the headers table lazily."""
+        """Queues a message goes to. headers_of() decodes the headers table lazily.
+
+        As RabbitMQ (rabbit_exchange:route1): every exchange reached, the first one or
+        one behind an exchange-to-exchange binding, whose own bindings match nothing
+        hands the message to its alternate-exchange; each exchange is visited once.
+        """
         if ex is self.default_exchange:
             q = self.queues.get(routing_key)
             return (q,) if q is not None else ()
         headers = headers_of() if ex.needs_headers else None
         found = ex.table.route(routing_key, headers)
-        if not ex.has_exchange_destinations:
+        if not ex.has_exchange_destinations and (found or "alternate-exchange" not in
+                                                  ex.arguments):
             return found  # type: ignore[return-value]
         queues: set[Queue] = set()
         seen: set[Any] = {ex}
-        pending = [found]
+        pending: list[tuple[Exchange, Collection[Any]]] = [(ex, found)]
         while pending:
+            source, dests = pending.pop()
+            if not dests:
+                alt = self._alternate_of(source)
+                if alt is not None and alt not in seen:
+                    dests = (alt,)
             dest: Any
-            for dest in pending.pop():
+            for dest in dests:
                 if isinstance(dest, Queue):
                     queues.add(dest)
                 elif dest not in seen:
                     seen.add(dest)
+                    if dest is self.default_exchange:
+                        q = self.queues.get(routing_key)
+                        pending.append((dest, (q,) if q is not None else ()))
+                        continue
                     if dest.needs_headers and headers is None:
                         headers = headers_of()
-                    pending.append(dest.table.route(routing_key, headers))
+                    pending.append((dest, dest.table.route(routing_key, headers)))
         return queues
 
-    def route_alternate(self, ex: Exchange, routing_key: str, props: bytes) -> Collection[Queue]:
-        """Follow alternate-exchange arguments for an unroutable message."""
-        seen = {ex}
-        while True:
-            name = ex.arguments.get("alternate-exchange")
-            if isinstance(name, bytes):
-                name = name.decode("utf-8", "surrogateescape")
-            alt = self.exchanges.get(name) if isinstance(name, str) else None
-            if alt is None or alt in seen:
-                return ()
-            seen.add(alt)
-            queues = self.route(alt, routing_key, lambda: fast.message_headers(props))
-            if queues:
-                return queues
-            ex = alt
+    def _alternate_of(self, ex: Exchange) -> Exchange | None:
+        name = ex.arguments.get("alternate-exchange")
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "surrogateescape")
+        return self.exchanges.get(name) if isinstance(name, str) else None
 
     # --- store keys --------------------------------------------------------
     def exchange_key(self, name: str) -> str:

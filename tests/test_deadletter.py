@@ -284,10 +284,6 @@ def test_headers_dead_letter_exchange_sees_the_x_death_headers() -> None:
     assert [m.body for m in hit.ready] == [b"x"] and miss.message_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason="deadletter.with_death encodes x-death 'count' as the "
-                   "smallest integer type ('b' for 1); RabbitMQ 3.10 sends a long ('l'), which "
-                   "pika decodes as its long type. Fix: LongLongInt(count) from "
-                   "amqp_broker.protocol.methods in with_death.")
 def test_x_death_count_is_a_long_as_in_rabbitmq() -> None:
     vhost = make_vhost()
     q, dlq = dlx_setup(vhost)
