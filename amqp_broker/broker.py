@@ -70,6 +70,7 @@ class Broker:
         # I/O shell sets on_redispatch to schedule run_redispatch
         self.redispatch: set[Queue] = set()
         self.on_redispatch: Callable[[], None] = _noop
+        self._contained_logged: dict[str, float] = {}  # kind of work -> last logged
         # definition key -> store token of its latest write, until that is on disk
         self.def_tokens: dict[str, int] = {}
         # stored messages of queues whose definition was not recovered, by store key
@@ -258,20 +259,36 @@ class Broker:
             self._prune_definition_tokens()
         if self.config.consumer_timeout and now >= self._next_ack_check:
             self._next_ack_check = now + 1.0
-            self._check_consumer_timeouts(now)
+            self.contained("consumer timeout check", self._check_consumer_timeouts, now)
         for q in list(self.expiring_queues):
-            if q.deleted:
-                self.expiring_queues.discard(q)
-                continue
-            if q.may_expire:
-                q.expire(now)
-            expires = q.args.expires
-            if (expires is not None and not q.consumers
-                    and now - q.last_used > expires / 1000):
-                self.log.info("queue expired", queue=q.name, vhost=q.vhost.name)
-                q.vhost.remove_queue(q)
-            elif q.ttl is None and expires is None and not q.may_expire:
-                self.expiring_queues.discard(q)
+            self.contained("queue expiry", self._sweep_queue, q, now)
+
+    def _sweep_queue(self, q: Queue, now: float) -> None:
+        if q.deleted:
+            self.expiring_queues.discard(q)
+            return
+        if q.may_expire:
+            q.expire(now)
+        expires = q.args.expires
+        if (expires is not None and not q.consumers
+                and now - q.last_used > expires / 1000):
+            self.log.info("queue expired", queue=q.name, vhost=q.vhost.name)
+            q.vhost.remove_queue(q)
+        elif q.ttl is None and expires is None and not q.may_expire:
+            self.expiring_queues.discard(q)
+
+    def contained(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run work no client frame started (timers, redispatch): an error is logged
+        with its traceback (once a minute per kind of work) and contained; it never
+        takes the process down. Errors while handling a frame are translated by
+        Connection.receive; store sync callbacks are guarded by the store and the gate."""
+        try:
+            fn(*args)
+        except Exception:
+            now = time.monotonic()
+            if now - self._contained_logged.get(what, -60.0) >= 60.0:
+                self._contained_logged[what] = now
+                self.log.exception("internal error contained", during=what)
 
     def _check_consumer_timeouts(self, now: float) -> None:
         timeout = self.config.consumer_timeout
@@ -297,10 +314,7 @@ class Broker:
         queues, self.redispatch = self.redispatch, set()
         for q in queues:
             if not q.deleted and q.ready and q.consumers:
-                try:
-                    q.dispatch()
-                except Exception:  # off any connection: contain and log, never crash
-                    self.log.exception("dispatch failed", queue=q.name, vhost=q.vhost.name)
+                self.contained("dispatch", q.dispatch)
 
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]

@@ -215,7 +215,7 @@ class DiskStore(MessageStore):
                 p += 2 + n
                 q = queues.get(raw)
                 if q is None:
-                    q = index.queue(raw.decode())
+                    q = index.queue(fmt.bytes_text(raw))
                 if msg_id <= q.dropped_upto or msg_id in q.removed:
                     continue
                 if msg_id <= watermark:  # compacted range: only LIVE-listed refs survive
@@ -231,8 +231,8 @@ class DiskStore(MessageStore):
             raw = data[p:p + ex_len + rk_len + props_len]
             envelope = envelopes.get(raw)
             if envelope is None:
-                envelope = envelopes[raw] = (raw[:ex_len].decode(),
-                                             raw[ex_len:ex_len + rk_len].decode(),
+                envelope = envelopes[raw] = (fmt.bytes_text(raw[:ex_len]),
+                                             fmt.bytes_text(raw[ex_len:ex_len + rk_len]),
                                              raw[ex_len + rk_len:])
             exchange, routing_key, properties = envelope
             body_len = sizes.setdefault(body_len, body_len)
@@ -391,8 +391,8 @@ class DiskStore(MessageStore):
             if f is None:
                 f = qfields[q] = fmt.name_field(q)
             fields.append(f)
-        head = fmt.message_head(msg_id, exchange.encode(), routing_key.encode(), properties,
-                                body, b"".join(fields), len(names))
+        head = fmt.message_head(msg_id, fmt.text_bytes(exchange), fmt.text_bytes(routing_key),
+                                properties, body, b"".join(fields), len(names))
         size = len(head) + len(body)
         if self._seg_off == 0 or self._seg_off + size > self.segment_size:
             self._start_segment()

@@ -71,9 +71,19 @@ def frame(payload: bytes) -> bytes:
     return FRAME.pack(RECORD_MAGIC, len(payload), crc32(payload)) + payload
 
 
+def text_bytes(text: str) -> bytes:
+    """Names, keys and routing keys are bytes on the wire (AMQP short strings need not be
+    UTF-8); the broker carries them as str with surrogate escapes, stored byte for byte."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def bytes_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def name_field(name: str) -> bytes:
-    """A u16-length-prefixed UTF-8 string as used for queue names and keys."""
-    raw = name.encode()
+    """A u16-length-prefixed string (the name's wire bytes) for queue names and keys."""
+    raw = text_bytes(name)
     return U16.pack(len(raw)) + raw
 
 
@@ -104,13 +114,13 @@ def ids_from(payload: bytes | memoryview) -> array:  # type: ignore[type-arg]
 
 def ids_record(kind: int, queue: str, ids: array) -> bytes:  # type: ignore[type-arg]
     """REMOVE, DELIVERED or LIVE: the queue then msg_ids as little-endian u64s."""
-    raw = queue.encode()
+    raw = text_bytes(queue)
     return frame(KIND_U16.pack(kind, len(raw)) + raw + ids_bytes(ids))
 
 
 def key_record(kind: int, key: str, tail: bytes = b"") -> bytes:
     """DEF (tail = JSON), UNDEF (no tail), DELETE_QUEUE (tail = u64 watermark)."""
-    raw = key.encode()
+    raw = text_bytes(key)
     return frame(KIND_U16.pack(kind, len(raw)) + raw + tail)
 
 
@@ -122,7 +132,7 @@ def split_key(payload: memoryview) -> tuple[int, str, memoryview]:
     """(kind, name, rest) of a DEF/UNDEF/REMOVE/DELIVERED/LIVE/DELETE_QUEUE payload."""
     kind, n = KIND_U16.unpack_from(payload)
     end = KIND_U16.size + n
-    return kind, bytes(payload[KIND_U16.size:end]).decode(), payload[end:]
+    return kind, bytes_text(bytes(payload[KIND_U16.size:end])), payload[end:]
 
 
 class Scanner:
@@ -417,7 +427,7 @@ class IndexState:
         self.envelopes: dict[bytes, tuple[str, str, bytes]] = {}
 
     def queue(self, name: str) -> QueueIndex:
-        raw = name.encode()
+        raw = text_bytes(name)
         q = self.by_raw.get(raw)
         if q is None:
             q = self.by_raw[raw] = QueueIndex(name)

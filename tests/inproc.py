@@ -12,10 +12,12 @@ from typing import Any
 
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
+from pamqp.exceptions import UnmarshalingException
 
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection
+from amqp_broker.protocol.methods import decode_method
 from storage import MemoryStore
 from storage.base import SyncCallback
 
@@ -108,11 +110,17 @@ class Client:
         self.send_many(self.publish_frames(channel, exchange, routing_key, body, **props))
 
     def frames(self) -> list[tuple[int, Any]]:
-        """Every frame the broker queued for this client since the last call."""
+        """Every frame the broker queued for this client since the last call. A method
+        pamqp cannot decode (non-UTF-8 short strings) comes as a RawMethod."""
         data = self.conn.take_output()
-        out = []
+        out: list[tuple[int, Any]] = []
         while data:
-            used, channel, value = frame.unmarshal(data)
+            try:
+                used, channel, value = frame.unmarshal(data)
+            except UnmarshalingException:
+                size = int.from_bytes(data[3:7], "big")
+                channel = int.from_bytes(data[1:3], "big")
+                used, value = size + 8, RawMethod(*decode_method(data[7:7 + size]))
             out.append((channel, value))
             data = data[used:]
         return out
@@ -121,6 +129,17 @@ class Client:
         self.send(commands.Channel.Open(), channel)
         got = self.frames()
         assert any(isinstance(v, commands.Channel.OpenOk) for _, v in got), got
+
+
+class RawMethod:
+    """A method frame decoded by the broker's own codec: (class, method) and arguments."""
+
+    def __init__(self, key: tuple[int, int], args: dict[str, Any]) -> None:
+        self.key = key
+        self.args = args
+
+    def __repr__(self) -> str:
+        return f"RawMethod({self.key}, {self.args!r})"
 
 
 def of_type(frames: list[tuple[int, Any]], kind: type) -> list[tuple[int, Any]]:
