@@ -21,6 +21,10 @@ from storage.disk import DiskStore
 from tests.test_connection import Peer
 from tests.test_fuzz_connection import check_accounting
 
+# names and keys need not be UTF-8 on the wire: these stand for raw bytes (surrogate escapes)
+BQ = b"q\xff".decode("utf-8", "surrogateescape")
+BX = b"x\xc3".decode("utf-8", "surrogateescape")
+BK = b"k.\xfe".decode("utf-8", "surrogateescape")
 PERSISTENT = commands.Basic.Properties(delivery_mode=2)
 TRANSIENT = commands.Basic.Properties()
 
@@ -39,10 +43,12 @@ def random_op(rng: random.Random) -> bytes:
     """One client frame (or frames), weighted toward what exercises the store."""
     tag = rng.choice([1, 1, 2, 3, 0, 5])
     choices: list[tuple[int, Callable[[], bytes]]] = [
-        (8, lambda: publish(rng.choice(["", "", "", "x"]), rng.choice(["q", "q", "q", "k"]),
+        (8, lambda: publish(rng.choice(["", "", "", "x", BX]),
+                            rng.choice(["q", "q", "q", "k", BQ, BK]),
                             rng.randbytes(rng.choice([0, 3, 900, 3000])),
                             rng.choice([PERSISTENT, PERSISTENT, TRANSIENT]))),
-        (5, lambda: method((60, 70), queue="q", no_ack=rng.random() < 0.3)),
+        (5, lambda: method((60, 70), queue=rng.choice(["q", "q", BQ]),
+                           no_ack=rng.random() < 0.3)),
         (5, lambda: method((60, 80), delivery_tag=tag, multiple=rng.random() < 0.3)),
         (2, lambda: method((60, 120), delivery_tag=tag, multiple=rng.random() < 0.3,
                            requeue=rng.random() < 0.5)),
@@ -50,11 +56,12 @@ def random_op(rng: random.Random) -> bytes:
         (2, lambda: method((60, 20), queue="q", consumer_tag=rng.choice(["c1", "c2"]),
                            no_ack=rng.random() < 0.3)),
         (1, lambda: method((60, 30), consumer_tag=rng.choice(["c1", "c2"]))),
-        (1, lambda: method((50, 20), queue="q", exchange="x", routing_key=rng.choice("k#"))),
+        (1, lambda: method((50, 20), queue=rng.choice(["q", BQ]), exchange=rng.choice(["x", BX]),
+                           routing_key=rng.choice(["k", "#", BK]))),
         (1, lambda: method((60, 110), requeue=True)),
         (1, lambda: method((50, 30), queue="q")),
         (1, lambda: method((50, 40), queue="q")),
-        (1, lambda: method((50, 10), queue=rng.choice(["q", "q2"]), durable=True)),
+        (1, lambda: method((50, 10), queue=rng.choice(["q", "q2", BQ]), durable=True)),
         (1, lambda: method((60, 10), prefetch_count=rng.randint(0, 3))),
         (1, lambda: method(rng.choice([(90, 10), (90, 20), (90, 30), (85, 10)]))),
         (1, lambda: method((20, 40), reply_code=200, reply_text="", class_id=0, method_id=0)),
@@ -74,6 +81,8 @@ def durable_peer(broker: Broker) -> Peer:
     peer.method(1, commands.Channel.Open())
     peer.method(1, commands.Queue.Declare(queue="q", durable=True))
     peer.method(1, commands.Exchange.Declare(exchange="x", exchange_type="topic", durable=True))
+    peer.send(method((50, 10), queue=BQ, durable=True))
+    peer.send(method((40, 10), exchange=BX, type="topic", durable=True))
     return peer
 
 
