@@ -25,7 +25,9 @@ CLIENT_KEYS = [(10, 50), (10, 51), (10, 70), (20, 10), (20, 20), (20, 21), (20, 
 
 
 NAMES = ["q", "q2", "x", "", "amq.direct", "amq.topic", "amq.fanout", "amq.headers",
-         "amq.rabbitmq.reply-to", "#", "a.*"]
+         "amq.rabbitmq.reply-to", "#", "a.*",
+         # short strings need not be UTF-8: raw bytes, as surrogate escapes
+         *(raw.decode("utf-8", "surrogateescape") for raw in (b"q\xff", b"\xc3", b"a.\xfe.#"))]
 TABLES: list[dict] = [{}, {"x-match": "any", "a": 1}, {"x-max-length": 1},
                       {"x-dead-letter-exchange": "x"}, {"x-message-ttl": 0},
                       {"x-max-priority": 3}, {"x-overflow": "reject-publish", "x-max-length": 0},
