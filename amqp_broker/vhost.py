@@ -26,7 +26,6 @@ from .errors import (
     RESOURCE_LOCKED,
     AMQPError,
 )
-from .protocol import fast
 from .queue import Message, Queue
 
 if TYPE_CHECKING:
@@ -269,7 +268,7 @@ class VHost:
             raise AMQPError(PRECONDITION_FAILED, str(exc)) from None
         if isinstance(dest, Exchange):
             source.has_exchange_destinations = True
-        if added and source.durable and dest.durable:
+        if added and source.durable and _persists(dest):
             kind = "queue" if isinstance(dest, Queue) else "exchange"
             self.broker.save_definition(
                 self.binding_key(source.name, kind, dest.name, routing_key, arguments),
@@ -306,7 +305,7 @@ class VHost:
 
     def _forget_binding(self, source: Exchange, dest: Hashable, routing_key: str,
                         arguments: dict[str, Any]) -> None:
-        if isinstance(dest, (Queue, Exchange)) and source.durable and dest.durable:
+        if isinstance(dest, (Queue, Exchange)) and source.durable and _persists(dest):
             kind = "queue" if isinstance(dest, Queue) else "exchange"
             self.broker.save_definition(
                 self.binding_key(source.name, kind, dest.name, routing_key, arguments), None)
@@ -333,7 +332,7 @@ class VHost:
             return found  # type: ignore[return-value]
         queues: set[Queue] = set()
         seen: set[Any] = {ex}
-        pending: list[tuple[Exchange, Collection[Any]]] = [(ex, found)]
+        pending: list[tuple[Exchange, Iterable[Any]]] = [(ex, found)]
         while pending:
             source, dests = pending.pop()
             if not dests:
@@ -362,6 +361,19 @@ class VHost:
         return self.exchanges.get(name) if isinstance(name, str) else None
 
     # --- store keys --------------------------------------------------------
+    def binding_definition_keys(self, source: Exchange, dest: Queue | Exchange,
+                                routing_key: str, arguments: dict[str, Any]) -> tuple[str, ...]:
+        """The stored definitions a reply about this binding waits for: the binding and
+        both ends; none when the binding is not durable."""
+        if not (source.durable and _persists(dest)):
+            return ()
+        if isinstance(dest, Queue):
+            kind, dest_key = "queue", self.queue_key(dest.name)
+        else:
+            kind, dest_key = "exchange", self.exchange_key(dest.name)
+        return (self.binding_key(source.name, kind, dest.name, routing_key, arguments),
+                self.exchange_key(source.name), dest_key)
+
     def exchange_key(self, name: str) -> str:
         return f"exchange\x00{self.name}\x00{name}"
 
@@ -371,6 +383,11 @@ class VHost:
     def binding_key(self, source: str, kind: str, dest: str, routing_key: str,
                      arguments: dict[str, Any]) -> str:
         return binding_store_key(self.name, source, kind, dest, routing_key, arguments)
+
+
+def _persists(obj: Queue | Exchange) -> bool:
+    """Whether obj's definition is stored (a durable exclusive queue's is not)."""
+    return obj.persists if isinstance(obj, Queue) else obj.durable
 
 
 def binding_store_key(vhost: str, source: str, kind: str, dest: str, routing_key: str,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from .. import reply_to
-from ..channel import ACK, DROP, REQUEUE, Channel, Handler
 from storage import StoreError
 
+from .. import reply_to
+from ..channel import ACK, DROP, REQUEUE, Channel, Handler
 from ..errors import ACCESS_REFUSED, INTERNAL_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
 from ..protocol.fast import shortstr
 from ..protocol.frames import method_frame

@@ -5,18 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..channel import Channel, Handler
-from ..vhost import Exchange
-
-
-def _binding_keys(ch: Channel, source: Exchange, dest: Exchange,
-                  args: dict[str, Any]) -> tuple[str, ...]:
-    """The durable definitions a reply about this binding depends on."""
-    if not (source.durable and dest.durable):
-        return ()
-    vhost = ch.vhost
-    return (vhost.binding_key(source.name, "exchange", dest.name, args["routing_key"],
-                              args["arguments"]),
-            vhost.exchange_key(source.name), vhost.exchange_key(dest.name))
 
 
 def declare(ch: Channel, args: dict[str, Any]) -> None:
@@ -28,11 +16,12 @@ def declare(ch: Channel, args: dict[str, Any]) -> None:
 
 
 def delete(ch: Channel, args: dict[str, Any]) -> None:
-    ex = ch.vhost.exchanges.get(args["exchange"])
-    ch.vhost.delete_exchange(args["exchange"], args["if_unused"])
+    name = args["exchange"]
+    ex = ch.vhost.exchanges.get(name)
+    ch.vhost.delete_exchange(name, args["if_unused"])
     if not args["nowait"]:
         durable = ex is not None and ex.durable
-        ch.send_synced((ch.vhost.exchange_key(ex.name),) if durable else (), (40, 21))
+        ch.send_synced((ch.vhost.exchange_key(name),) if durable else (), (40, 21))
 
 
 def bind(ch: Channel, args: dict[str, Any]) -> None:
@@ -41,7 +30,8 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     source = vhost.get_exchange(args["source"])
     vhost.bind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_synced(_binding_keys(ch, source, dest, args), (40, 31))
+        ch.send_synced(vhost.binding_definition_keys(source, dest, args["routing_key"],
+                                                     args["arguments"]), (40, 31))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -54,7 +44,8 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
     source, dest = found
     vhost.unbind(source, dest, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_synced(_binding_keys(ch, source, dest, args), (40, 51))
+        ch.send_synced(vhost.binding_definition_keys(source, dest, args["routing_key"],
+                                                     args["arguments"]), (40, 51))
 
 
 HANDLERS: dict[tuple[int, int], Handler] = {

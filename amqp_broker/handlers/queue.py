@@ -7,7 +7,6 @@ from typing import Any
 from ..channel import Channel, Handler
 from ..errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 from ..queue import Queue
-from ..vhost import Exchange
 
 
 def _queue_name(ch: Channel, name: str) -> str:
@@ -18,14 +17,6 @@ def _queue_name(ch: Channel, name: str) -> str:
 def _queue_keys(ch: Channel, q: Queue) -> tuple[str, ...]:
     """The durable definition a reply about q depends on (none for a transient queue)."""
     return (ch.vhost.queue_key(q.name),) if q.persists else ()
-
-
-def _binding_keys(ch: Channel, ex: Exchange, q: Queue, args: dict[str, Any]) -> tuple[str, ...]:
-    if not (ex.durable and q.persists):
-        return ()
-    vhost = ch.vhost
-    return (vhost.binding_key(ex.name, "queue", q.name, args["routing_key"], args["arguments"]),
-            vhost.exchange_key(ex.name), vhost.queue_key(q.name))
 
 
 def declare(ch: Channel, args: dict[str, Any]) -> None:
@@ -47,7 +38,8 @@ def bind(ch: Channel, args: dict[str, Any]) -> None:
     ex = vhost.get_exchange(args["exchange"])
     vhost.bind(ex, q, args["routing_key"], args["arguments"])
     if not args["nowait"]:
-        ch.send_synced(_binding_keys(ch, ex, q, args), (50, 21))
+        ch.send_synced(ch.vhost.binding_definition_keys(ex, q, args["routing_key"],
+                                                        args["arguments"]), (50, 21))
 
 
 def unbind(ch: Channel, args: dict[str, Any]) -> None:
@@ -61,7 +53,8 @@ def unbind(ch: Channel, args: dict[str, Any]) -> None:
         return
     ex, q = found
     vhost.unbind(ex, q, args["routing_key"], args["arguments"], ch.connection)
-    ch.send_synced(_binding_keys(ch, ex, q, args), (50, 51))
+    ch.send_synced(ch.vhost.binding_definition_keys(ex, q, args["routing_key"],
+                                                    args["arguments"]), (50, 51))
 
 
 def purge(ch: Channel, args: dict[str, Any]) -> None:
