@@ -37,8 +37,8 @@ def is_loopback(host: str) -> bool:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
-    if addr.version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
-        addr = addr.ipv4_mapped  # type: ignore[union-attr]
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped.is_loopback
     return addr.is_loopback
 
 

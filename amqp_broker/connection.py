@@ -190,6 +190,10 @@ class Connection:
     def closed(self) -> bool:
         return self.state is ConnState.CLOSED
 
+    def _closed_now(self) -> bool:
+        # a method, so type checkers do not narrow self.state across frame handling
+        return self.state is ConnState.CLOSED
+
     # --- input ---------------------------------------------------------------
     def receive(self, data: bytes) -> None:
         """Process bytes from the socket; never raises."""
@@ -206,7 +210,7 @@ class Connection:
                 return
             for frame_type, channel, payload in self.reader.feed(data):
                 self._frame(frame_type, channel, payload)
-                if self.paused or self.state is ConnState.CLOSED:
+                if self.paused or self._closed_now():
                     break
         except AMQPError as exc:
             if exc.reply_code == FRAME_ERROR:

@@ -333,6 +333,7 @@ def skip_table(data: bytes, pos: int, end: int | None = None) -> int:
     """Check the field table at pos without decoding it; the offset past it.
 
     Raises TableError (or IndexError, struct.error) when it is not well formed."""
+    size: int
     (size,) = _u32(data, pos)
     pos += 4
     stop = pos + size
