@@ -13,10 +13,10 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
-from anyio.abc import Listener, SocketAttribute, SocketStream
+from anyio.abc import Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
 
 from storage import MemoryStore, MessageStore
@@ -27,8 +27,47 @@ from .connection import Connection, ConnState
 
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 3.0
+# accept() failing for want of descriptors or memory: wait this long before trying again
+ACCEPT_RETRY_DELAY = 0.1
+_ACCEPT_SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _IO_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
               OSError)
+
+
+def max_connections_for(fd_limit: int) -> int:
+    """Sockets allowed at once for a descriptor limit, as RabbitMQ 3.x's file handle cache
+    reckons it: 100 descriptors kept for everything else, 90% of the rest for sockets."""
+    return max(1, int((fd_limit - 100) * 0.9) + 1)
+
+
+def fd_limit() -> int:
+    try:
+        import resource
+    except ImportError:  # no rlimits: assume the common default
+        return 1024
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 20 if soft == resource.RLIM_INFINITY else soft
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; (soft before, soft now)."""
+    try:
+        import resource
+    except ImportError:
+        return 1024, 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:  # Linux caps it at fs.nr_open; ask for plenty
+        target = max(soft, 1 << 20) if soft != resource.RLIM_INFINITY else soft
+    if target != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            try:  # e.g. macOS refuses more than OPEN_MAX, Linux more than nr_open
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(target, 65536), hard))
+            except (ValueError, OSError):
+                pass
+    return soft, fd_limit()
 
 
 def open_store(config: Config) -> MessageStore:
@@ -48,6 +87,10 @@ class Server:
         self.unblocked.set()
         self._stopping = False
         self._stop = anyio.Event()
+        self.max_connections = max_connections_for(fd_limit())
+        self.sockets = 0  # accepted sockets not yet closed (handshaking ones too)
+        self._refusing = False  # at max_connections: new sockets are closed at once
+        self._accept_failing = False  # accept() fails for want of descriptors
 
     async def run(self, ready: Callable[[Server], Any] | None = None) -> None:
         summary = self.broker.recover()
@@ -71,7 +114,7 @@ class Server:
                 # this task owns the listener: cancelling it stops accepting, then closes
                 try:
                     with accepting:
-                        await listener.serve(self._handle, tg)
+                        await self._serve(listener, tg)
                 finally:
                     with anyio.CancelScope(shield=True):
                         await listener.aclose()
@@ -80,7 +123,7 @@ class Server:
             self.log.info("listening", host=self.config.host or "[::] and 0.0.0.0", port=self.port,
                           data_dir=(os.path.abspath(self.config.data_dir)
                                     if self.config.data_dir else "none (in memory)"),
-                          pid=os.getpid())
+                          pid=os.getpid(), max_connections=self.max_connections)
             if ready is not None:
                 ready(self)
             await self._stop.wait()
@@ -115,6 +158,60 @@ class Server:
                 continue  # the ephemeral port is taken on IPv6: pick another
             return MultiListener([v4, v6])
         raise OSError(errno.EADDRINUSE, "no port free on both IPv4 and IPv6")
+
+    # --- accepting ----------------------------------------------------------
+    async def _serve(self, listener: Listener[SocketStream], tg: TaskGroup) -> None:
+        """Accept on every socket of the listener (both of a dual-stack one)."""
+        listeners = listener.listeners if isinstance(listener, MultiListener) else [listener]
+        async with anyio.create_task_group() as accepting:
+            for one in listeners:
+                accepting.start_soon(self._accept_loop, cast(SocketListener, one), tg)
+
+    async def _accept_loop(self, listener: SocketListener, tg: TaskGroup) -> None:
+        """Accept connections until cancelled; unlike anyio's listener.serve, an accept()
+        that fails (no descriptors left, the peer gone already) never ends it. Beyond
+        max_connections sockets are closed as soon as accepted, so the descriptors
+        left serve the connections that exist; each episode is logged once."""
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue  # this one peer gave up before it was accepted
+                if not self._accept_failing:
+                    self._accept_failing = True
+                    self.log.warning("cannot accept connections, pausing accepts",
+                                     error=str(exc), connections=self.sockets,
+                                     max_connections=self.max_connections,
+                                     fd_limit=fd_limit())
+                await anyio.sleep(ACCEPT_RETRY_DELAY if exc.errno in _ACCEPT_SHORTAGE
+                                  else 1.0)
+                continue
+            if self._accept_failing:
+                self._accept_failing = False
+                self.log.info("accepting connections again", connections=self.sockets)
+            if self.sockets >= self.max_connections:
+                if not self._refusing:
+                    self._refusing = True
+                    self.log.warning("connection limit reached, refusing new connections",
+                                     connections=self.sockets,
+                                     max_connections=self.max_connections,
+                                     fd_limit=fd_limit())
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+                continue
+            if self._refusing:
+                self._refusing = False
+                self.log.info("below the connection limit, accepting connections again",
+                              connections=self.sockets, max_connections=self.max_connections)
+            self.sockets += 1
+            tg.start_soon(self._serve_socket, stream)
+
+    async def _serve_socket(self, stream: SocketStream) -> None:
+        try:
+            await self._handle(stream)
+        finally:
+            self.sockets -= 1
 
     def stop(self) -> None:
         """Ask the server to shut down; call from the event loop's thread."""
@@ -289,7 +386,11 @@ class Server:
 
 def run(config: Config) -> None:
     """Run the broker until SIGTERM/SIGINT (uvloop when installed)."""
+    before, limit = raise_fd_limit()
     server = Server(config)
+    raised = {"raised_from": before} if before != limit else {}
+    server.log.info("file descriptors", limit=limit, **raised,
+                    max_connections=server.max_connections)
     try:
         import uvloop  # noqa: F401
         options: dict[str, Any] = {"use_uvloop": True}
