@@ -14,7 +14,7 @@ from exchanges.base import BindingError, ExchangeType
 from exchanges.direct import DirectExchange
 from exchanges.fanout import FanoutExchange
 from exchanges.headers import HeadersExchange
-from exchanges.topic import TopicExchange, split_words
+from exchanges.topic import CACHE_SIZE, TopicExchange, split_words
 
 ALL_TYPES = [DirectExchange, FanoutExchange, TopicExchange, HeadersExchange]
 
@@ -589,3 +589,15 @@ def test_routing_unbound_keys_grows_nothing(cls: type[ExchangeType]) -> None:
         key = f"unbound.{i}.key{i % 13}"
         list(exchange.route(key, {"h": i}))
     assert (table_size(exchange), len(list(exchange.bindings()))) == before
+
+
+def test_topic_cache_of_recent_keys_stays_bounded() -> None:
+    exchange = TopicExchange()
+    exchange.bind("q1", "known", {})
+    exchange.bind("q3", "#.z", {})
+    before = topic_size(exchange)
+    for i in range(10_000):
+        assert routed(exchange, f"unbound.{i}.z") == ["q3"]
+        assert routed(exchange, f"unbound.{i}") == []
+        assert len(exchange._cache) <= CACHE_SIZE
+    assert topic_size(exchange) == before
