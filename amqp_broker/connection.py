@@ -407,21 +407,14 @@ class Connection:
         props = args["client_properties"]
         self.client_properties = props if isinstance(props, dict) else {}
         mechanism = args["mechanism"]
-        response = args["response"]
-        if mechanism == "PLAIN":
-            parts = response.split(b"\x00")
-            if len(parts) != 3:
-                raise AMQPError(ACCESS_REFUSED, "malformed PLAIN response", 10, 11)
-            user, password = parts[1], parts[2]
-        elif mechanism == "AMQPLAIN":
-            try:
-                table, _ = decode_table(struct.pack(">I", len(response)) + response, 0)
-            except AMQPError:
-                raise AMQPError(ACCESS_REFUSED, "malformed AMQPLAIN response", 10, 11) from None
-            user, password = _as_bytes(table.get("LOGIN")), _as_bytes(table.get("PASSWORD"))
-        else:
-            raise AMQPError(ACCESS_REFUSED, f"unknown authentication mechanism '{mechanism}'",
-                            10, 11)
+        try:
+            user, password = _login(mechanism, args["response"])
+        except ValueError as exc:
+            # a start-ok the client got wrong is a protocol error of the handshake, as in
+            # RabbitMQ: logged once, the socket closed without a connection.close
+            self.broker.log.warning("handshake error", peer=self.peer, reason=str(exc))
+            self._finish(str(exc))
+            return
         name = user.decode("utf-8", "replace")
         self.user = name
         refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
@@ -524,10 +517,30 @@ class Connection:
         self.write(HEARTBEAT_FRAME)
 
 
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value or "").encode()
+def _login(mechanism: str, response: bytes) -> tuple[bytes, bytes]:
+    """(user, password) from a start-ok response, read as RabbitMQ reads it; ValueError
+    with the reason when the response (or the mechanism) is not one it accepts."""
+    if mechanism == "PLAIN":
+        parts = response.split(b"\x00")
+        if len(parts) != 3:
+            raise ValueError("PLAIN response invalid (expected \\0user\\0password)")
+        return parts[1], parts[2]
+    if mechanism == "AMQPLAIN":
+        try:
+            table, _ = decode_table(struct.pack(">I", len(response)) + response, 0)
+        except AMQPError:
+            raise ValueError("AMQPLAIN response is not a field table") from None
+        except RecursionError:
+            raise ValueError("AMQPLAIN response nested too deep") from None
+        user, password = table.get("LOGIN"), table.get("PASSWORD")
+        if not isinstance(user, str | bytes) or not isinstance(password, str | bytes):
+            raise ValueError("AMQPLAIN auth info is missing LOGIN or PASSWORD field")
+        return _as_bytes(user), _as_bytes(password)
+    raise ValueError(f"unknown authentication mechanism {mechanism!r}")
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _noop() -> None:
