@@ -524,6 +524,10 @@ def _login(mechanism: str, response: bytes) -> tuple[bytes, bytes]:
         parts = response.split(b"\x00")
         if len(parts) != 3:
             raise ValueError("PLAIN response invalid (expected \\0user\\0password)")
+        if parts[0]:
+            # an authorization identity: RabbitMQ has none, and refuses even the user's own
+            raise ValueError("PLAIN response invalid: authorization identity "
+                             f"{parts[0].decode('utf-8', 'replace')!r} not supported")
         return parts[1], parts[2]
     if mechanism == "AMQPLAIN":
         try:

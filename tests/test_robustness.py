@@ -297,3 +297,28 @@ def test_bad_client_properties_are_logged_once(broker: BrokerProcess) -> None:
     _, port = send_start_ok(broker, start_ok(b"PLAIN", b"\x00guest\x00guest",
                                              BAD_CLIENT_PROPERTIES["unknown-field-type"]))
     assert len(peer_log_lines(broker, offset, port)) == 1
+
+
+# --- PLAIN with an authorization identity ---------------------------------------------------
+# RabbitMQ's PLAIN (rabbit_auth_mechanism_plain) reads \0user\0password only: a response with
+# an authorization identity before the first NUL, even the user's own, is a handshake error.
+
+AUTHZID_RESPONSES = {
+    "another-user": b"admin\x00guest\x00guest",
+    "the-same-user": b"guest\x00guest\x00guest",
+}
+
+
+@pytest.mark.parametrize("response", AUTHZID_RESPONSES.values(), ids=AUTHZID_RESPONSES.keys())
+def test_plain_authorization_identity_is_refused(broker: BrokerProcess, response: bytes) -> None:
+    offset = log_offset(broker)
+    reply, port = send_start_ok(broker, start_ok(b"PLAIN", response))
+    assert reply is None, f"expected the socket closed without a reply, got {describe(reply)}"
+    if offset is not None:
+        lines = peer_log_lines(broker, offset, port)
+        assert len(lines) == 1, lines
+
+
+def test_plain_without_authorization_identity_logs_in(broker: BrokerProcess) -> None:
+    reply, _ = send_start_ok(broker, start_ok(b"PLAIN", b"\x00guest\x00guest"))
+    assert isinstance(reply, commands.Connection.Tune), describe(reply)
