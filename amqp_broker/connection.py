@@ -375,8 +375,18 @@ class Connection:
 
     # --- connection class ----------------------------------------------------
     def _connection_method(self, payload: bytes) -> None:
-        key, args = decode_method(payload)
         state = self.state
+        if state is ConnState.AWAIT_START_OK:
+            try:
+                key, args = decode_method(payload)
+            except AMQPError as exc:
+                # as RabbitMQ: an unusable start-ok is a handshake error, logged once,
+                # answered by closing the socket
+                self.broker.log.warning("handshake error", peer=self.peer, reason=exc.text)
+                self._finish(exc.text)
+                return
+        else:
+            key, args = decode_method(payload)
         if state is ConnState.CLOSING:
             if key == (10, 51):
                 self._finish("closed by broker")

@@ -287,9 +287,6 @@ def test_bad_client_properties_get_one_clean_close(broker: BrokerProcess, props:
         peer_log_lines(broker, offset, port)  # no traceback
 
 
-@pytest.mark.xfail(strict=True, reason="an undecodable start-ok is refused in "
-                   "Connection._connection_method before _start_ok, and a connection closed "
-                   "before connection.open is logged at debug level only")
 def test_bad_client_properties_are_logged_once(broker: BrokerProcess) -> None:
     offset = log_offset(broker)
     if offset is None:
