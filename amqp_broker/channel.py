@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from exchanges.topic import Finished, RouteDeferred
+
 from . import reply_to
 from .errors import (
     ACCESS_REFUSED,
@@ -189,7 +191,8 @@ class Channel:
             self.tx_publishes.append((exchange, ex_raw, rk_raw, routing_key, mandatory,
                                       self._props, body))
             return
-        self.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, self._props, body)
+        self.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, self._props, body,
+                     self.connection.finished_routes)
 
     # --- publish -------------------------------------------------------------
     def get_exchange_for_publish(self, name: str) -> Any:
@@ -202,8 +205,14 @@ class Channel:
         return ex
 
     def publish(self, exchange: str, ex_raw: bytes, rk_raw: bytes, routing_key: str,
-                mandatory: int, props: bytes, body: bytes) -> int:
-        """Route and enqueue one message; returns the store token it waits on (0: none)."""
+                mandatory: int, props: bytes, body: bytes,
+                finished: Finished | None = None) -> int:
+        """Route and enqueue one message; returns the store token it waits on (0: none).
+
+        With finished, a long topic match is run in slices (Connection.route_later) and
+        this publish is made again once it is done: everything before routing must stay
+        repeatable (the reply-to rewrite of already rewritten properties changes nothing).
+        """
         ex = self.get_exchange_for_publish(exchange)
         flags = fast.flags_of(props)
         expires = None
@@ -215,7 +224,12 @@ class Channel:
                     self._confirm_published(0)
                 return 0
         vhost = self.vhost
-        queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props))
+        try:
+            queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props), finished)
+        except RouteDeferred as deferred:
+            self.connection.route_later(deferred.task, self, (
+                exchange, ex_raw, rk_raw, routing_key, mandatory, props, body))
+            return 0
         broker = self.broker
         broker.published += 1
         self.connection.published += 1

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from exchanges.topic import Finished, TopicRouting
+
 from . import __version__
 from .channel import ACK, Channel, ChannelState
 from .errors import (
@@ -53,6 +55,9 @@ if TYPE_CHECKING:
     from .vhost import VHost
 
 _method_key = struct.Struct(">HH").unpack_from
+# Channel.publish's arguments before finished: exchange, its raw name, raw routing key,
+# routing key, mandatory, properties, body
+PublishArgs = tuple[str, bytes, bytes, str, int, bytes, bytes]
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -110,6 +115,9 @@ class Connection:
         self._held_input = 0  # replies in the gate that hold input
         self.on_resume: Callable[[], None] = _noop
         self.gate = SyncGate(broker.store, self._gate_released)
+        # a publish whose topic match runs in slices (route_later), holding input
+        self.routing: tuple[TopicRouting, Channel, PublishArgs] | None = None
+        self.finished_routes: Finished = {}  # its matches done so far
 
     # --- output --------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -496,6 +504,8 @@ class Connection:
     def _release(self) -> None:
         """Give back everything the connection holds; idempotent."""
         self.gate.clear()
+        self.routing = None
+        self.finished_routes.clear()
         self._held_input = 0
         if self.paused:  # nothing is held back any more; close-ok must be read
             self.paused = False
@@ -515,6 +525,42 @@ class Connection:
         self._release()
         self.state = ConnState.CLOSED
         self.broker.connection_closed(self)
+
+    # --- publishes routed in slices --------------------------------------------
+    def route_later(self, task: TopicRouting, ch: Channel, publish: PublishArgs) -> None:
+        """A publish's topic match needs more than one slice: hold this connection's
+        input (its later frames keep their turn) while the shell runs the match a slice
+        at a time (continue_routing), serving other connections in between."""
+        self.routing = (task, ch, publish)
+        self._held_input += 1
+        self.paused = True
+
+    def continue_routing(self) -> None:
+        """One slice of the held publish's topic match; once it is done, publish again
+        (routing takes the finished match) and read input again."""
+        if self.routing is None:
+            return
+        task, ch, publish = self.routing
+        try:
+            if not task.step():
+                return
+            task.record(self.finished_routes)
+            self.routing = None
+            self._held_input -= 1
+            if ch.state is ChannelState.OPEN:
+                ch.publish(*publish, self.finished_routes)  # may be deferred again
+        except AMQPError as exc:
+            exc.with_method(60, 40)
+            if is_connection_error(exc.reply_code):
+                self.close_with(exc)
+            elif ch.state is ChannelState.OPEN:
+                self._close_channel(ch, exc)
+        except Exception as exc:  # a bug must cost one connection, not the broker
+            self.broker.log.exception("internal error routing a publish", peer=self.peer)
+            self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
+        if self.routing is None:
+            self.finished_routes.clear()
+            self._gate_released()  # confirms out; input read again unless something holds it
 
     # --- heartbeats ----------------------------------------------------------
     def heartbeat_due(self, now: float, last_sent: float) -> bool:

@@ -355,6 +355,10 @@ class Server:
                 data = await stream.receive(65536)
                 conn.receive(data)
                 while conn.paused:  # a durable reply waits for the disk: read no further
+                    if conn.routing is not None:  # a long topic match: a slice, then others
+                        await anyio.sleep(0)
+                        conn.continue_routing()
+                        continue
                     await resumed[0].wait()
                     resumed[0] = anyio.Event()
             wake[0].set()  # let the writer flush the last frames, then it ends the connection

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import exchanges
 from exchanges._table import freeze
 from exchanges.base import BindingError, ExchangeType
+from exchanges.topic import Finished, route_in_slices
 
 from . import queue_args, tables
 from .errors import (
@@ -315,18 +316,22 @@ class VHost:
             self._remove_exchange(ex)
 
     # --- routing -----------------------------------------------------------
-    def route(self, ex: Exchange, routing_key: str, headers_of: Any) -> Collection[Queue]:
+    def route(self, ex: Exchange, routing_key: str, headers_of: Any,
+              finished: Finished | None = None) -> Collection[Queue]:
         """Queues a message goes to. headers_of() decodes the headers table lazily.
 
         As RabbitMQ (rabbit_exchange:route1): every exchange reached, the first one or
         one behind an exchange-to-exchange binding, whose own bindings match nothing
         hands the message to its alternate-exchange; each exchange is visited once.
+        With finished (a publishing connection's), a topic match longer than one slice
+        raises RouteDeferred instead of holding the event loop (route_in_slices).
         """
         if ex is self.default_exchange:
             q = self.queues.get(routing_key)
             return (q,) if q is not None else ()
         headers = headers_of() if ex.needs_headers else None
-        found = ex.table.route(routing_key, headers)
+        found = (ex.table.route(routing_key, headers) if finished is None
+                 else route_in_slices(ex.table, routing_key, headers, finished))
         if not ex.has_exchange_destinations and (found or "alternate-exchange" not in
                                                   ex.arguments):
             return found  # type: ignore[return-value]
@@ -351,7 +356,9 @@ class VHost:
                         continue
                     if dest.needs_headers and headers is None:
                         headers = headers_of()
-                    pending.append((dest, dest.table.route(routing_key, headers)))
+                    pending.append((dest, dest.table.route(routing_key, headers)
+                                    if finished is None else
+                                    route_in_slices(dest.table, routing_key, headers, finished)))
         return queues
 
     def _alternate_of(self, ex: Exchange) -> Exchange | None:

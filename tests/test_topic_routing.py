@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inproc import Client, make_broker, of_type
+from pamqp import commands
 
+from amqp_broker.broker import Broker
 from exchanges import topic
 from exchanges.topic import (
     CACHE_SIZE,
@@ -294,3 +297,127 @@ def test_sliced_match_starts_again_when_bindings_change() -> None:
     assert task.restarts == 1
     assert sorted(task.result, key=repr) == routed(exchange, key)
     assert "late" in task.result and "q0" not in task.result
+
+
+# --- a publishing connection waits for its own long match, nobody else does -------------
+
+@pytest.fixture
+def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topic, "SLICE_WORK", 100)
+
+
+def adversarial_broker() -> tuple[Broker, Client]:
+    """A broker whose topic exchange 'adv' has the stacked '#' set bound to queues
+    adv0..adv9, set up through a client (returned, with channel 1 open)."""
+    broker = make_broker()
+    setup = Client(broker)
+    setup.open_channel()
+    setup.send(commands.Exchange.Declare(exchange="adv", exchange_type="topic"), 1)
+    rng = random.Random(9)
+    for i in range(10):
+        setup.send(commands.Queue.Declare(queue=f"adv{i}"), 1)
+    for i in range(100):
+        words = [rng.choice("ab") for _ in range(rng.randint(15, 30))]
+        setup.send(commands.Queue.Bind(queue=f"adv{i % 10}", exchange="adv",
+                                       routing_key="#." + ".#.".join(words) + ".#" * (i % 2)), 1)
+    setup.send(commands.Queue.Bind(queue="adv0", exchange="adv", routing_key="#"), 1)
+    setup.frames()
+    return broker, setup
+
+
+BAD_KEY = random_key(random.Random(11), 100)
+
+
+def slices_until_routed(client: Client) -> int:
+    slices = 0
+    while client.conn.routing is not None:
+        client.conn.continue_routing()
+        slices += 1
+    return slices
+
+
+def ready(broker: Broker, queue: str) -> list[bytes]:
+    return [m.body for m in broker.vhosts["/"].queues[queue].ready]
+
+
+def test_long_match_holds_only_the_publishing_connection(small_slices: None) -> None:
+    broker, other = adversarial_broker()
+    publisher = Client(broker)
+    publisher.open_channel()
+    publisher.send(commands.Confirm.Select(), 1)
+    publisher.frames()
+    # the bad key, then a plain publish and a declare in the same read
+    publisher.send_many(publisher.publish_frames(1, "adv", BAD_KEY, b"first")
+                        + publisher.publish_frames(1, "", "adv0", b"second")
+                        + [publisher.encode(commands.Queue.Declare(queue="after"), 1)])
+    assert publisher.conn.routing is not None and publisher.conn.paused
+    assert publisher.frames() == []  # no confirm, nothing after the publish yet
+    assert ready(broker, "adv0") == []
+    # meanwhile another connection is served at once
+    other.send(commands.Queue.Declare(queue="elsewhere"), 1)
+    assert of_type(other.frames(), commands.Queue.DeclareOk)
+    assert slices_until_routed(publisher) > 3
+    assert not publisher.conn.paused
+    got = publisher.frames()
+    acks = of_type(got, commands.Basic.Ack)
+    assert acks and acks[-1][1].delivery_tag == 2  # both publishes confirmed, in order
+    assert of_type(got, commands.Queue.DeclareOk)
+    assert ready(broker, "adv0") == [b"first", b"second"]
+    expected_queues = {q.name for q in broker.vhosts["/"].route(
+        broker.vhosts["/"].exchanges["adv"], BAD_KEY, lambda: None)}
+    assert len(expected_queues) > 1
+    for name in expected_queues:
+        assert ready(broker, name)[0] == b"first"
+
+
+def test_bindings_changed_between_slices_are_routed_as_they_end(small_slices: None) -> None:
+    broker, other = adversarial_broker()
+    publisher = Client(broker)
+    publisher.open_channel()
+    publisher.publish(1, "adv", BAD_KEY, b"m")
+    assert publisher.conn.routing is not None
+    publisher.conn.continue_routing()
+    other.send(commands.Queue.Delete(queue="adv1"), 1)
+    other.send(commands.Queue.Declare(queue="late"), 1)
+    other.send(commands.Queue.Bind(queue="late", exchange="adv", routing_key="#"), 1)
+    slices_until_routed(publisher)
+    assert publisher.conn.routing is None
+    assert ready(broker, "late") == [b"m"]
+    assert "adv1" not in broker.vhosts["/"].queues
+
+
+def test_exchange_deleted_while_routing_is_404(small_slices: None) -> None:
+    broker, other = adversarial_broker()
+    publisher = Client(broker)
+    publisher.open_channel()
+    publisher.publish(1, "adv", BAD_KEY, b"m")
+    publisher.conn.continue_routing()
+    other.send(commands.Exchange.Delete(exchange="adv"), 1)
+    slices_until_routed(publisher)
+    closes = of_type(publisher.frames(), commands.Channel.Close)
+    assert closes and closes[0][1].reply_code == 404
+    assert not publisher.conn.paused
+
+
+def test_connection_closed_while_routing_drops_the_match(small_slices: None) -> None:
+    broker, _ = adversarial_broker()
+    publisher = Client(broker)
+    publisher.open_channel()
+    publisher.publish(1, "adv", BAD_KEY, b"m")
+    assert publisher.conn.routing is not None
+    publisher.conn.connection_lost()
+    assert publisher.conn.routing is None and not publisher.conn.paused
+    publisher.conn.continue_routing()  # nothing left to do
+    assert all(not ready(broker, f"adv{i}") for i in range(10))
+
+
+def test_tx_commit_routes_long_matches_at_once(small_slices: None) -> None:
+    broker, _ = adversarial_broker()
+    publisher = Client(broker)
+    publisher.open_channel()
+    publisher.send(commands.Tx.Select(), 1)
+    publisher.publish(1, "adv", BAD_KEY, b"m")
+    publisher.send(commands.Tx.Commit(), 1)
+    assert publisher.conn.routing is None
+    assert of_type(publisher.frames(), commands.Tx.CommitOk)
+    assert any(ready(broker, f"adv{i}") for i in range(10))
