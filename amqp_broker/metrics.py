@@ -9,7 +9,7 @@ the collector never races the broker's state from another thread.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import SocketStream
@@ -122,5 +122,23 @@ async def serve(broker: Broker, host: str | None, port: int) -> None:
         broker.log.error("metrics endpoint unavailable", host=host, port=port, error=str(exc))
         return
     broker.log.info("metrics endpoint", host=host, port=port, path="/metrics")
-    async with listener:
-        await listener.serve(handle)
+
+    async def accept_loop(one: Any, tg: Any) -> None:
+        # unlike listener.serve, a failing accept() (out of descriptors) never ends it
+        failing = False
+        while True:
+            try:
+                stream = await one.accept()
+            except OSError as exc:
+                if not failing:
+                    failing = True
+                    broker.log.warning("metrics endpoint cannot accept, pausing",
+                                       error=str(exc))
+                await anyio.sleep(0.1)
+                continue
+            failing = False
+            tg.start_soon(handle, stream)
+
+    async with listener, anyio.create_task_group() as tg:
+        for one in getattr(listener, "listeners", [listener]):
+            tg.start_soon(accept_loop, one, tg)

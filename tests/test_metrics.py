@@ -55,3 +55,48 @@ def test_endpoint_on_a_running_broker(broker_factory: Any) -> None:
     assert _value(text, "amqp_broker_connections") == 1
     assert "process_resident_memory_bytes" in text
     conn.close()
+
+
+def test_metrics_endpoint_survives_accept_failures(monkeypatch: Any) -> None:
+    """Out of descriptors, accept() fails: the endpoint pauses and retries, never ends
+    (an error escaping it would end the broker's task group, and the process)."""
+    import errno
+
+    import anyio
+
+    from amqp_broker import metrics
+
+    calls: list[int] = []
+
+    class FailingListener:
+        async def accept(self) -> Any:
+            calls.append(1)
+            if len(calls) <= 3:
+                raise OSError(errno.EMFILE, "Too many open files")
+            await anyio.sleep_forever()
+
+        async def aclose(self) -> None:
+            return None
+
+        async def __aenter__(self) -> FailingListener:
+            return self
+
+        async def __aexit__(self, *exc: Any) -> None:
+            return None
+
+    async def fake_listener(**kwargs: Any) -> FailingListener:
+        return FailingListener()
+
+    monkeypatch.setattr(metrics.anyio, "create_tcp_listener", fake_listener)
+    broker = Broker(Config(data_dir=None))
+
+    async def main() -> None:
+        with anyio.move_on_after(10):  # a bound, not a timing assertion
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(metrics.serve, broker, "127.0.0.1", 1)
+                while len(calls) < 4:
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert len(calls) >= 4  # the fourth accept came after three failures
