@@ -1,4 +1,4 @@
-# On-disk format (version 1). All integers are little-endian.
+# On-disk format (version 2; version 1 files are read too). All integers are little-endian.
 #
 #   <data_dir>/LOCK                 flock'd while a store has the directory open
 #   <data_dir>/segments/NNNNNNNN.seg  message segments, NNNNNNNN = segment number (decimal)
@@ -6,9 +6,15 @@
 #   <data_dir>/index.log.tmp        a compacted index being written (deleted on open)
 #
 # Every file starts with a 16-byte header:
-#   magic[8] ("AMQPSEG\0" for segments, "AMQPIDX\0" for the index) | u16 version (1)
-#   | u16 flags (0) | u32 file number (segment number; 0 for the index)
-# followed by records, each framed as:
+#   magic[8] ("AMQPSEG\0" segments, "AMQPIDX\0" index.log) | u16 version (2) | u16 flags (0)
+#   | u32 zlib.crc32 of the header's first 12 bytes
+# (version 1 had the file number, 0 for the index, where version 2 has the checksum). A
+# header whose checksum holds and whose version is above 2 is a newer format: the store
+# refuses to open, naming the file and version. Any other header that is not exactly a
+# version 2 one (checksum holds) or a version 1 one (magic, version 1, flags 0) is
+# damaged, e.g. one flipped bit: that is logged and the file's records are read anyway,
+# since each is self-checking. A newer format must keep bytes 0-15 so.
+# The header is followed by records, each framed as:
 #   u32 record magic 0x5245438E | u32 payload length | u32 zlib.crc32(payload) | payload
 # The payload's first byte is its kind.
 #
@@ -189,7 +195,7 @@ class DiskStore(MessageStore):
         path = self._writer.seg_path(seg)
         data = path.read_bytes()
         self._seg_live[seg] = 0
-        if not fmt.check_header(data, fmt.SEGMENT_MAGIC, path):
+        if fmt.check_header(data, fmt.SEGMENT_MAGIC, path) < 0:
             return last_id
         scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
         unpack_head, unpack_u16 = fmt.MSG_HEAD.unpack_from, fmt.U16.unpack_from
@@ -430,7 +436,7 @@ class DiskStore(MessageStore):
             self._retire_segment(old)
         self._seg_no += 1
         self._seg_live[self._seg_no] = 0
-        header = fmt.file_header(fmt.SEGMENT_MAGIC, self._seg_no)
+        header = fmt.file_header(fmt.SEGMENT_MAGIC)
         self._pending.writes.append((self._seg_no, 0, [header]))
         self._seg_off = len(header)
 
@@ -575,7 +581,7 @@ class DiskStore(MessageStore):
     # --- compaction and introspection ---------------------------------------
     def snapshot(self) -> bytes:
         """The whole live index state as one compacted index file."""
-        parts = [fmt.file_header(fmt.INDEX_MAGIC, 0),
+        parts = [fmt.file_header(fmt.INDEX_MAGIC),
                  fmt.base_record(self._last_msg_id, self._last_msg_id + 1)]
         for key, record in self._defs.items():
             raw = json.dumps(record, separators=(",", ":")).encode()

@@ -27,11 +27,13 @@ from .base import RecoveredMessage, StoreError
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # written; version 1 files are still read
 SEGMENT_MAGIC = b"AMQPSEG\x00"
 INDEX_MAGIC = b"AMQPIDX\x00"
-FILE_HEADER = struct.Struct("<8sHHI")  # magic, version, flags (0), file number
+# magic, version, flags (0), then version 1: file number; version 2: crc32 of bytes 0-11
+FILE_HEADER = struct.Struct("<8sHHI")
 HEADER_SIZE = FILE_HEADER.size  # 16
+HEADER_CHECKED = HEADER_SIZE - 4  # the bytes a version 2 header's checksum covers
 
 RECORD_MAGIC = 0x5245438E  # b"\x8eCER" on disk
 FRAME = struct.Struct("<III")  # record magic, payload length, crc32(payload)
@@ -51,6 +53,7 @@ K_LIVE = 8
 # message payload head: kind, msg_id, body_len, props_len, n_queues, exchange_len, rk_len
 MSG_HEAD = struct.Struct("<BQIIHHH")
 U16 = struct.Struct("<H")
+U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
 KIND_U16 = struct.Struct("<BH")  # kind, name length (queue or definition key)
 BASE = struct.Struct("<BQQ")  # kind, watermark, next_msg_id
@@ -62,8 +65,10 @@ REMOVED = 1
 DELIVERED = 2
 
 
-def file_header(magic: bytes, number: int) -> bytes:
-    return FILE_HEADER.pack(magic, VERSION, 0, number)
+def file_header(magic: bytes) -> bytes:
+    """A version 2 header: its last 4 bytes are the crc32 of the first 12."""
+    head = FILE_HEADER.pack(magic, VERSION, 0, 0)[:HEADER_CHECKED]
+    return head + U32.pack(crc32(head))
 
 
 def frame(payload: bytes) -> bytes:
@@ -331,7 +336,7 @@ class Writer:
         """Append to the existing index from offset `end` (when compacting it failed)."""
         self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         if end < HEADER_SIZE:
-            pwrite_all(self._index_fd, file_header(INDEX_MAGIC, 0), 0)
+            pwrite_all(self._index_fd, file_header(INDEX_MAGIC), 0)
             end = HEADER_SIZE
         self._index_off = end
 
@@ -443,7 +448,7 @@ def read_index(path: Path, index: IndexState) -> int:
         data = path.read_bytes()
     except FileNotFoundError:
         return -1
-    if not check_header(data, INDEX_MAGIC, path):
+    if check_header(data, INDEX_MAGIC, path) < 0:
         return -1
     scan = Scanner(data, HEADER_SIZE, str(path))
     view = memoryview(data)
@@ -484,17 +489,33 @@ def read_index(path: Path, index: IndexState) -> int:
     return scan.end
 
 
-def check_header(data: bytes, magic: bytes, path: Path) -> bool:
-    """False if data is too short to be a file; raises for a newer format version."""
+def check_header(data: bytes, magic: bytes, path: Path) -> int:
+    """The format version of a file's header: 1 or 2, 0 when the header is damaged (its
+    records are read anyway: each is self-checking), -1 when data is too short to hold a
+    header. Raises StoreError for an intact header of a newer version.
+
+    A version 2 header ends with the crc32 of its first 12 bytes, so that a flipped bit
+    (in the version or anywhere else) is told apart from a newer format; a version 1
+    header has no checksum and is taken as such only when it is exactly what version 1
+    wrote (its magic, version 1, flags 0).
+    """
     if len(data) < HEADER_SIZE:
         log.warning("store file %s: shorter than its header, ignored", path)
-        return False
-    got, version, _, _ = FILE_HEADER.unpack_from(data)
-    if got != magic:
-        log.error("store file %s: bad header magic %r; reading its records anyway", path, got)
-    elif version > VERSION:
-        raise StoreError(f"{path}: format version {version} is newer than {VERSION}")
-    return True
+        return -1
+    got, version, flags, check = FILE_HEADER.unpack_from(data)
+    if version >= 2 and check == crc32(data[:HEADER_CHECKED]):
+        if version > VERSION:
+            raise StoreError(f"{path}: format version {version} is newer than {VERSION}, the "
+                             "newest this broker reads (written by a newer broker?)")
+        if got != magic:
+            log.error("store file %s: header magic %r instead of %r; reading its records "
+                      "anyway", path, got, magic)
+        return version
+    if version == 1 and flags == 0 and got == magic:
+        return 1
+    log.error("store file %s: damaged header (magic %r, version %d, flags %d); reading its "
+              "records anyway", path, got, version, flags)
+    return 0
 
 
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
