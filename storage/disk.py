@@ -3,11 +3,12 @@
 #   <data_dir>/LOCK                 flock'd while a store has the directory open
 #   <data_dir>/segments/NNNNNNNN.seg  message segments, NNNNNNNN = segment number (decimal)
 #   <data_dir>/index.log            queue index and durable definitions (append log)
-#   <data_dir>/index.log.tmp        a compacted index being written (deleted on open)
+#   <data_dir>/defs.log             the definitions and queue deletions again (append log)
+#   <data_dir>/*.log.tmp            a compacted log being written (deleted on open)
 #
 # Every file starts with a 16-byte header:
-#   magic[8] ("AMQPSEG\0" segments, "AMQPIDX\0" index.log) | u16 version (2) | u16 flags (0)
-#   | u32 zlib.crc32 of the header's first 12 bytes
+#   magic[8] ("AMQPSEG\0" segments, "AMQPIDX\0" index.log, "AMQPDEF\0" defs.log)
+#   | u16 version (2) | u16 flags (0) | u32 zlib.crc32 of the header's first 12 bytes
 # (version 1 had the file number, 0 for the index, where version 2 has the checksum). A
 # header whose checksum holds and whose version is above 2 is a newer format: the store
 # refuses to open, naming the file and version. Any other header that is not exactly a
@@ -22,8 +23,9 @@
 # was routed to (the queue names are the per-queue enqueue references):
 #   u8 kind=1 | u64 msg_id | u32 body_len | u32 props_len | u16 n_queues
 #   | u16 exchange_len | u16 routing_key_len
-#   | n_queues x (u16 len | queue name UTF-8) | exchange | routing_key
+#   | n_queues x (u16 len | queue name) | exchange | routing_key
 #   | properties (raw content-header property bytes) | body
+# Names, keys and routing keys are their wire bytes (not necessarily UTF-8).
 # A message's address is (segment number, record offset); RAM keeps
 # msg_id -> (segment, offset, record length) in arrays. Segments are only ever
 # appended to; a new one is started when the current one would pass
@@ -31,20 +33,43 @@
 # messages is referenced by any queue.
 #
 # The index holds everything else as small records:
-#   DEF          u8 2 | u16 key_len | key | record as UTF-8 JSON
-#   UNDEF        u8 3 | u16 key_len | key
+#   DEF          u8 10 | u16 key_len | key | u64 seq | record as UTF-8 JSON
+#   UNDEF        u8 11 | u16 key_len | key | u64 seq
 #   REMOVE       u8 4 | u16 queue_len | queue | u64 msg_id...   refs left the queue
 #   DELIVERED    u8 5 | u16 queue_len | queue | u64 msg_id...   refs were delivered
 #   DELETE_QUEUE u8 6 | u16 queue_len | queue | u64 W   drops every ref of queue with msg_id <= W
 #   BASE         u8 7 | u64 W | u64 next_msg_id        first record of a compacted index
-#   LIVE         u8 8 | u16 queue_len | queue | u64 msg_id...   (after BASE)
+#   LIVE         u8 8 | u16 queue_len | queue | u64 msg_id...   one per queue (after BASE)
+#   END          u8 9 | u64 W | u64 seq | u32 n_defs | u32 n_live   closes the snapshot
+# (version 1 wrote DEF as u8 2 | u16 key_len | key | JSON and UNDEF as u8 3 | u16 key_len
+# | key, without seq, and no END; they are still read, applying in file order.)
 # A queue reference (queue, msg_id) found in a segment is alive when it is not
-# removed by a REMOVE or DELETE_QUEUE record, and, if msg_id <= BASE's W, it is
+# removed by a REMOVE or DELETE_QUEUE record, and, if msg_id <= W, it is
 # listed in a LIVE record (a compacted index lists the live references instead
-# of the removed ones). The index is compacted on open and whenever it has
-# grown to 4x the size a compacted one would have (and at least 2 MB): the whole live state is
-# written to index.log.tmp, fsync'd, renamed over index.log and the directory
-# fsync'd, after segments it no longer describes have been deleted.
+# of the removed ones). The LIVE filter applies to every queue only when the snapshot
+# is complete: END was read and so were the n_live LIVE records before it (for version
+# 1, BASE was read). Otherwise it applies only to the queues whose LIVE record was
+# read: the refs of other queues up to W are kept, so a truncated or corrupt index
+# may bring acknowledged messages back but never loses an unacknowledged one.
+#
+# Definitions are kept twice. Every DEF, UNDEF and DELETE_QUEUE record is appended to
+# index.log and to defs.log in the same group commit, both fsync'd before the change is
+# confirmed. seq numbers every definition change (a store-wide counter). Recovery reads
+# both files: a key's record is that of its highest-seq DEF or UNDEF in either file;
+# a compacted file starts with a snapshot whose DEF records all carry the snapshot's
+# seq S (END's seq), and when END was read with n_defs DEF records before it, the
+# snapshot is complete: a key it does not list was deleted by S, so an older DEF in the
+# other file does not bring it back. DELETE_QUEUE watermarks from both files are merged
+# (the highest wins). So one corrupt or lost record of either file, or a truncated
+# index.log, costs no definition and no queue deletion.
+#
+# Both logs are compacted together on open and whenever index.log has grown to 4x the
+# size a compacted one would have (and at least 2 MB): the whole live state is written to
+# index.log.tmp (header, BASE, DEFs, DELETE_QUEUEs, LIVE and DELIVERED per queue, END) and
+# the definitions to defs.log.tmp (header, DEFs, DELETE_QUEUEs, END with n_live 0), each
+# fsync'd, renamed over its log and the directory fsync'd, after segments they no longer
+# describe have been deleted. A DELETE_QUEUE is carried into snapshots while a segment
+# whose first msg_id is <= its W exists (its refs may be there).
 #
 # Recovery verifies every record's frame and CRC. A bad tail (torn write) is
 # logged and the file truncated to the last good record; a bad record followed
@@ -91,7 +116,7 @@ class DiskStore(MessageStore):
     def __init__(self, data_dir: str | Path, *, segment_size: int = 64 * 1024 * 1024,
                  fsync: bool = True) -> None:
         if not fmt.HEADER_SIZE < segment_size < 2**32:
-            raise ValueError("segment_size must be between 16 bytes and 4 GiB")
+            raise ValueError(f"segment_size must be between {fmt.HEADER_SIZE} bytes and 4 GiB")
         self.root = Path(data_dir)
         self.segment_size = segment_size
         self._writer = fmt.Writer(self.root, fsync)
@@ -111,6 +136,7 @@ class DiskStore(MessageStore):
         self._dead = 0  # table entries whose refcount is 0
         self._queues: dict[str, fmt.QueueRefs] = {}
         self._seg_live: dict[int, int] = {}  # live messages per existing segment
+        self._seg_first: dict[int, int] = {}  # first msg_id of each existing segment
         self._seg_no = 0
         self._seg_off = 0  # 0: the current segment has not been started
         self._read_fds: dict[int, int] = {}
@@ -118,6 +144,9 @@ class DiskStore(MessageStore):
         self.unsynced_bytes = 0
         self._qfields: dict[str, bytes] = {}  # queue name -> encoded name field
         self._defs: dict[str, dict[str, Any]] = {}
+        self._def_seq = 0  # sequence number of the latest definition change
+        # queue -> DELETE_QUEUE watermark, kept while a segment may still hold its refs
+        self._dropped: dict[str, int] = {}
         self._last_msg_id = 0
         self._token = 0
         self.synced_token = 0  # every token up to this one is on disk
@@ -138,7 +167,8 @@ class DiskStore(MessageStore):
         except OSError:
             os.close(self._lock_fd)
             raise StoreError(f"data directory {self.root} is in use by another store") from None
-        (self.root / "index.log.tmp").unlink(missing_ok=True)
+        for log_file in (self._writer.index, self._writer.defs):
+            log_file.path.with_name(log_file.path.name + ".tmp").unlink(missing_ok=True)
         recovery = self._recover()
         recovery.seconds = time.perf_counter() - started
         log.info("store opened: %d queues, %d messages, %d definitions in %.2fs",
@@ -149,17 +179,26 @@ class DiskStore(MessageStore):
     def _recover(self) -> Recovery:
         recovery = Recovery()
         index = fmt.IndexState()
-        index_end = fmt.read_index(self._writer.index_path, index)
-        self._defs = index.defs
-        recovery.skipped_records += index.skipped
-        seg_dir = self._writer.seg_dir
+        writer = self._writer
+        index_read = fmt.read_log(writer.index.path, fmt.INDEX_MAGIC, index)
+        defs_read = fmt.read_log(writer.defs.path, fmt.DEFS_MAGIC, index)
+        if defs_read.end < 0 and index_read.end >= 0 and index_read.version != 1:
+            log.warning("store %s: defs.log is missing or empty; definitions are read from "
+                        "index.log only", self.root)
+        index.finish(index_read, defs_read)
+        self._defs = index.definitions()
+        self._def_seq = index.def_seq
+        seg_dir = writer.seg_dir
         segments = sorted(int(p.stem) for p in seg_dir.glob("*.seg") if p.stem.isdigit())
-        if segments and index_end < 0:
-            log.warning("store %s: index.log is missing; every stored message is recovered",
-                        self.root)
+        if segments and index_read.end < 0:
+            log.warning("store %s: index.log is missing or empty; every stored message is "
+                        "recovered", self.root)
         last_id = 0
         for seg in segments:
             last_id = self._recover_segment(seg, index, recovery, last_id)
+        recovery.skipped_records += index.skipped
+        self._dropped = {q.name: q.dropped_upto for q in index.by_raw.values()
+                         if q.dropped_upto}
         for q in index.by_raw.values():
             if q.refs is not None:
                 self._queues[q.name] = q.refs
@@ -172,21 +211,25 @@ class DiskStore(MessageStore):
         dead = [seg for seg in segments if not self._seg_live.get(seg)]
         for seg in dead:
             self._seg_live.pop(seg, None)
-            self._writer.seg_path(seg).unlink(missing_ok=True)
-        if dead and self._writer.do_fsync:
+            self._seg_first.pop(seg, None)
+            writer.seg_path(seg).unlink(missing_ok=True)
+        if dead and writer.do_fsync:
             fmt.fsync_dir(seg_dir)
         try:
-            snapshot = self.snapshot()
-            self._writer.replace_index(snapshot)
+            snapshot, defs_snapshot = self.snapshots()
+            writer.replace_logs(snapshot, defs_snapshot)
             self._index_bytes = len(snapshot)
-        except OSError as exc:  # e.g. disk full: keep appending to the index we just read
-            log.error("store %s: cannot compact index.log (%s)", self.root, exc)
+        except OSError as exc:  # e.g. disk full: keep appending to the files we just read
+            log.error("store %s: cannot compact index.log and defs.log (%s)", self.root, exc)
             self.failed = True
-            try:
-                self._writer.reuse_index(max(index_end, 0))
-            except OSError as exc2:
-                raise StoreError(f"cannot write {self._writer.index_path}: {exc2}") from exc2
-            self._index_bytes = max(index_end, 0)
+            for log_file, read in ((writer.index, index_read), (writer.defs, defs_read)):
+                if log_file.fd >= 0:  # this one was replaced
+                    continue
+                try:
+                    log_file.reuse(max(read.end, 0))
+                except OSError as exc2:
+                    raise StoreError(f"cannot write {log_file.path}: {exc2}") from exc2
+            self._index_bytes = writer.index.off
         return recovery
 
     def _recover_segment(self, seg: int, index: fmt.IndexState, recovery: Recovery,
@@ -199,7 +242,7 @@ class DiskStore(MessageStore):
             return last_id
         scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
         unpack_head, unpack_u16 = fmt.MSG_HEAD.unpack_from, fmt.U16.unpack_from
-        head_size, watermark = fmt.MSG_HEAD.size, index.watermark
+        head_size, first = fmt.MSG_HEAD.size, 0
         queues, envelopes = index.by_raw, index.envelopes
         sizes: dict[int, int] = {}  # one int object per distinct body size
         live_count = 0
@@ -213,6 +256,8 @@ class DiskStore(MessageStore):
                 recovery.skipped_records += 1
                 continue
             last_id = msg_id
+            if not first:
+                first = msg_id
             p = start + head_size
             alive = []
             for _ in range(n_queues):
@@ -224,7 +269,7 @@ class DiskStore(MessageStore):
                     q = index.queue(fmt.bytes_text(raw))
                 if msg_id <= q.dropped_upto or msg_id in q.removed:
                     continue
-                if msg_id <= watermark:  # compacted range: only LIVE-listed refs survive
+                if msg_id <= q.live_upto:  # compacted range: only LIVE-listed refs survive
                     live, i = q.live, q.pos
                     while i < len(live) and live[i] < msg_id:
                         i += 1
@@ -258,6 +303,8 @@ class DiskStore(MessageStore):
             add_refs(len(alive))
             live_count += 1
         self._seg_live[seg] = live_count
+        if first:
+            self._seg_first[seg] = first
         recovery.skipped_records += scan.skipped
         if scan.tail_bytes and live_count:
             with open(path, "r+b") as f:
@@ -329,11 +376,12 @@ class DiskStore(MessageStore):
         b.removes, b.delivered = {}, {}
         self._index_bytes += sum(map(len, b.index))
         # estimate what a snapshot would take (16 B per ref is generous)
-        live_estimate = 16 * self._live_refs + 128 * len(self._defs)
+        live_estimate = (16 * self._live_refs + 128 * len(self._defs)
+                         + 64 * len(self._dropped))
         if (compact and not self._retry and self._index_bytes
                 > max(INDEX_COMPACT_MIN, INDEX_COMPACT_RATIO * live_estimate)):
-            b.snapshot = self.snapshot()  # already includes b.index's effects
-            b.index = []
+            b.snapshot, b.defs_snapshot = self.snapshots()  # include b.index's effects
+            b.index, b.defs = [], []
             self._index_bytes = len(b.snapshot)
         return b
 
@@ -370,11 +418,15 @@ class DiskStore(MessageStore):
         if record is None:
             if self._defs.pop(key, None) is None:
                 return self._token
-            self._pending.index.append(fmt.key_record(fmt.K_UNDEF, key))
+            self._def_seq += 1
+            rec = fmt.undef_record(key, self._def_seq)
         else:
             self._defs[key] = record
-            raw = json.dumps(record, separators=(",", ":")).encode()
-            self._pending.index.append(fmt.key_record(fmt.K_DEF, key, raw))
+            self._def_seq += 1
+            rec = fmt.def_record(key, self._def_seq, json.dumps(record, separators=(",", ":"))
+                                 .encode())
+        self._pending.index.append(rec)
+        self._pending.defs.append(rec)  # the second copy, in defs.log
         self._pending.sync_index = True
         self._token += 1
         self._wake()
@@ -402,6 +454,7 @@ class DiskStore(MessageStore):
         size = len(head) + len(body)
         if self._seg_off == 0 or self._seg_off + size > self.segment_size:
             self._start_segment()
+            self._seg_first[self._seg_no] = msg_id
         seg, off = self._seg_no, self._seg_off
         batch = self._pending
         last = batch.writes[-1] if batch.writes else None
@@ -442,6 +495,7 @@ class DiskStore(MessageStore):
 
     def _retire_segment(self, seg: int) -> None:
         self._seg_live.pop(seg, None)
+        self._seg_first.pop(seg, None)
         fd = self._read_fds.pop(seg, None)
         if fd is not None:
             os.close(fd)
@@ -490,8 +544,12 @@ class DiskStore(MessageStore):
             for msg_id, _ in list(refs.live()):
                 self._release(msg_id)
                 self._live_refs -= 1
-        watermark = fmt.U64.pack(self._last_msg_id)
-        self._pending.index.append(fmt.key_record(fmt.K_DELETE_QUEUE, queue, watermark))
+        upto = self._last_msg_id
+        if upto > self._dropped.get(queue, 0):
+            self._dropped[queue] = upto
+        rec = fmt.key_record(fmt.K_DELETE_QUEUE, queue, fmt.U64.pack(upto))
+        self._pending.index.append(rec)
+        self._pending.defs.append(rec)  # the queue stays deleted whatever befalls index.log
         self._pending.sync_index = True
         self._token += 1
         self._wake()
@@ -579,23 +637,34 @@ class DiskStore(MessageStore):
             raise StoreError("store is not open")
 
     # --- compaction and introspection ---------------------------------------
-    def snapshot(self) -> bytes:
-        """The whole live index state as one compacted index file."""
-        parts = [fmt.file_header(fmt.INDEX_MAGIC),
-                 fmt.base_record(self._last_msg_id, self._last_msg_id + 1)]
-        for key, record in self._defs.items():
-            raw = json.dumps(record, separators=(",", ":")).encode()
-            parts.append(fmt.key_record(fmt.K_DEF, key, raw))
+    def snapshots(self) -> tuple[bytes, bytes]:
+        """The whole live state as a compacted index.log, and the definitions and queue
+        deletions again as a compacted defs.log."""
+        seq, watermark = self._def_seq, self._last_msg_id
+        defs = [fmt.def_record(key, seq, json.dumps(record, separators=(",", ":")).encode())
+                for key, record in self._defs.items()]
+        # a deletion is kept while a segment may hold refs it removed
+        oldest = min(self._seg_first.values(), default=watermark + 1)
+        self._dropped = {q: w for q, w in self._dropped.items() if w >= oldest}
+        deleted = [fmt.key_record(fmt.K_DELETE_QUEUE, q, fmt.U64.pack(w))
+                   for q, w in self._dropped.items()]
+        parts = [fmt.file_header(fmt.INDEX_MAGIC), fmt.base_record(watermark, watermark + 1),
+                 *defs, *deleted]
+        n_live = 0
         for queue, refs in self._queues.items():
             if refs.removed:
                 refs._compact()
             live = refs.ids[refs.head:]
             if live:
                 parts.append(fmt.ids_record(fmt.K_LIVE, queue, live))
+                n_live += 1
             delivered = array("q", (m for m, f in refs.live() if f & DELIVERED))
             if delivered:
                 parts.append(fmt.ids_record(fmt.K_DELIVERED, queue, delivered))
-        return b"".join(parts)
+        parts.append(fmt.end_record(watermark, seq, len(defs), n_live))
+        defs_file = [fmt.file_header(fmt.DEFS_MAGIC), *defs, *deleted,
+                     fmt.end_record(watermark, seq, len(defs), 0)]
+        return b"".join(parts), b"".join(defs_file)
 
     def ram_bytes(self) -> int:
         """Approximate bytes held by the message table and queue references."""

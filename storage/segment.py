@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 VERSION = 2  # written; version 1 files are still read
 SEGMENT_MAGIC = b"AMQPSEG\x00"
 INDEX_MAGIC = b"AMQPIDX\x00"
+DEFS_MAGIC = b"AMQPDEF\x00"
 # magic, version, flags (0), then version 1: file number; version 2: crc32 of bytes 0-11
 FILE_HEADER = struct.Struct("<8sHHI")
 HEADER_SIZE = FILE_HEADER.size  # 16
@@ -42,13 +43,16 @@ _MAGIC_BYTES = struct.pack("<I", RECORD_MAGIC)
 
 # payload kinds: the first byte of every payload
 K_MESSAGE = 1  # segments only
-K_DEF = 2
-K_UNDEF = 3
+K_DEF_V1 = 2  # version 1 definition records (no sequence number): read only
+K_UNDEF_V1 = 3
 K_REMOVE = 4
 K_DELIVERED = 5
 K_DELETE_QUEUE = 6
 K_BASE = 7
 K_LIVE = 8
+K_END = 9  # closes the snapshot that a compacted index.log or defs.log starts with
+K_DEF = 10
+K_UNDEF = 11
 
 # message payload head: kind, msg_id, body_len, props_len, n_queues, exchange_len, rk_len
 MSG_HEAD = struct.Struct("<BQIIHHH")
@@ -57,6 +61,7 @@ U32 = struct.Struct("<I")
 U64 = struct.Struct("<Q")
 KIND_U16 = struct.Struct("<BH")  # kind, name length (queue or definition key)
 BASE = struct.Struct("<BQQ")  # kind, watermark, next_msg_id
+END = struct.Struct("<BQQII")  # kind, watermark, definition seq, DEF records, LIVE records
 
 _SWAP = sys.byteorder != "little"
 
@@ -124,13 +129,26 @@ def ids_record(kind: int, queue: str, ids: array) -> bytes:  # type: ignore[type
 
 
 def key_record(kind: int, key: str, tail: bytes = b"") -> bytes:
-    """DEF (tail = JSON), UNDEF (no tail), DELETE_QUEUE (tail = u64 watermark)."""
+    """DEF (tail = u64 seq + JSON), UNDEF (tail = u64 seq), DELETE_QUEUE (tail = u64
+    watermark)."""
     raw = text_bytes(key)
     return frame(KIND_U16.pack(kind, len(raw)) + raw + tail)
 
 
+def def_record(key: str, seq: int, raw_json: bytes) -> bytes:
+    return key_record(K_DEF, key, U64.pack(seq) + raw_json)
+
+
+def undef_record(key: str, seq: int) -> bytes:
+    return key_record(K_UNDEF, key, U64.pack(seq))
+
+
 def base_record(watermark: int, next_msg_id: int) -> bytes:
     return frame(BASE.pack(K_BASE, watermark, next_msg_id))
+
+
+def end_record(watermark: int, seq: int, n_defs: int, n_live: int) -> bytes:
+    return frame(END.pack(K_END, watermark, seq, n_defs, n_live))
 
 
 def split_key(payload: memoryview) -> tuple[int, str, memoryview]:
@@ -226,9 +244,11 @@ class Batch:
 
     writes: list[tuple[int, int, list[bytes]]] = field(default_factory=list)  # seg, offset, chunks
     index: list[bytes] = field(default_factory=list)  # encoded index records, in order
+    defs: list[bytes] = field(default_factory=list)  # the same definition records, for defs.log
     removes: dict[str, array] = field(default_factory=dict)  # type: ignore[type-arg]
     delivered: dict[str, array] = field(default_factory=dict)  # type: ignore[type-arg]
     snapshot: bytes | None = None  # a whole compacted index replacing index.log
+    defs_snapshot: bytes | None = None  # ... and the compacted defs.log written with it
     unlink: list[int] = field(default_factory=list)  # segments to delete
     callbacks: list[Callable[[int, bool], None]] = field(default_factory=list)
     msg_ids: list[int] = field(default_factory=list)  # bodies the store holds until synced
@@ -240,8 +260,56 @@ class Batch:
     sync_index: bool = False
 
     def has_data(self) -> bool:
-        return bool(self.writes or self.index or self.removes or self.delivered
+        return bool(self.writes or self.index or self.defs or self.removes or self.delivered
                     or self.snapshot is not None or self.unlink)
+
+
+class LogFile:
+    """One append-only log (index.log or defs.log): its write fd and end offset."""
+
+    def __init__(self, path: Path, magic: bytes) -> None:
+        self.path = path
+        self.magic = magic
+        self.fd = -1
+        self.off = 0
+
+    def replace(self, data: bytes, do_fsync: bool) -> None:
+        """Atomically replace the whole file with data (a compacted log)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            pwrite_all(fd, data, 0)
+            if do_fsync:
+                os.fsync(fd)
+            os.replace(tmp, self.path)
+        except OSError:
+            os.close(fd)
+            raise
+        old, self.fd, self.off = self.fd, fd, len(data)  # the new file is in place
+        if old >= 0:
+            os.close(old)
+        if do_fsync:
+            fsync_dir(self.path.parent)
+
+    def reuse(self, end: int) -> None:
+        """Append to the existing file from offset `end`, dropping what follows it."""
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if end < HEADER_SIZE:
+            pwrite_all(self.fd, file_header(self.magic), 0)
+            end = HEADER_SIZE
+        os.ftruncate(self.fd, end)
+        self.off = end
+
+    def write(self, records: list[bytes]) -> int:
+        """Write records at the end; the caller moves `off` once they are safe."""
+        data = b"".join(records)
+        pwrite_all(self.fd, data, self.off)
+        return len(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Writer:
@@ -250,12 +318,11 @@ class Writer:
     def __init__(self, root: Path, do_fsync: bool) -> None:
         self.root = root
         self.seg_dir = root / "segments"
-        self.index_path = root / "index.log"
+        self.index = LogFile(root / "index.log", INDEX_MAGIC)
+        self.defs = LogFile(root / "defs.log", DEFS_MAGIC)
         self.do_fsync = do_fsync
         self.lock = Lock()  # close() may flush while a batch is in flight
         self._fds: dict[int, int] = {}
-        self._index_fd = -1
-        self._index_off = 0
 
     def seg_path(self, seg: int) -> Path:
         return self.seg_dir / f"{seg:08d}.seg"
@@ -306,48 +373,34 @@ class Writer:
             b.stage = 2
         if b.stage < 3:
             if b.snapshot is not None:
-                self.replace_index(b.snapshot)
-            elif b.index:
-                data = b"".join(b.index)
-                pwrite_all(self._index_fd, data, self._index_off)
-                if self.do_fsync and b.sync_index:
-                    os.fsync(self._index_fd)
-                self._index_off += len(data)
+                self.index.replace(b.snapshot, self.do_fsync)
             b.stage = 3
+        if b.stage < 4:
+            if b.defs_snapshot is not None:
+                self.defs.replace(b.defs_snapshot, self.do_fsync)
+            # Appended records: both files written, then both fsync'd (one journal commit
+            # usually covers both); an error before the end rewrites both at the same offsets.
+            logs = [(f, f.write(records)) for f, records in ((self.index, b.index),
+                                                               (self.defs, b.defs)) if records]
+            if self.do_fsync and b.sync_index:
+                for f, _ in logs:
+                    os.fsync(f.fd)
+            for f, n in logs:
+                f.off += n
+            b.stage = 4
 
-    def replace_index(self, data: bytes) -> None:
-        tmp = self.root / "index.log.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            pwrite_all(fd, data, 0)
-            if self.do_fsync:
-                os.fsync(fd)
-            os.replace(tmp, self.index_path)
-            if self.do_fsync:
-                fsync_dir(self.root)
-        except OSError:
-            os.close(fd)
-            raise
-        if self._index_fd >= 0:
-            os.close(self._index_fd)
-        self._index_fd, self._index_off = fd, len(data)
-
-    def reuse_index(self, end: int) -> None:
-        """Append to the existing index from offset `end` (when compacting it failed)."""
-        self._index_fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        if end < HEADER_SIZE:
-            pwrite_all(self._index_fd, file_header(INDEX_MAGIC), 0)
-            end = HEADER_SIZE
-        self._index_off = end
+    def replace_logs(self, index: bytes, defs: bytes) -> None:
+        """Replace index.log then defs.log with compacted ones (each atomically)."""
+        self.index.replace(index, self.do_fsync)
+        self.defs.replace(defs, self.do_fsync)
 
     def close(self) -> None:
         with self.lock:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-            if self._index_fd >= 0:
-                os.close(self._index_fd)
-                self._index_fd = -1
+            self.index.close()
+            self.defs.close()
 
 
 class QueueRefs:
@@ -400,7 +453,9 @@ class QueueIndex:
     __slots__ = (
         "delivered",
         "dropped_upto",
+        "has_live",
         "live",
+        "live_upto",
         "messages",
         "name",
         "pos",
@@ -408,9 +463,11 @@ class QueueIndex:
         "removed",
     )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, live_upto: int = 0) -> None:
         self.name = name
         self.live = array("q")  # LIVE refs of a compacted index, sorted
+        self.has_live = False  # the index has a LIVE record for this queue
+        self.live_upto = live_upto  # refs up to this msg_id are alive only if LIVE-listed
         self.pos = 0  # scan position in live
         self.removed: set[int] = set()
         self.delivered: set[int] = set()
@@ -419,45 +476,139 @@ class QueueIndex:
         self.messages: list[RecoveredMessage] = []
 
 
+@dataclass
+class LogRead:
+    """What one log file (index.log or defs.log) said about itself."""
+
+    path: Path
+    end: int = -1  # length of its good part; -1: no such file (or not even a header)
+    version: int = 0  # from its header; 0 when the header is damaged
+    base: int | None = None  # BASE's watermark
+    end_record: tuple[int, int, int, int] | None = None  # END: watermark, seq, DEFs, LIVEs
+    n_defs: int = 0  # DEF records read before END (the snapshot's)
+    n_live: int = 0  # LIVE records read before END
+    keys: set[str] = field(default_factory=set)  # keys of the snapshot's DEF records
+    max_seq: int = 0  # of its definition records
+
+
 class IndexState:
-    """Everything read from the index file, plus caches shared while segments are scanned."""
+    """Everything read from index.log and defs.log, plus caches shared while segments are
+    scanned."""
 
     def __init__(self) -> None:
-        self.defs: dict[str, dict[str, Any]] = {}
+        # definition key -> (seq, JSON record; None once deleted): the latest event of
+        # either file (parsed once recovery has picked the winners)
+        self.events: dict[str, tuple[int, bytes | None]] = {}
+        # (seq, keys) of each complete definitions snapshot: at seq, exactly these keys existed
+        self.def_snapshots: list[tuple[int, set[str]]] = []
+        self.def_seq = 0  # the highest definition sequence number seen
         self.skipped = 0
         self.watermark = 0
+        self.live_complete = False  # every LIVE record of the index's snapshot was read
         self.max_id = 0
         self.by_raw: dict[bytes, QueueIndex] = {}
         # (exchange, routing key, properties) by their bytes: shared between messages
         self.envelopes: dict[bytes, tuple[str, str, bytes]] = {}
+        self._live_upto = 0  # live_upto of queues first met in a segment
 
     def queue(self, name: str) -> QueueIndex:
         raw = text_bytes(name)
         q = self.by_raw.get(raw)
         if q is None:
-            q = self.by_raw[raw] = QueueIndex(name)
+            q = self.by_raw[raw] = QueueIndex(name, self._live_upto)
         return q
 
+    def event(self, key: str, seq: int, record: bytes | None) -> None:
+        """One definition change; the highest seq wins (version 1 records, all seq 0,
+        apply in file order)."""
+        cur = self.events.get(key)
+        if cur is None or seq >= cur[0]:
+            self.events[key] = (seq, record)
+        if seq > self.def_seq:
+            self.def_seq = seq
 
-INDEX_KINDS = frozenset((K_DEF, K_UNDEF, K_REMOVE, K_DELIVERED, K_DELETE_QUEUE, K_LIVE))
+    def finish(self, index: LogRead, defs: LogRead) -> None:
+        """After both files are read: which snapshots are complete, and from there the
+        definitions and the LIVE filter for the segment scan."""
+        for f, other in ((index, defs), (defs, index)):
+            if f.end >= 0 and f.max_seq < other.max_seq:
+                log.warning("store file %s lacks definition changes that %s has (up to %d, "
+                            "not %d); they are taken from there", f.path, other.path,
+                            f.max_seq, other.max_seq)
+            if f.end_record is None:
+                continue
+            _, seq, n_defs, _ = f.end_record
+            self.def_seq = max(self.def_seq, seq)
+            if f.n_defs == n_defs:
+                self.def_snapshots.append((seq, f.keys))
+            else:
+                log.error("store file %s: %d of the %d definitions of its snapshot are "
+                          "unreadable; the other file's copy is used", f.path,
+                          n_defs - f.n_defs, n_defs)
+        if index.end_record is not None:
+            watermark, _, _, n_live = index.end_record
+            complete = index.n_live == n_live
+        elif index.base is not None:  # version 1 had no END: its snapshot was trusted
+            watermark, complete = index.base, index.version == 1
+        else:
+            watermark, complete = 0, False
+        self.watermark, self.live_complete = watermark, complete
+        if watermark and not complete:
+            log.error("store file %s: its list of live messages is incomplete; stored "
+                      "messages of queues it does not list are kept (acknowledged ones may be "
+                      "delivered again)", index.path)
+        self._live_upto = watermark if complete else 0
+        for q in self.by_raw.values():
+            q.live_upto = watermark if complete or q.has_live else 0
+
+    def definitions(self) -> dict[str, dict[str, Any]]:
+        """The latest record of every definition that exists: a key a complete snapshot does
+        not list was deleted by then, unless a later record of either file defines it."""
+        events = self.events
+        found = {key: raw for key, (_, raw) in events.items() if raw is not None}
+        for at, keys in self.def_snapshots:
+            for key in found.keys() - keys:
+                if events[key][0] <= at:
+                    del found[key]
+        out = {}
+        for key, raw in found.items():
+            try:
+                out[key] = json.loads(raw)
+            except ValueError:
+                log.error("store: definition %r is not readable JSON, skipped", key)
+                self.skipped += 1
+        return out
 
 
-def read_index(path: Path, index: IndexState) -> int:
-    """Load an index file into `index`; returns its good length, or -1 if there is none."""
+DEF_KINDS = frozenset((K_DEF, K_UNDEF, K_DEF_V1, K_UNDEF_V1))
+INDEX_KINDS = DEF_KINDS | {K_REMOVE, K_DELIVERED, K_DELETE_QUEUE, K_LIVE}
+
+
+def read_log(path: Path, magic: bytes, index: IndexState) -> LogRead:
+    """Load index.log or defs.log into `index`; returns what the file said about itself."""
+    info = LogRead(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return -1
-    if check_header(data, INDEX_MAGIC, path) < 0:
-        return -1
+        return info
+    info.version = check_header(data, magic, path)
+    if info.version < 0:
+        return info
     scan = Scanner(data, HEADER_SIZE, str(path))
     view = memoryview(data)
+    in_snapshot = True  # before END
     for _, start, end in scan:
         payload = view[start:end]
         kind = payload[0]
-        if kind == K_BASE:
-            _, index.watermark, next_id = BASE.unpack_from(payload)
+        if kind == K_BASE and len(payload) == BASE.size:
+            _, info.base, next_id = BASE.unpack_from(payload)
             index.max_id = max(index.max_id, next_id - 1)
+            continue
+        if kind == K_END and len(payload) == END.size and in_snapshot:
+            info.end_record = END.unpack_from(payload)[1:]
+            index.max_id = max(index.max_id, info.end_record[0])
+            info.max_seq = max(info.max_seq, info.end_record[1])
+            in_snapshot = False
             continue
         if kind not in INDEX_KINDS:
             log.error("store file %s: unknown record kind %d at offset %d",
@@ -465,10 +616,19 @@ def read_index(path: Path, index: IndexState) -> int:
             index.skipped += 1
             continue
         kind, name, rest = split_key(payload)
-        if kind == K_DEF:
-            index.defs[name] = json.loads(bytes(rest))
-        elif kind == K_UNDEF:
-            index.defs.pop(name, None)
+        if kind in DEF_KINDS:
+            seq = 0  # version 1 records have none
+            if kind == K_DEF or kind == K_UNDEF:
+                seq = U64.unpack_from(rest)[0]
+                rest = rest[U64.size:]
+                info.max_seq = max(info.max_seq, seq)
+            if kind == K_UNDEF or kind == K_UNDEF_V1:
+                index.event(name, seq, None)
+                continue
+            index.event(name, seq, bytes(rest))
+            if in_snapshot and kind == K_DEF:
+                info.n_defs += 1
+                info.keys.add(name)
         elif kind == K_DELETE_QUEUE:
             upto = U64.unpack_from(rest)[0]
             q = index.queue(name)
@@ -485,8 +645,12 @@ def read_index(path: Path, index: IndexState) -> int:
                 q.delivered.update(ids)
             else:
                 q.live.extend(ids)
+                q.has_live = True
+                if in_snapshot:
+                    info.n_live += 1
     index.skipped += scan.skipped
-    return scan.end
+    info.end = scan.end
+    return info
 
 
 def check_header(data: bytes, magic: bytes, path: Path) -> int:

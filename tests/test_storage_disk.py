@@ -191,13 +191,13 @@ def ids_left(store: DiskStore) -> int:
 def count_compactions(store: DiskStore) -> list[int]:
     """Counts index snapshots written after open."""
     count = [0]
-    real = store._writer.replace_index
+    real = store._writer.index.replace
 
-    def replace_index(data: bytes) -> None:
+    def replace(data: bytes, do_fsync: bool) -> None:
         count[0] += 1
-        real(data)
+        real(data, do_fsync)
 
-    store._writer.replace_index = replace_index  # type: ignore[method-assign]
+    store._writer.index.replace = replace  # type: ignore[method-assign]
     return count
 
 
@@ -432,6 +432,64 @@ def test_disk_full_until_close_keeps_earlier_data(tmp_path: Path,
     assert ids(rec, "q")[:30] == list(range(1, 31))
     assert rec.definitions["queue/q"] == {"durable": True}
     assert all(store.read_body(i) == body(i) for i in ids(rec, "q"))
+    store.close()
+
+
+def definition_records(path: Path, key: str) -> int:
+    data = path.read_bytes()
+    raw = key.encode()
+    return sum(1 for _, start, end in fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
+               if data[start] == fmt.K_DEF and data[start + 3:start + 3 + len(raw)] == raw)
+
+
+def test_a_failed_defs_log_write_is_retried_without_duplicates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, _ = reopen(tmp_path)
+    defs_fd = store._writer.defs.fd
+    real_pwrite = os.pwrite
+    failures = [1]
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        if fd == defs_fd and failures[0]:
+            failures[0] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    results: list[bool] = []
+    store.save_definition("queue/q", {"durable": True})
+    store.on_sync(lambda t, ok: results.append(ok))
+    assert not commit(store) and results == [False] and store.failed
+    store.on_sync(lambda t, ok: results.append(ok))
+    assert commit(store) and results == [False, True] and not store.failed
+    store.close()
+    for name in ("index.log", "defs.log"):  # written again at the same offset: once each
+        assert definition_records(tmp_path / name, "queue/q") == 1, name
+    store, rec = reopen(tmp_path)
+    assert rec.definitions == {"queue/q": {"durable": True}}
+    store.close()
+
+
+def test_open_goes_on_when_defs_log_cannot_be_compacted(tmp_path: Path) -> None:
+    store, _ = reopen(tmp_path)
+    store.save_definition("queue/a", {"n": 1})
+    store.publish(1, "", "", PROPS, b"one", ["a"])
+    store.close()
+    store = DiskStore(tmp_path, fsync=False)
+
+    def full(data: bytes, do_fsync: bool) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store._writer.defs.replace = full  # type: ignore[method-assign]
+    rec = store.open()  # index.log is compacted, defs.log appended to
+    assert store.failed and rec.definitions == {"queue/a": {"n": 1}} and ids(rec, "a") == [1]
+    store.save_definition("queue/b", {"n": 2})
+    store.save_definition("queue/a", None)
+    store.close()
+    (tmp_path / "index.log").unlink()  # what defs.log alone says
+    store, rec = reopen(tmp_path)
+    assert rec.definitions == {"queue/b": {"n": 2}}
+    assert ids(rec, "a") == [1]  # no index: every stored message is kept
     store.close()
 
 
