@@ -16,8 +16,15 @@ callbacks registered with `on_sync` are called on the event loop with (token, ok
 once everything up to that token is fsync'd (ok=True), or could not be written
 (ok=False, e.g. disk full). `synced_token` is the highest token known to be on
 disk. Every reply that promises durability (publisher confirms, tx.commit-ok,
-durable declare/bind/delete) waits for a token this way (amqp_broker.syncgate). The store never raises from publish for an I/O failure; it reports it
-through the callback and sets `failed` so the broker can raise the disk alarm.
+durable declare/bind/delete) waits for a token this way (amqp_broker.syncgate). The
+store never raises from publish for an I/O failure; it reports it through the callback
+and sets `failed` so the broker can raise the disk alarm.
+
+Damage: `open` recovers what is readable and logs the rest; it raises StoreError only
+for data it must not misread (a newer format) or a directory in use. A definition or a
+queue deletion lost to a corrupt record must not be lost to the store (the disk store
+keeps them twice); a lost ack or list of live messages may bring an acknowledged message
+back (at-least-once), never lose an unacknowledged one.
 """
 
 from __future__ import annotations
