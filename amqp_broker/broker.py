@@ -5,13 +5,13 @@ Nothing here touches sockets; server.py runs connections against a Broker.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hmac
 import ipaddress
 import socket
 import time
 from collections.abc import Callable, Collection
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,10 +20,11 @@ from storage import MemoryStore, MessageStore
 from storage.base import RecoveredMessage
 
 from . import tables
+from .alarms import MemoryAlarm, trim_memory
 from .config import Config
 from .errors import PRECONDITION_FAILED, AMQPError
 from .protocol.fast import shortstr
-from .queue import PAGEABLE, STORED, Message, Queue
+from .queue import MESSAGE_OVERHEAD, PAGEABLE, STORED, Message, Queue
 from .vhost import VHost, binding_store_key
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ class Broker:
         self.channel_errors = 0
         self.connections_opened = 0
         self.started = time.time()
-        self.alarms: set[str] = set()
+        self.alarms: set[str] = set()  # resource alarms on: "memory", "disk"
+        self.memory_alarm = MemoryAlarm(config.memory_high_water)
         self.reply_channels: dict[str, Any] = {}  # direct reply-to token -> channel
         self._next_ack_check = 0.0
         self.refusing_queues = 0  # queues with a reject-publish overflow policy
@@ -319,18 +321,69 @@ class Broker:
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]
 
+    # --- resource alarms -----------------------------------------------------
+    def memory_held(self) -> int:
+        """Bytes the broker holds for messages and clients, what the memory watermark is
+        checked against: bodies in RAM and a per-message overhead of ready messages, an
+        estimate for unacknowledged deliveries, what connections buffer in and out, and
+        bodies the store has not fsync'd yet. Plain counters; no walk over messages."""
+        held: int = getattr(self.store, "unsynced_bytes", 0)
+        for vhost in self.vhosts.values():
+            for q in vhost.queues.values():
+                held += q.ram_bytes + len(q.ready) * MESSAGE_OVERHEAD
+        for conn in self.connections:
+            held += conn.buffered_bytes()
+            for ch in conn.channels.values():
+                if ch.unacked:
+                    held += _unacked_estimate(ch.unacked)
+        return held
+
+    def alarm_reason(self) -> str:
+        return "low on " + " and ".join(sorted(self.alarms))
+
+    def set_alarms(self, alarms: set[str], **details: Any) -> None:
+        """Raise or clear resource alarms. As RabbitMQ, raising one sends nothing: a
+        connection that publishes meanwhile gets connection.blocked and is no longer
+        read (Connection); once every alarm cleared, those get connection.unblocked
+        and are read again."""
+        before = self.alarms
+        if alarms == before:
+            return
+        self.alarms = set(alarms)
+        if alarms and not before:
+            self.log.warning("resource alarm: blocking publishers", alarms=sorted(alarms),
+                             **details)
+        elif alarms:
+            self.log.warning("resource alarms changed", alarms=sorted(alarms), **details)
+        else:
+            self.log.info("resource alarm cleared: unblocking publishers", **details)
+            for conn in list(self.connections):
+                conn.alarm_cleared()
+
 
 def _noop() -> None:
     return None
 
 
+UNACKED_SAMPLE = 32
+
+
+def _unacked_estimate(unacked: dict[int, Any]) -> int:
+    """RAM held by a channel's unacknowledged deliveries, from the bodies of the
+    oldest few (bodies paged out count nothing): O(UNACKED_SAMPLE), not O(unacked)."""
+    n = len(unacked)
+    body = seen = 0
+    for msg, _queue, _consumer in islice(unacked.values(), UNACKED_SAMPLE):
+        seen += 1
+        if msg.body is not None:
+            body += msg.body_size
+    return n * MESSAGE_OVERHEAD + body * n // seen
+
+
 def _release_memory() -> None:
     """Give the recovery's temporary objects back to the OS (glibc keeps freed heap)."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    trim_memory()
 
 
 def _peer(conn: Connection) -> str:

@@ -26,7 +26,8 @@ class Config:
     max_message_size: int = 128 * 1024 * 1024
     # per-connection output buffer above which deliveries to it pause (bytes)
     write_high_water: int = 1024 * 1024
-    # process RSS above which publishers are blocked
+    # bytes the broker holds (bodies, buffers; RSS as a backstop) above which
+    # publishers are blocked (amqp_broker.alarms)
     memory_high_water: int = 1024 * 1024 * 1024
     # free bytes on the data directory's disk below which publishers are blocked
     disk_free_limit: int = 50 * 1000 * 1000

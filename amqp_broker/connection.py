@@ -97,6 +97,9 @@ class Connection:
         self.out_size = 0
         self._wake_pending = False
         self.write_blocked = False
+        # published during a resource alarm: told connection.blocked (if it has the
+        # capability) and input held until every alarm clears
+        self.alarm_blocked = False
         # negotiated
         self.channel_max = self.config.channel_max
         self.frame_max = FRAME_MIN_SIZE
@@ -110,8 +113,10 @@ class Connection:
         self.confirms_due: set[Channel] = set()
         self.close_reason = ""
         self.last_received = time.monotonic()
-        self.published = 0  # messages this connection published (flow control)
-        self.paused = False  # input held until a durable reply is on disk
+        self.published = 0  # messages this connection published
+        # input held: a durable reply waits for the disk or an alarm blocks it
+        # (alarm_blocked)
+        self.paused = False
         self._held_input = 0  # replies in the gate that hold input
         self.on_resume: Callable[[], None] = _noop
         self.gate = SyncGate(broker.store, self._gate_released)
@@ -162,10 +167,44 @@ class Connection:
                 ch.flush_confirms()
             self.confirms_due.clear()
         self.flush()
-        if self.paused and not self._held_input:
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        """Read input again once nothing holds it any more."""
+        if (self.paused and not self._held_input and not self.alarm_blocked
+                and self.state is not ConnState.CLOSED):
             self.paused = False
             self.receive(b"")  # frames that arrived meanwhile
             self.on_resume()
+
+    # --- resource alarms -----------------------------------------------------
+    def _publish_during_alarm(self) -> None:
+        """basic.publish during a resource alarm: as RabbitMQ, connection.blocked once
+        (to a client with the capability) and no more input until the alarm clears."""
+        if not self.alarm_blocked:
+            self.alarm_blocked = True
+            if self.capability("connection.blocked"):
+                self.send_method(0, (10, 60), reason=self.broker.alarm_reason())
+        self.paused = True
+
+    def alarm_cleared(self) -> None:
+        """Every resource alarm cleared: unblock this connection if it was blocked."""
+        if not self.alarm_blocked:
+            return
+        self.alarm_blocked = False
+        if self.state is ConnState.OPEN and self.capability("connection.blocked"):
+            self.send_method(0, (10, 61))
+        self._maybe_resume()
+
+    @property
+    def input_stalled(self) -> bool:
+        """Input is held for as long as an alarm decides: its heartbeats are not read
+        meanwhile, so they must not be missed."""
+        return self.alarm_blocked
+
+    def buffered_bytes(self) -> int:
+        """Bytes this connection holds in its buffers (memory alarm)."""
+        return self.out_size + len(self.reader)
 
     def take_output(self) -> bytes:
         """Everything queued for the socket, as one buffer."""
@@ -286,6 +325,8 @@ class Connection:
             try:
                 if key == (60, 40):
                     ch.on_publish(payload)
+                    if self.broker.alarms:
+                        self._publish_during_alarm()
                     return
                 if ch.expecting_content():
                     raise AMQPError(UNEXPECTED_FRAME, "expected content header for class 60, "
@@ -507,6 +548,7 @@ class Connection:
         self.routing = None
         self.finished_routes.clear()
         self._held_input = 0
+        self.alarm_blocked = False
         if self.paused:  # nothing is held back any more; close-ok must be read
             self.paused = False
             self.on_resume()

@@ -32,6 +32,9 @@ PAGEABLE = 2
 # Above this many bytes of ready messages, bodies of pageable messages are
 # dropped from RAM at enqueue and read back from the store at delivery.
 PAGE_OUT_BYTES = 32 * 1024 * 1024
+# RAM a ready message takes besides its body (Message, its deque slot, the body's
+# header), counted against the memory watermark.
+MESSAGE_OVERHEAD = 200
 # At most this many bytes of paged-out bodies are read (blocking) per dispatch call.
 PAGE_IN_BUDGET = 4 * 1024 * 1024
 
@@ -200,7 +203,8 @@ class Queue:
         self.had_consumer = False
         self.deleted = False
         self.unacked = 0  # delivered, not yet settled
-        self.ready_bytes = 0
+        self.ready_bytes = 0  # bodies of ready messages, in RAM or paged out
+        self.ram_bytes = 0  # bodies of ready messages held in RAM (memory alarm)
         self.limited = self.args.limited
         self.ttl = self.args.message_ttl / 1000 if self.args.message_ttl is not None else None
         self.may_expire = self.ttl is not None  # head may hold expired messages
@@ -232,8 +236,15 @@ class Queue:
                 return
         self.ready.append(msg)
         self.ready_bytes += msg.body_size
-        if self.ready_bytes > PAGE_OUT_BYTES and msg.stored == PAGEABLE:
-            msg.body = None
+        if msg.stored == PAGEABLE:
+            if self.ready_bytes > PAGE_OUT_BYTES:
+                msg.body = None
+            else:
+                # kept in RAM here, so no other queue of this message pages it out
+                # (the body stays in RAM anyway) and every count of it stays true
+                msg.stored = STORED
+        if msg.body is not None:
+            self.ram_bytes += msg.body_size
         self.published += 1
         if msg.ttl is not None and msg.ttl[1] is not None:
             self.may_expire = True
@@ -272,6 +283,8 @@ class Queue:
     def _pop(self) -> tuple[Message, bool]:
         msg = self.ready.popleft()
         self.ready_bytes -= msg.body_size
+        if msg.body is not None:
+            self.ram_bytes -= msg.body_size
         redelivered = False
         if self.redelivered and msg.msg_id in self.redelivered:
             self.redelivered.discard(msg.msg_id)
@@ -326,6 +339,8 @@ class Queue:
         for msg in sorted(msgs, key=_msg_id, reverse=True):
             self.redelivered.add(msg.msg_id)
             self.ready_bytes += msg.body_size
+            if msg.body is not None:
+                self.ram_bytes += msg.body_size
             ready.put_back(msg)
         if self.consumers:
             self.dispatch()
@@ -349,7 +364,7 @@ class Queue:
         msgs = list(self.ready)
         self.ready.clear()
         self.redelivered.clear()
-        self.ready_bytes = 0
+        self.ready_bytes = self.ram_bytes = 0
         self._unstore(msgs)
         return len(msgs)
 

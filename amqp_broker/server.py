@@ -21,6 +21,7 @@ from anyio.streams.stapled import MultiListener
 
 from storage import MemoryStore, MessageStore
 
+from .alarms import trim_memory
 from .broker import Broker
 from .config import Config
 from .connection import Connection, ConnState
@@ -83,8 +84,6 @@ class Server:
         self.broker = Broker(config, store if store is not None else open_store(config))
         self.log = self.broker.log
         self.port = config.port
-        self.unblocked = anyio.Event()
-        self.unblocked.set()
         self._stopping = False
         self._stop = anyio.Event()
         self.max_connections = max_connections_for(fd_limit())
@@ -245,23 +244,24 @@ class Server:
 
     # --- alarms: publishers stop being read while memory or disk is short ----
     async def _alarm_loop(self) -> None:
-        page = os.sysconf("SC_PAGE_SIZE")
-        limit = self.config.memory_high_water
+        broker = self.broker
+        memory = broker.memory_alarm
         while True:
             await anyio.sleep(0.25)
-            self.broker.sweep(time.monotonic())
+            broker.sweep(time.monotonic())
+            held = broker.memory_held()
+            rss = _rss()
+            if memory.wants_trim(held, rss):
+                trim_memory()  # freed bodies back to the OS, so RSS can fall too
+                rss = _rss()
+                memory.trimmed(held, rss)
             alarms: set[str] = set()
-            try:
-                with open("/proc/self/statm") as f:
-                    rss = int(f.read().split()[1]) * page
-                if rss > limit:
-                    alarms.add("memory")
-            except OSError:
-                pass
-            if self.broker.store.failed or self._disk_low():
+            if memory.update(held, rss):
+                alarms.add("memory")
+            if broker.store.failed or self._disk_low():
                 alarms.add("disk")
-            if alarms != self.broker.alarms:
-                self._set_alarms(alarms)
+            if alarms != broker.alarms:
+                self._set_alarms(alarms, held=held, rss=rss)
 
     def _disk_low(self) -> bool:
         limit = self.config.disk_free_limit
@@ -273,22 +273,10 @@ class Server:
             return False
         return st.f_bavail * st.f_frsize < limit
 
-    def _set_alarms(self, alarms: set[str]) -> None:
-        before = self.broker.alarms
-        self.broker.alarms = alarms
-        if alarms and not before:
-            self.log.warning("resource alarm: blocking publishers", alarms=sorted(alarms))
-            self.unblocked = anyio.Event()
-            reason = "low on " + " and ".join(sorted(alarms))
-            for conn in self.broker.connections:
-                if conn.capability("connection.blocked"):
-                    conn.send_method(0, (10, 60), reason=reason)
-        elif not alarms and before:
-            self.log.info("resource alarm cleared: unblocking publishers")
-            for conn in self.broker.connections:
-                if conn.capability("connection.blocked"):
-                    conn.send_method(0, (10, 61))
-            self.unblocked.set()
+    def _set_alarms(self, alarms: set[str], held: int, rss: int | None) -> None:
+        memory = self.broker.memory_alarm
+        self.broker.set_alarms(alarms, held_bytes=held, rss_bytes=rss,
+                               watermark=memory.watermark, rss_limit=memory.rss_limit)
 
     # --- one connection -----------------------------------------------------
     async def _handle(self, stream: SocketStream) -> None:
@@ -306,7 +294,6 @@ class Server:
         conn.on_resume = on_resume
         last_sent = [time.monotonic()]
         opened_at = time.monotonic()
-        blocked = [False]  # the reader waits for a resource alarm to clear
         if self._stopping:
             await stream.aclose()
             return
@@ -335,7 +322,7 @@ class Server:
                 elif conn.state is not ConnState.OPEN and now - opened_at > HANDSHAKE_TIMEOUT:
                     conn.close_reason = "handshake timeout"
                     return
-                if conn.heartbeat_expired(now) and not blocked[0]:
+                if conn.heartbeat_expired(now) and not conn.input_stalled:
                     conn.close_reason = (f"missed heartbeats from client, timeout: "
                                          f"{conn.heartbeat}s")
                     self.log.warning("heartbeat timeout", peer=f"{host}:{port}",
@@ -346,15 +333,11 @@ class Server:
 
         async def reader() -> None:
             while not conn.closed:
-                if self.broker.alarms and conn.published and not self.unblocked.is_set():
-                    # not reading means not seeing heartbeats either: don't count the wait
-                    blocked[0] = True
-                    await self.unblocked.wait()
-                    blocked[0] = False
-                    conn.last_received = time.monotonic()
                 data = await stream.receive(65536)
                 conn.receive(data)
-                while conn.paused:  # a durable reply waits for the disk: read no further
+                # input held (a durable reply waits for the disk, a resource alarm): read
+                # no further, the peer's TCP window fills up
+                while conn.paused:
                     if conn.routing is not None:  # a long topic match: a slice, then others
                         await anyio.sleep(0)
                         conn.continue_routing()
@@ -386,6 +369,18 @@ class Server:
                 except _IO_ERRORS:
                     pass
                 await stream.aclose()
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss() -> int | None:
+    """This process's resident set size in bytes (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def run(config: Config) -> None:

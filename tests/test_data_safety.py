@@ -12,7 +12,6 @@ from typing import Any
 from inproc import Client, ManualSyncStore, make_broker, of_type
 from pamqp import commands
 
-from amqp_broker.queue import PAGEABLE
 from storage import MemoryStore, StoreError
 
 
@@ -202,7 +201,7 @@ def _paged_out_queue(store: MemoryStore) -> tuple[Any, Client, Client]:
     publisher.frames()
     publisher.publish(1, "", "po", b"body", delivery_mode=2)
     q = broker.vhosts["/"].queues["po"]
-    assert q.ready[0].stored == PAGEABLE
+    assert q.ready[0].stored  # in the store, so its body can be read back
     q.ready[0].body = None  # as if paged out past PAGE_OUT_BYTES
     return q, publisher, consumer
 

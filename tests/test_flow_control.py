@@ -20,6 +20,33 @@ def _publish_frames(queue: str, body: bytes, count: int) -> bytes:
     return one * count
 
 
+class Pusher:
+    """Sends one chunk over and over, keeping the frame stream whole across stalls
+    (sendall loses track of how much of a chunk went out when it times out)."""
+
+    def __init__(self, sock: socket.socket, chunk: bytes) -> None:
+        self.sock = sock
+        self.view = memoryview(chunk)
+        self.pos = 0
+        self.sent = 0  # whole chunks sent
+
+    def push(self, chunks: int, stall: float) -> bool:
+        """Send up to `chunks` whole chunks; True when the broker read nothing for
+        `stall` seconds (it stopped reading this connection)."""
+        self.sock.settimeout(stall)
+        done = 0
+        while done < chunks:
+            try:
+                self.pos += self.sock.send(self.view[self.pos:])
+            except TimeoutError:
+                return True
+            if self.pos == len(self.view):
+                self.pos = 0
+                done += 1
+                self.sent += 1
+        return False
+
+
 def test_consumer_that_stops_reading_stops_receiving(broker: Any, uid: str) -> None:
     queue = f"slow-{uid}"
     conn = pika_connect(broker.port)
@@ -59,29 +86,17 @@ def test_publishers_blocked_by_memory_alarm(broker_factory: Any, uid: str) -> No
     with RawClient(b.port) as flood:
         flood.handshake()
         flood.open_channel()
-        chunk = _publish_frames(queue, b"y" * 4096, 1000)  # 4 MB a chunk
-        flood.sock.settimeout(2.0)
-        sent = 0
-        try:
-            for _ in range(100):  # at most 400 MB
-                flood.sock.sendall(chunk)
-                sent += 1
-                conn.process_data_events(time_limit=0)
-                if blocked:
-                    break
-        except TimeoutError:
-            pass  # the broker stopped reading this publisher: that is the point
+        pusher = Pusher(flood.sock, _publish_frames(queue, b"y" * 4096, 1000))  # 4 MB a chunk
+        # at most 400 MB; the broker stops reading this publisher long before
+        pusher.push(100, 2.0)
+        # as RabbitMQ, connection.blocked goes to a connection when it publishes
+        ch.basic_publish("", queue, b"during the alarm")
         deadline = time.monotonic() + 10
         while not blocked and time.monotonic() < deadline:
             conn.process_data_events(time_limit=0.2)
         assert blocked, "no connection.blocked after flooding past the memory watermark"
-        stalled = False
-        try:
-            for _ in range(50):  # 200 MB more: the broker must stop reading long before
-                flood.sock.sendall(chunk)
-        except TimeoutError:
-            stalled = True
-        assert stalled, "the broker kept reading a blocked publisher"
+        # 200 MB more: the broker must stop reading long before
+        assert pusher.push(50, 2.0), "the broker kept reading a blocked publisher"
         rss_kb = int(next(line.split()[1] for line in open(f"/proc/{b.pid}/status")
                           if line.startswith("VmRSS")))
         assert rss_kb < 400 * 1024, f"broker RSS {rss_kb} kB kept growing"
