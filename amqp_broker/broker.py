@@ -64,6 +64,11 @@ class Broker:
         self.started = time.time()
         self.alarms: set[str] = set()  # resource alarms on: "memory", "disk"
         self.memory_alarm = MemoryAlarm(config.memory_high_water)
+        # the store holds more unsynced bodies than max_unsynced_bytes: connections that
+        # publish wait for the next group commit before more of their input is read
+        self.store_backlogged = False
+        self._unsynced_limit = (config.max_unsynced_bytes
+                                if hasattr(self.store, "unsynced_bytes") else 0)
         self.reply_channels: dict[str, Any] = {}  # direct reply-to token -> channel
         self._next_ack_check = 0.0
         self.refusing_queues = 0  # queues with a reject-publish overflow policy
@@ -124,7 +129,14 @@ class Broker:
         token = self.store.publish(msg.msg_id, exchange, routing_key, msg.properties, body,
                                    durable)
         msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
+        if self._unsynced_limit and not self.store_backlogged and (
+                self.store.unsynced_bytes > self._unsynced_limit):  # type: ignore[attr-defined]
+            self.store_backlogged = True
+            self.store.on_sync(self._store_caught_up)
         return token
+
+    def _store_caught_up(self, _token: int, _ok: bool) -> None:
+        self.store_backlogged = False
 
     def recover(self) -> dict[str, Any]:
         """Rebuild durable definitions and queue contents from the store."""

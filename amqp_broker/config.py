@@ -26,6 +26,13 @@ class Config:
     max_message_size: int = 128 * 1024 * 1024
     # per-connection output buffer above which deliveries to it pause (bytes)
     write_high_water: int = 1024 * 1024
+    # per-connection output (queued and being sent) above which the connection is no
+    # longer read until it drains: returns and basic.get replies to a client that does
+    # not read stay bounded (bytes)
+    max_connection_buffer: int = 4 * 1024 * 1024
+    # bodies of persistent messages not yet fsync'd above which publishers wait for the
+    # group commit before more of their input is read (bytes)
+    max_unsynced_bytes: int = 64 * 1024 * 1024
     # bytes the broker holds (bodies, buffers; RSS as a backstop) above which
     # publishers are blocked (amqp_broker.alarms)
     memory_high_water: int = 1024 * 1024 * 1024

@@ -94,9 +94,13 @@ class Connection:
         self.reader = FrameReader(FRAME_MIN_SIZE)
         self._header = b""
         self._out: list[bytes] = []
-        self.out_size = 0
+        self.out_size = 0  # queued for the shell, not yet taken
+        self.in_flight = 0  # taken by the shell, being sent (until drained)
         self._wake_pending = False
         self.write_blocked = False
+        # more than max_connection_buffer is queued or being sent: input is held until
+        # it drains (TCP backpressure on a client that does not read)
+        self.throttled = False
         # published during a resource alarm: told connection.blocked (if it has the
         # capability) and input held until every alarm clears
         self.alarm_blocked = False
@@ -114,8 +118,8 @@ class Connection:
         self.close_reason = ""
         self.last_received = time.monotonic()
         self.published = 0  # messages this connection published
-        # input held: a durable reply waits for the disk or an alarm blocks it
-        # (alarm_blocked)
+        # input held: a durable reply waits for the disk, the store is backlogged, the
+        # output is over its cap (throttled) or an alarm blocks it (alarm_blocked)
         self.paused = False
         self._held_input = 0  # replies in the gate that hold input
         self.on_resume: Callable[[], None] = _noop
@@ -130,6 +134,9 @@ class Connection:
         self.out_size += len(data)
         if self.out_size > self.config.write_high_water:
             self.write_blocked = True
+            if (not self.throttled and self.state is ConnState.OPEN and self.out_size
+                    + self.in_flight > self.config.max_connection_buffer):
+                self.throttled = self.paused = True
         if not self._wake_pending:
             self._wake_pending = True
             self.on_output()
@@ -171,11 +178,16 @@ class Connection:
 
     def _maybe_resume(self) -> None:
         """Read input again once nothing holds it any more."""
-        if (self.paused and not self._held_input and not self.alarm_blocked
-                and self.state is not ConnState.CLOSED):
+        if (self.paused and not self._held_input and not self.throttled
+                and not self.alarm_blocked and self.state is not ConnState.CLOSED):
             self.paused = False
             self.receive(b"")  # frames that arrived meanwhile
             self.on_resume()
+
+    def _wait_for_store(self) -> None:
+        """The store holds too many unsynced bodies: read this publisher's input again
+        only once what it sent so far is on disk (those bodies then leave RAM)."""
+        self.reply_after(self.broker.store.last_token, _ignore_release, None)
 
     # --- resource alarms -----------------------------------------------------
     def _publish_during_alarm(self) -> None:
@@ -198,13 +210,13 @@ class Connection:
 
     @property
     def input_stalled(self) -> bool:
-        """Input is held for as long as an alarm decides: its heartbeats are not read
-        meanwhile, so they must not be missed."""
-        return self.alarm_blocked
+        """Input is held for as long as the peer or an alarm decides: its heartbeats
+        are not read meanwhile, so they must not be missed."""
+        return self.throttled or self.alarm_blocked
 
     def buffered_bytes(self) -> int:
         """Bytes this connection holds in its buffers (memory alarm)."""
-        return self.out_size + len(self.reader)
+        return self.out_size + self.in_flight + len(self.reader)
 
     def take_output(self) -> bytes:
         """Everything queued for the socket, as one buffer."""
@@ -215,14 +227,20 @@ class Connection:
         data = out[0] if len(out) == 1 else b"".join(out)
         self._out = []
         self.out_size = 0
+        self.in_flight = len(data)
         return data
 
     def drained(self) -> None:
-        """The shell wrote everything out: resume deliveries paused on a full buffer."""
+        """The shell wrote everything out: resume deliveries paused on a full buffer,
+        and input held while the output was over its cap."""
+        self.in_flight = 0
         if self.write_blocked and self.out_size <= self.config.write_high_water // 2:
             self.write_blocked = False
             for ch in list(self.channels.values()):
                 ch.kick()
+        if self.throttled and self.out_size <= self.config.max_connection_buffer // 2:
+            self.throttled = False
+            self._maybe_resume()
 
     def flush(self) -> None:
         if self._out and not self._wake_pending:
@@ -247,6 +265,7 @@ class Connection:
         if self.state is ConnState.CLOSED:
             return
         self.last_received = time.monotonic()
+        published = self.published
         try:
             if self.state is ConnState.AWAIT_HEADER:
                 data = self._receive_header(data)
@@ -272,6 +291,8 @@ class Connection:
             for ch in self.confirms_due:
                 ch.flush_confirms()
             self.confirms_due.clear()
+        if self.broker.store_backlogged and self.published != published:
+            self._wait_for_store()
 
     def _receive_header(self, data: bytes) -> bytes:
         need = 8 - len(self._header)
@@ -548,7 +569,7 @@ class Connection:
         self.routing = None
         self.finished_routes.clear()
         self._held_input = 0
-        self.alarm_blocked = False
+        self.throttled = self.alarm_blocked = False
         if self.paused:  # nothing is held back any more; close-ok must be read
             self.paused = False
             self.on_resume()
@@ -646,6 +667,10 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 
 def _noop() -> None:
+    return None
+
+
+def _ignore_release(_arg: Any, _ok: bool) -> None:
     return None
 
 

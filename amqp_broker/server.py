@@ -302,7 +302,7 @@ class Server:
             while True:
                 await wake[0].wait()
                 wake[0] = anyio.Event()
-                data = conn.take_output()
+                data = conn.take_output()  # counted as in flight until drained()
                 if data:
                     await stream.send(data)
                     last_sent[0] = time.monotonic()
@@ -335,8 +335,8 @@ class Server:
             while not conn.closed:
                 data = await stream.receive(65536)
                 conn.receive(data)
-                # input held (a durable reply waits for the disk, a resource alarm): read
-                # no further, the peer's TCP window fills up
+                # input held (a durable reply waits for the disk, a resource alarm, output
+                # over its cap): read no further, the peer's TCP window fills up
                 while conn.paused:
                     if conn.routing is not None:  # a long topic match: a slice, then others
                         await anyio.sleep(0)
