@@ -37,7 +37,7 @@ from typing import Any, Self
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from amqp_broker.childproc import stop_process  # noqa: E402
+from conformance.childproc import stop_process  # noqa: E402
 
 OUT_DIR = REPO / "bench" / "out"
 # Shared tools (reference-rabbitmq.sh, build-amqpload.sh) are in <shared>/tools: the checkout's

@@ -36,7 +36,7 @@ import pika
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from amqp_broker.childproc import stop_process  # noqa: E402
+from conformance.childproc import stop_process  # noqa: E402
 
 AMQPLOAD = REPO / "bench" / "out" / "amqpload"
 QUEUE = "benchdurable-d"  # amqpload --durable --queue benchdurable routes to "<queue>-d"

@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from amqp_broker.childproc import stop_process
+from .childproc import stop_process
 
 from .normalise import RULES, normalise
 from .registry import Scenario, load_all

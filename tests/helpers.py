@@ -19,7 +19,7 @@ from pamqp import commands, frame, header, heartbeat
 from pamqp.body import ContentBody
 from pamqp.exceptions import UnmarshalingException
 
-from amqp_broker.childproc import stop_process
+from conformance.childproc import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0

@@ -29,7 +29,7 @@ from helpers import (
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from amqp_broker.childproc import stop_process
+from conformance.childproc import stop_process
 from amqp_broker.errors import FrameError
 from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
 
