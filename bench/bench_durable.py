@@ -98,7 +98,8 @@ class Broker:
         log.close()
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"broker exited with {self.proc.returncode}; see {self.log_path}")
+                raise RuntimeError(f"broker exited with {self.proc.returncode}; "
+                                   f"see {self.log_path}")
             if port_open(self.port):
                 return time.monotonic() - t0
             time.sleep(0.05)
@@ -162,7 +163,8 @@ def publish(broker: Broker, count: int, size: int, confirm: int) -> tuple[float,
     samples: list[float] = []
     stop = threading.Event()
     assert broker.proc is not None
-    sampler = threading.Thread(target=sample_rss, args=(broker.proc.pid, stop, samples), daemon=True)
+    sampler = threading.Thread(target=sample_rss, args=(broker.proc.pid, stop, samples),
+                               daemon=True)
     sampler.start()
     t0 = time.monotonic()
     try:
@@ -182,7 +184,8 @@ def drain(broker: Broker, count: int) -> tuple[int, float, float]:
     samples: list[float] = []
     stop = threading.Event()
     assert broker.proc is not None
-    sampler = threading.Thread(target=sample_rss, args=(broker.proc.pid, stop, samples), daemon=True)
+    sampler = threading.Thread(target=sample_rss, args=(broker.proc.pid, stop, samples),
+                               daemon=True)
     sampler.start()
     conn = connect(broker.port)
     got = 0
@@ -239,7 +242,8 @@ def main() -> int:
                    publish_peak_rss_mb=round(peak, 1), backlog=depth,
                    rss_mb_with_backlog=round(rss_mb(broker.proc.pid), 1),
                    data_dir_mb=round(dir_mb(data_dir), 1))
-        print(f"publish: {args.count} x {args.size} B in {secs:.1f}s = {args.count / secs:.0f} msg/s;"
+        print(f"publish: {args.count} x {args.size} B in {secs:.1f}s = "
+              f"{args.count / secs:.0f} msg/s;"
               f" queue depth {depth}; RSS now {fig['rss_mb_with_backlog']} MB"
               f" (peak while publishing {peak:.1f} MB); data dir {fig['data_dir_mb']} MB",
               flush=True)
@@ -278,7 +282,8 @@ def main() -> int:
         broker.stop()
         tmp.cleanup()
     print("targets: RSS < 300 MB with 1M backlog -> "
-          f"{fig.get('rss_mb_with_backlog')} MB (after recovery {fig.get('rss_mb_after_recovery')} MB);"
+          f"{fig.get('rss_mb_with_backlog')} MB "
+          f"(after recovery {fig.get('rss_mb_after_recovery')} MB);"
           f" recovery < 10 s -> {fig.get('recovery_secs_logged')} s")
     print(json.dumps(fig))
     return 0

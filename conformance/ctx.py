@@ -60,7 +60,8 @@ def describe_exc(exc: BaseException) -> dict:
     out: dict[str, Any] = {"error": type(exc).__name__}
     inner = exc
     # pika wraps handshake failures: AMQPConnectionError(ConnectionClosedByBroker(...))
-    if isinstance(exc, pex.AMQPConnectionError) and exc.args and isinstance(exc.args[0], BaseException):
+    if (isinstance(exc, pex.AMQPConnectionError) and exc.args
+            and isinstance(exc.args[0], BaseException)):
         inner = exc.args[0]
         out["cause"] = type(inner).__name__
     code = getattr(inner, "reply_code", None)

@@ -15,7 +15,8 @@ Rule = Callable[[Any, str], Any]
 
 
 def _walk(value: Any, fn_str=None, fn_item=None) -> Any:
-    """Rebuild ``value``; ``fn_str(s)`` rewrites strings, ``fn_item(key, v)`` rewrites dict items."""
+    """Rebuild ``value``; ``fn_str(s)`` rewrites strings, ``fn_item(key, v)`` rewrites dict
+    items."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -50,7 +51,8 @@ _CTAG = re.compile(r"(amq\.ctag-[A-Za-z0-9_\-]+|ctag\d+\.[0-9a-f]+)")
 
 
 def consumer_tag(value: Any, token: str) -> Any:
-    """Consumer tags chosen by the server (``amq.ctag-*``) or by pika (``ctagN.<hex>``) -> ``<ctag>``."""
+    """Consumer tags chosen by the server (``amq.ctag-*``) or by pika (``ctagN.<hex>``) ->
+    ``<ctag>``."""
     return _walk(value, fn_str=lambda s: _CTAG.sub("<ctag>", s))
 
 
@@ -93,7 +95,8 @@ _TIME_KEYS = {"time", "timestamp_observed", "elapsed"}
 
 
 def timestamps(value: Any, token: str) -> Any:
-    """Times set by the broker or the clock (``x-death`` ``time``, measured durations) -> ``<time>``."""
+    """Times set by the broker or the clock (``x-death`` ``time``, measured durations) ->
+    ``<time>``."""
 
     def item(k, v):
         return "<time>" if k in _TIME_KEYS else v

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from .childproc import stop_process
-
 from .normalise import RULES, normalise
 from .registry import Scenario, load_all
 

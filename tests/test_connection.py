@@ -238,7 +238,8 @@ def test_close_releases_exclusive_queue_and_requeues_unacked() -> None:
     a.publish(1, "", "shared", b"m")
     a.method(1, commands.Basic.Get(queue="shared"))
     assert broker.vhosts["/"].queues["shared"].message_count == 0
-    a.method(0, commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0))
+    a.method(0, commands.Connection.Close(reply_code=200, reply_text="bye", class_id=0,
+                                          method_id=0))
     assert a.conn.state is ConnState.CLOSED
     assert "excl" not in broker.vhosts["/"].queues
     q = broker.vhosts["/"].queues["shared"]

@@ -164,7 +164,8 @@ def test_no_confirm_after_channel_close_ok() -> None:
     c.send(commands.Confirm.Select(), 1)
     c.frames()
     c.send_many([*c.publish_frames(1, "", "cc", b"x"),
-                 c.encode(commands.Channel.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0), 1)])
+                 c.encode(commands.Channel.Close(reply_code=200, reply_text="bye", class_id=0,
+                                                 method_id=0), 1)])
     got = c.frames()
     close_ok = next(i for i, (_, v) in enumerate(got) if isinstance(v, commands.Channel.CloseOk))
     assert [v for ch, v in got[close_ok + 1:] if ch == 1] == []

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.protocol import fast

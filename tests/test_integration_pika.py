@@ -393,7 +393,7 @@ def test_exclusive_queue_other_connection_405(broker: BrokerProcess, ch: Any, ui
                    lambda c: c.queue_purge(q),
                    lambda c: c.basic_get(q)):
             c = other.channel()
-            assert channel_error(c, lambda: op(c)) == 405
+            assert channel_error(c, lambda op=op, c=c: op(c)) == 405
     finally:
         other.close()
 

@@ -29,9 +29,9 @@ from helpers import (
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from conformance.childproc import stop_process
 from amqp_broker.errors import FrameError
 from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
+from conformance.childproc import stop_process
 
 LOCKED = ("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}' in vhost '/'. "
           "It could be originally declared on another connection or the exclusive property "

@@ -265,12 +265,12 @@ def test_unroutable_message_goes_to_the_alternate_exchange(vhost: VHost) -> None
 def test_alternate_exchanges_chain_and_stop_at_a_loop(vhost: VHost) -> None:
     exchange(vhost, "alt2", "fanout")
     exchange(vhost, "alt1", "direct", **{"alternate-exchange": "alt2"})
-    main = exchange(vhost, "main", "direct", **{"alternate-exchange": "alt1"})
+    exchange(vhost, "main", "direct", **{"alternate-exchange": "alt1"})
     [last] = queues(vhost, "last")
     vhost.bind(vhost.exchanges["alt2"], last, "", {})
     assert routed(vhost, "main", "x") == {"last"}
     vhost.unbind(vhost.exchanges["alt2"], last, "", {})
-    loop_a = exchange(vhost, "loop_a", "direct", **{"alternate-exchange": "loop_b"})
+    exchange(vhost, "loop_a", "direct", **{"alternate-exchange": "loop_b"})
     exchange(vhost, "loop_b", "direct", **{"alternate-exchange": "loop_a"})
     assert routed(vhost, "loop_a", "x") == set()
     assert routed(vhost, "main", "x") == set()

@@ -1,4 +1,5 @@
-"""Acknowledgements: ack/nack/reject, requeue ordering, redelivered flags, recover, channel close."""
+"""Acknowledgements: ack/nack/reject, requeue ordering, redelivered flags, recover, channel
+close."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def reject_no_requeue(ctx):
 
 @scenario(G)
 def nack_multiple_requeue(ctx):
-    """basic.nack multiple requeue: all up to the tag are requeued in original order, redelivered."""
+    """basic.nack multiple requeue: all up to the tag are requeued in original order,
+    redelivered."""
     conn = ctx.connect()
     ch = conn.channel()
     q = ctx.queue(ch, "q")
@@ -141,7 +143,8 @@ def ack_zero_multiple(ctx):
 
 @scenario(G)
 def unacked_requeued_on_channel_close(ctx):
-    """Unacked deliveries return to the queue in order, redelivered=true, when the channel closes."""
+    """Unacked deliveries return to the queue in order, redelivered=true, when the channel
+    closes."""
     conn = ctx.connect()
     ch = conn.channel()
     q = ctx.queue(ch, "q")
@@ -202,7 +205,8 @@ def recover_consumer(ctx):
 
 @scenario(G)
 def consumer_redelivery_order(ctx):
-    """Consumer nacks one message with requeue: it comes back (redelivered) before newer messages."""
+    """Consumer nacks one message with requeue: it comes back (redelivered) before newer
+    messages."""
     conn = ctx.connect()
     ch = conn.channel()
     q = ctx.queue(ch, "q")

@@ -18,7 +18,8 @@ def run(coro):
 
 @scenario(G)
 def aio_publish_consume(ctx):
-    """aio-pika: robust connection, declare, publish with properties, consume with async iterator."""
+    """aio-pika: robust connection, declare, publish with properties, consume with async
+    iterator."""
     import aio_pika
 
     async def main():
@@ -44,7 +45,8 @@ def aio_publish_consume(ctx):
                         break
             ctx.log("got", got=got)
             res = await q.declare()
-            ctx.log("declare_ok", message_count=res.message_count, consumer_count=res.consumer_count)
+            ctx.log("declare_ok", message_count=res.message_count,
+                    consumer_count=res.consumer_count)
 
     run(main())
 
@@ -63,7 +65,8 @@ def aio_header_types(ctx):
         conn = await aio_pika.connect(ctx.url)
         async with conn:
             ch = await conn.channel()
-            await ch.default_exchange.publish(aio_pika.Message(b"h", headers=headers), routing_key=q)
+            await ch.default_exchange.publish(aio_pika.Message(b"h", headers=headers),
+                                              routing_key=q)
 
     conn = ctx.connect()
     ch = conn.channel()
@@ -135,7 +138,8 @@ def aio_confirms_and_mandatory(ctx):
                 ctx.log("unroutable", result=type(r).__name__)
             except aio_pika.exceptions.DeliveryError as exc:
                 ctx.log("unroutable", error=type(exc).__name__,
-                        reply_code=exc.frame.reply_code if hasattr(exc.frame, "reply_code") else None)
+                        reply_code=(exc.frame.reply_code if hasattr(exc.frame, "reply_code")
+                                    else None))
             except aiormq.exceptions.PublishError as exc:
                 ctx.log("unroutable", error=type(exc).__name__)
 

@@ -178,7 +178,8 @@ def amqp_tools(ctx):
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(b"line-a\nline-b\n", timeout=10)
     ctx.log("publish_lines", rc=proc.returncode)
-    rc, out, err = run_cmd(ctx, ["amqp-consume"] + _conn_args(ctx) + ["-q", q, "-c", "4", "cat"], 15)
+    rc, out, err = run_cmd(ctx, ["amqp-consume", *_conn_args(ctx), "-q", q, "-c", "4", "cat"],
+                           15)
     ctx.log("consume", rc=rc, stdout=out, err=err.strip()[-200:])
     # properties set by amqp-publish, seen by pika
     run_cmd(ctx, ["amqp-publish"] + _conn_args(ctx) +

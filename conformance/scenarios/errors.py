@@ -115,7 +115,8 @@ def queue_redeclare_props(ctx):
         ch.queue_declare(q, arguments={"x-message-ttl": 60000})
     for label, kw in (("durable", {"durable": True, "arguments": {"x-message-ttl": 60000}}),
                       ("other_ttl", {"arguments": {"x-message-ttl": 1000}}),
-                      ("auto_delete", {"auto_delete": True, "arguments": {"x-message-ttl": 60000}})):
+                      ("auto_delete", {"auto_delete": True,
+                                       "arguments": {"x-message-ttl": 60000}})):
         ch = conn.channel()
         with ctx.expect(label):
             ch.queue_declare(q, **kw)
@@ -123,7 +124,8 @@ def queue_redeclare_props(ctx):
 
 @scenario(G)
 def reserved_exchange_name(ctx):
-    """exchange.declare of "amq.<something>": 403 ACCESS_REFUSED; passive declare of amq.direct works."""
+    """exchange.declare of "amq.<something>": 403 ACCESS_REFUSED; passive declare of amq.direct
+    works."""
     conn = ctx.connect()
     ch = conn.channel()
     ctx.track_exchange("amq.cf-" + ctx.token)
@@ -149,7 +151,8 @@ def reserved_queue_name(ctx):
 
 @scenario(G)
 def exclusive_queue_locked(ctx):
-    """Another connection's exclusive queue: declare, consume, passive declare -> 405 RESOURCE_LOCKED."""
+    """Another connection's exclusive queue: declare, consume, passive declare -> 405
+    RESOURCE_LOCKED."""
     owner = ctx.connect()
     och = owner.channel()
     q = ctx.queue(och, "q", exclusive=True)

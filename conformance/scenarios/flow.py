@@ -80,7 +80,8 @@ def round_robin(ctx):
 
 @scenario(G)
 def cancel_notification_on_delete(ctx):
-    """Deleting a queue under a consumer sends basic.cancel to the consumer (consumer_cancel_notify)."""
+    """Deleting a queue under a consumer sends basic.cancel to the consumer
+    (consumer_cancel_notify)."""
     conn = ctx.connect()
     ch = conn.channel()
     q = ctx.queue(ch, "q")
@@ -90,7 +91,8 @@ def cancel_notification_on_delete(ctx):
     other = ctx.connect().channel()
     other.queue_delete(q)
     pump(conn, 0.3)
-    ctx.log("cancelled", tags=cancelled, channel_open=ch.is_open, consumer_tags=list(ch.consumer_tags))
+    ctx.log("cancelled", tags=cancelled, channel_open=ch.is_open,
+            consumer_tags=list(ch.consumer_tags))
 
 
 @scenario(G)
@@ -196,7 +198,8 @@ def confirm_mandatory_unroutable(ctx):
     x = ctx.exchange(ch, "x", "direct")
     order = []
     impl = ch._impl
-    impl.add_on_return_callback(lambda c, m, p, b: order.append(["return", m.reply_code, b.decode()]))
+    impl.add_on_return_callback(
+        lambda c, m, p, b: order.append(["return", m.reply_code, b.decode()]))
     impl.confirm_delivery(lambda frame: order.append(
         [type(frame.method).__name__, frame.method.delivery_tag, frame.method.multiple]))
     pump(conn, 0.1)
@@ -274,7 +277,8 @@ def tx_commit(ctx):
     ch.tx_select()
     ch.basic_publish("", q, b"a")
     ch.basic_publish("", q, b"b")
-    ctx.log("before_commit", message_count=other.queue_declare(q, passive=True).method.message_count)
+    ctx.log("before_commit",
+            message_count=other.queue_declare(q, passive=True).method.message_count)
     ctx.log("commit", reply=type(ch.tx_commit().method).__name__)
     ctx.log("after_commit", got=get_all(other, q))
 

@@ -21,7 +21,8 @@ def _server_props(conn) -> dict:
 
 @scenario("handshake")
 def default_tune(ctx):
-    """Default negotiation: what frame_max/channel_max/heartbeat the server proposes and pika uses."""
+    """Default negotiation: what frame_max/channel_max/heartbeat the server proposes and pika
+    uses."""
     proposed = {}
 
     def hb(conn, server_value):
@@ -81,7 +82,8 @@ def bad_credentials(ctx):
 def unknown_user(ctx):
     """Unknown user name: refused with 403 ACCESS_REFUSED."""
     try:
-        pika.BlockingConnection(ctx.params(credentials=pika.PlainCredentials(ctx.name("nobody"), "x")))
+        credentials = pika.PlainCredentials(ctx.name("nobody"), "x")
+        pika.BlockingConnection(ctx.params(credentials=credentials))
         ctx.log("connected")
     except pex.AMQPError as exc:
         ctx.log("refused", **describe_exc(exc))
@@ -128,7 +130,8 @@ def connection_close_clean(ctx):
 
 @scenario("handshake")
 def reject_channel_reopen(ctx):
-    """A second channel.open on an already open channel number: connection error 504 CHANNEL_ERROR."""
+    """A second channel.open on an already open channel number: connection error 504
+    CHANNEL_ERROR."""
     conn = ctx.connect()
     ch = conn.channel()
     conn._impl._send_method(ch.channel_number, pika.spec.Channel.Open())

@@ -264,7 +264,8 @@ def dead_letter_on_reject(ctx):
         m, props, body = ch.basic_get(dlq, auto_ack=True)
         if m is None:
             break
-        deaths = [{k: v for k, v in d.items() if k != "time"} for d in props.headers.get("x-death", [])]
+        deaths = [{k: v for k, v in d.items() if k != "time"}
+                  for d in props.headers.get("x-death", [])]
         ctx.log("dead", body=body.decode(), routing_key=m.routing_key, exchange=m.exchange,
                 death=deaths,
                 other_headers=sorted(k for k in props.headers if k != "x-death"))

@@ -49,7 +49,8 @@ def direct_exchange(ctx):
     """Direct: exact key match, one message per matching queue, same key bound twice counts once."""
     route_table(ctx, "direct",
                 {"a": ["red", "red"], "b": ["green", "red"], "c": ["blue"]},
-                [("red", "1"), ("green", "2"), ("blue", "3"), ("black", "4"), ("", "5"), ("Red", "6")])
+                [("red", "1"), ("green", "2"), ("blue", "3"), ("black", "4"), ("", "5"),
+                 ("Red", "6")])
 
 
 @scenario(G)
@@ -221,7 +222,8 @@ def unbind_queue(ctx):
 
 @scenario(G)
 def mandatory_return(ctx):
-    """mandatory=true and no route: basic.return 312 NO_ROUTE with the message; routable ones not."""
+    """mandatory=true and no route: basic.return 312 NO_ROUTE with the message; routable ones
+    not."""
     conn = ctx.connect()
     ch = conn.channel()
     x = ctx.exchange(ch, "x", "direct")
@@ -232,8 +234,8 @@ def mandatory_return(ctx):
         {"reply_code": m.reply_code, "reply_text": m.reply_text, "exchange": m.exchange,
          "routing_key": m.routing_key, "body": b.decode(), "headers": p.headers,
          "message_id": p.message_id}))
-    ch.basic_publish(x, "nowhere", b"lost", pika.BasicProperties(message_id="m1",
-                                                                   headers={"h": 1}), mandatory=True)
+    ch.basic_publish(x, "nowhere", b"lost",
+                     pika.BasicProperties(message_id="m1", headers={"h": 1}), mandatory=True)
     ch.basic_publish(x, "ok", b"kept", mandatory=True)
     ch.basic_publish(x, "nowhere2", b"dropped", mandatory=False)
     ch.basic_publish("", ctx.name("missing-queue"), b"lost2", mandatory=True)
