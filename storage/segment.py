@@ -182,7 +182,7 @@ class Scanner:
         if len(data) - pos < FRAME_SIZE:
             return -1
         magic, length, crc = FRAME.unpack_from(data, pos)
-        end = pos + FRAME_SIZE + length
+        end: int = pos + FRAME_SIZE + length
         if magic != RECORD_MAGIC or end > len(data):
             return -1
         if crc32(memoryview(data)[pos + FRAME_SIZE:end]) != crc:
@@ -674,7 +674,7 @@ def check_header(data: bytes, magic: bytes, path: Path) -> int:
         if got != magic:
             log.error("store file %s: header magic %r instead of %r; reading its records "
                       "anyway", path, got, magic)
-        return version
+        return int(version)
     if version == 1 and flags == 0 and got == magic:
         return 1
     log.error("store file %s: damaged header (magic %r, version %d, flags %d); reading its "
