@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from exchanges.topic import Finished, RouteDeferred
 
-from . import reply_to
+from . import pipeline, reply_to
 from .errors import (
     ACCESS_REFUSED,
     FRAME_ERROR,
@@ -233,28 +233,9 @@ class Channel:
         broker = self.broker
         broker.published += 1
         self.connection.published += 1
-        token = 0
-        refused = False
-        if queues:
-            if broker.refusing_queues:
-                accepting = [q for q in queues if not q.refuses(len(body))]
-                refused = len(accepting) != len(queues)
-                if refused:
-                    for q in queues:
-                        if q not in accepting:
-                            q.refused(ex.name, routing_key, props, body)
-                queues = accepting
-        if queues:
-            persistent = fast.delivery_mode(props) == 2
-            msg = Message(broker.next_msg_id(), ex_raw, rk_raw, props, body, len(body))
-            if expires is not None or broker.expiring_queues:
-                now = time.monotonic()
-                msg.ttl = (now, None if expires is None else now + expires)
-            if persistent:
-                token = broker.persist(msg, body, queues, exchange, routing_key)
-            for q in queues:
-                q.enqueue(msg)
-        elif not refused:
+        token, refused, taken = pipeline.publish(broker, ex.name, ex_raw, routing_key, rk_raw,
+                                                 props, body, queues, expires)
+        if not taken and not refused:
             broker.unroutable += 1
             if mandatory:
                 self.connection.write(method_frame(self.number, encode_method(
@@ -332,10 +313,26 @@ class Channel:
     def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool,
                 body: bytes) -> None:
         tag = self.track(queue, msg, consumer, consumer.no_ack)
+        self.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw,
+                            msg.properties, body, consumer.tag_raw)
+
+    def write_delivery(self, tag: int, redelivered: bool, exchange_raw: bytes,
+                       routing_key_raw: bytes, props: bytes, body: bytes,
+                       consumer_tag_raw: bytes | None = None, message_count: int = 0) -> None:
+        """The one writer of a message to this channel's client: basic.deliver for a
+        consumer (consumer_tag_raw) or direct reply-to, basic.get-ok for basic.get."""
         conn = self.connection
-        conn.write(fast.deliver_frames(self.number, consumer.tag_raw, tag, redelivered,
-                                       msg.exchange_raw, msg.routing_key_raw, msg.properties,
-                                       body, conn.frame_max))
+        if consumer_tag_raw is not None:
+            conn.write(fast.deliver_frames(self.number, consumer_tag_raw, tag, redelivered,
+                                           exchange_raw, routing_key_raw, props, body,
+                                           conn.frame_max))
+            return
+        conn.write(method_frame(self.number, encode_method(
+            (60, 71), delivery_tag=tag, redelivered=redelivered,
+            exchange=exchange_raw[1:].decode("utf-8", "surrogateescape"),
+            routing_key=routing_key_raw[1:].decode("utf-8", "surrogateescape"),
+            message_count=message_count)))
+        conn.write_content(self.number, props, body)
 
     def track(self, queue: Queue, msg: Message, consumer: Consumer | None, no_ack: bool) -> int:
         """Account for a delivery (consumer or basic.get); returns its delivery tag."""

@@ -7,12 +7,11 @@ x-first-death-* headers; the expiration property moved to original-expiration).
 from __future__ import annotations
 
 import datetime
-import time
 from typing import TYPE_CHECKING, Any
 
 from storage import StoreError
 
-from . import queue as queues  # circular: only attributes used at call time
+from . import pipeline
 from .protocol import fast
 from .protocol.fast import shortstr
 from .protocol.methods import LongLongInt  # RabbitMQ sends the count as a long ('l')
@@ -91,25 +90,17 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
         routing_key = args.dead_letter_routing_key or msg.routing_key
         targets = [q for q in vhost.route(ex, routing_key, lambda p=props: fast.message_headers(p))
                    if not is_cycle(q.name, deaths)]
-        if not targets:
-            continue
-        new = queues.Message(broker.next_msg_id(), shortstr(ex.name), shortstr(routing_key),
-                             props, body, len(body))
-        if broker.expiring_queues:
-            new.ttl = (time.monotonic(), None)
-        if fast.delivery_mode(props) == 2:
-            broker.persist(new, body, targets, ex.name, routing_key)
-        pending.append((new, targets))
+        if targets:
+            pending.append((ex.name, routing_key, props, body, targets))
     if vhost.dead_lettering:
         return  # an outer call is draining the queue of dead letters
     vhost.dead_lettering = True
     try:
         while pending:
-            new, targets = pending.popleft()
-            for q in targets:
-                if not q.deleted:
-                    q.enqueue(new)
-                elif new.stored and q.persists:
-                    broker.store.remove(q.store_key, (new.msg_id,))
+            exchange, routing_key, props, body, targets = pending.popleft()
+            live = [q for q in targets if not q.deleted]
+            if live:  # the publish pipeline: overflow policies, TTL, persistence, enqueue
+                pipeline.publish(broker, exchange, shortstr(exchange), routing_key,
+                                 shortstr(routing_key), props, body, live)
     finally:
         vhost.dead_lettering = False

@@ -65,7 +65,6 @@ def deliver_reply(ch: Channel, routing_key: str, ex_raw: bytes, rk_raw: bytes,
     if target is None or target.reply_to is None:
         return False
     target.next_tag += 1
-    conn = target.connection
-    conn.write(fast.deliver_frames(target.number, target.reply_to[1], target.next_tag, False,
-                                   ex_raw, rk_raw, props, body, conn.frame_max))
+    target.write_delivery(target.next_tag, False, ex_raw, rk_raw, props, body,
+                          target.reply_to[1])
     return True

@@ -27,7 +27,7 @@ from .errors import (
     RESOURCE_LOCKED,
     AMQPError,
 )
-from .queue import Message, Queue
+from .queue import Queue
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -72,7 +72,8 @@ class VHost:
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         # dead letters routed but not yet enqueued (see deadletter.dead_letter)
-        self.dead_letters: deque[tuple[Message, list[Queue]]] = deque()
+        # (exchange, routing key, properties, body, target queues) of each
+        self.dead_letters: deque[tuple[str, str, bytes, bytes, list[Queue]]] = deque()
         self.dead_lettering = False
         self.default_exchange = Exchange(self, "", "direct", True, False, False, {})
         self.exchanges[""] = self.default_exchange

@@ -74,3 +74,18 @@ def test_a_rejected_message_may_come_back_to_its_queue() -> None:
     (_, ok), = of_type(c.frames(), commands.Basic.GetOk)
     c.send(commands.Basic.Reject(delivery_tag=ok.delivery_tag, requeue=False), 1)
     assert _bodies(broker, "rj") == [b"again"]
+
+
+def test_dead_letters_respect_the_target_queues_overflow_policy() -> None:
+    # RabbitMQ 3.10 (checked): a full reject-publish queue refuses dead letters too
+    broker, c = _client()
+    _declare(c, "dl-full", **{"x-max-length": 1, "x-overflow": "reject-publish"})
+    _declare(c, "dl-src", **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dl-full"})
+    for i in range(3):
+        c.publish(1, "", "dl-src", b"m%d" % i)
+    for _ in range(3):
+        c.send(commands.Basic.Get(queue="dl-src"), 1)
+        (_, ok), = of_type(c.frames(), commands.Basic.GetOk)
+        c.send(commands.Basic.Reject(delivery_tag=ok.delivery_tag, requeue=False), 1)
+    assert not of_type(c.frames(), (commands.Channel.Close, commands.Connection.Close))
+    assert _bodies(broker, "dl-full") == [b"m0"]

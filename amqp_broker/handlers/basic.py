@@ -12,8 +12,6 @@ from .. import reply_to
 from ..channel import ACK, DROP, REQUEUE, Channel, Handler
 from ..errors import ACCESS_REFUSED, INTERNAL_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
 from ..protocol.fast import shortstr
-from ..protocol.frames import method_frame
-from ..protocol.methods import encode_method
 from ..queue import Consumer
 
 
@@ -75,10 +73,8 @@ def get(ch: Channel, args: dict[str, Any]) -> None:
         return
     msg, redelivered, body = taken
     tag = ch.track(q, msg, None, args["no_ack"])
-    conn.write(method_frame(ch.number, encode_method(
-        (60, 71), delivery_tag=tag, redelivered=redelivered, exchange=msg.exchange,
-        routing_key=msg.routing_key, message_count=q.message_count)))
-    conn.write_content(ch.number, msg.properties, body)
+    ch.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw, msg.properties,
+                      body, message_count=q.message_count)
 
 
 def ack(ch: Channel, args: dict[str, Any]) -> None:

@@ -373,3 +373,27 @@ def dead_letter_cycle(ctx):
                       for d in (props.headers or {}).get("x-death", [])]
             got.append({"body": body.decode(), "death": deaths})
         ctx.log("queue", name=name, got=got)
+
+
+@scenario(G)
+def dead_letter_into_reject_publish(ctx):
+    """Dead letters go through the target queue's overflow policy: a full reject-publish queue
+    refuses them as it refuses publishes."""
+    conn = ctx.connect()
+    ch = conn.channel()
+    full = ctx.queue(ch, "full", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    src = ctx.queue(ch, "src", arguments={"x-dead-letter-exchange": "",
+                                          "x-dead-letter-routing-key": full})
+    for i in range(3):
+        ch.basic_publish("", src, f"m{i}".encode())
+    for _ in range(3):
+        m, _, _ = ch.basic_get(src)
+        ch.basic_reject(m.delivery_tag, requeue=False)
+    time.sleep(0.2)
+    got = []
+    while True:
+        m, _, body = ch.basic_get(full, auto_ack=True)
+        if m is None:
+            break
+        got.append(body.decode())
+    ctx.log("full", got=got)
