@@ -19,7 +19,7 @@ import structlog
 from storage import MemoryStore, MessageStore
 from storage.base import RecoveredMessage
 
-from . import tables
+from . import reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
 from .errors import PRECONDITION_FAILED, AMQPError
@@ -69,10 +69,8 @@ class Broker:
         self.store_backlogged = False
         self._unsynced_limit = (config.max_unsynced_bytes
                                 if hasattr(self.store, "unsynced_bytes") else 0)
-        self.reply_channels: dict[str, Any] = {}  # direct reply-to token -> channel
+        self.replies = reply_to.Registry()  # direct reply-to consumers
         self._next_ack_check = 0.0
-        self.refusing_queues = 0  # queues with a reject-publish overflow policy
-        self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires
         # queues to dispatch again soon (paged-out reads are bounded per call); the
         # I/O shell sets on_redispatch to schedule run_redispatch
         self.redispatch: set[Queue] = set()
@@ -255,17 +253,6 @@ class Broker:
             self.log.debug("connection closed before open", peer=_peer(conn),
                            reason=conn.close_reason)
 
-    def queue_created(self, q: Queue) -> None:
-        if q.args.overflow != "drop-head" and q.limited:
-            self.refusing_queues += 1
-        if q.ttl is not None or q.args.expires is not None:
-            self.expiring_queues.add(q)
-
-    def queue_deleted(self, q: Queue) -> None:
-        if q.args.overflow != "drop-head" and q.limited:
-            self.refusing_queues -= 1
-        self.expiring_queues.discard(q)
-
     def sweep(self, now: float) -> None:
         """Expire messages at queue heads, delete queues unused past x-expires, and
         close channels whose deliveries went unacknowledged past consumer_timeout."""
@@ -274,12 +261,13 @@ class Broker:
         if self.config.consumer_timeout and now >= self._next_ack_check:
             self._next_ack_check = now + 1.0
             self.contained("consumer timeout check", self._check_consumer_timeouts, now)
-        for q in list(self.expiring_queues):
-            self.contained("queue expiry", self._sweep_queue, q, now)
+        for vhost in self.vhosts.values():
+            for q in list(vhost.expiring_queues):
+                self.contained("queue expiry", self._sweep_queue, q, now)
 
     def _sweep_queue(self, q: Queue, now: float) -> None:
         if q.deleted:
-            self.expiring_queues.discard(q)
+            q.vhost.expiring_queues.discard(q)
             return
         if q.may_expire:
             q.expire(now)
@@ -289,7 +277,7 @@ class Broker:
             self.log.info("queue expired", queue=q.name, vhost=q.vhost.name)
             q.vhost.remove_queue(q)
         elif q.ttl is None and expires is None and not q.may_expire:
-            self.expiring_queues.discard(q)
+            q.vhost.expiring_queues.discard(q)
 
     def contained(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
         """Run work no client frame started (timers, redispatch): an error is logged

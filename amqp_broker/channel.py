@@ -233,7 +233,7 @@ class Channel:
         broker = self.broker
         broker.published += 1
         self.connection.published += 1
-        token, refused, taken = pipeline.publish(broker, ex.name, ex_raw, routing_key, rk_raw,
+        token, refused, taken = pipeline.publish(self.vhost, ex.name, ex_raw, routing_key, rk_raw,
                                                  props, body, queues, expires)
         if not taken and not refused:
             broker.unroutable += 1

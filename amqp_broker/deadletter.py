@@ -100,7 +100,7 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
             exchange, routing_key, props, body, targets = pending.popleft()
             live = [q for q in targets if not q.deleted]
             if live:  # the publish pipeline: overflow policies, TTL, persistence, enqueue
-                pipeline.publish(broker, exchange, shortstr(exchange), routing_key,
+                pipeline.publish(vhost, exchange, shortstr(exchange), routing_key,
                                  shortstr(routing_key), props, body, live)
     finally:
         vhost.dead_lettering = False

@@ -16,11 +16,11 @@ from . import queue as queue_model  # queue imports deadletter imports this: use
 from .protocol import fast
 
 if TYPE_CHECKING:
-    from .broker import Broker
     from .queue import Queue
+    from .vhost import VHost
 
 
-def publish(broker: Broker, exchange: str, exchange_raw: bytes, routing_key: str,
+def publish(vhost: VHost, exchange: str, exchange_raw: bytes, routing_key: str,
             routing_key_raw: bytes, props: bytes, body: bytes, queues: Collection[Queue],
             expires: float | None = None) -> tuple[int, bool, bool]:
     """Enqueue a routed message on queues (routing and alternates are done).
@@ -29,7 +29,8 @@ def publish(broker: Broker, exchange: str, exchange_raw: bytes, routing_key: str
     token a confirm waits for, whether some queue refused it, whether some queue took it).
     """
     refused = False
-    if broker.refusing_queues:
+    broker = vhost.broker
+    if vhost.refusing_queues:
         accepting = [q for q in queues if not q.refuses(len(body))]
         refused = len(accepting) != len(queues)
         if refused:
@@ -41,7 +42,7 @@ def publish(broker: Broker, exchange: str, exchange_raw: bytes, routing_key: str
         return 0, refused, False
     msg = queue_model.Message(broker.next_msg_id(), exchange_raw, routing_key_raw, props, body,
                               len(body))
-    if expires is not None or broker.expiring_queues:
+    if expires is not None or vhost.expiring_queues:
         now = time.monotonic()
         msg.ttl = (now, None if expires is None else now + expires)
     token = 0

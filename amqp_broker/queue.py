@@ -14,7 +14,7 @@ import time
 from bisect import insort
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from storage import StoreError
 
@@ -23,8 +23,25 @@ from .protocol import fast
 from .queue_args import QueueArgs
 
 if TYPE_CHECKING:
-    from .channel import Channel
     from .vhost import VHost
+
+
+class DeliveryTarget(Protocol):
+    """What a queue hands messages to (a Channel, or a fake in unit tests): the
+    model knows this much of the session and nothing more."""
+
+    def can_deliver(self) -> bool:
+        """Room for one more delivery that needs an ack (prefetch, socket buffer)."""
+
+    def can_deliver_noack(self) -> bool:
+        """Room for one more no-ack delivery (socket buffer only)."""
+
+    def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool,
+                body: bytes) -> None:
+        """Send msg to consumer's client; the queue has popped it already."""
+
+    def cancel_by_server(self, consumer: Consumer) -> None:
+        """The queue went away under the consumer."""
 
 
 STORED = 1
@@ -86,7 +103,7 @@ class Consumer:
         "unacked",
     )
 
-    def __init__(self, channel: Channel, tag: str, tag_raw: bytes, queue: Queue,
+    def __init__(self, channel: DeliveryTarget, tag: str, tag_raw: bytes, queue: Queue,
                  no_ack: bool, exclusive: bool, prefetch: int, priority: int,
                  arguments: dict[str, Any]) -> None:
         self.channel = channel
@@ -248,7 +265,7 @@ class Queue:
         self.published += 1
         if msg.ttl is not None and msg.ttl[1] is not None:
             self.may_expire = True
-            self.vhost.broker.expiring_queues.add(self)
+            self.vhost.expiring_queues.add(self)
         if self.consumers:
             self.dispatch()
         if self.limited:

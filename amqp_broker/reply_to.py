@@ -21,6 +21,13 @@ PSEUDO_QUEUE = "amq.rabbitmq.reply-to"
 PREFIX = PSEUDO_QUEUE + "."
 
 
+class Registry:
+    """The reply consumers of one broker: reply token -> the channel consuming."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, Channel] = {}
+
+
 def consume(ch: Channel, args: dict[str, Any]) -> None:
     if not args["no_ack"]:
         raise AMQPError(PRECONDITION_FAILED, "reply consumer cannot acknowledge", 60, 20)
@@ -29,7 +36,7 @@ def consume(ch: Channel, args: dict[str, Any]) -> None:
     tag = args["consumer_tag"] or "amq.ctag-" + secrets.token_urlsafe(16)
     token = secrets.token_urlsafe(24)
     ch.reply_to = (tag, fast.shortstr(tag), token)
-    ch.broker.reply_channels[token] = ch
+    ch.broker.replies.channels[token] = ch
     if not args["nowait"]:
         ch.send((60, 21), consumer_tag=tag)
 
@@ -44,7 +51,7 @@ def cancel(ch: Channel, tag: str) -> bool:
 
 def release(ch: Channel) -> None:
     if ch.reply_to is not None:
-        ch.broker.reply_channels.pop(ch.reply_to[2], None)
+        ch.broker.replies.channels.pop(ch.reply_to[2], None)
         ch.reply_to = None
 
 
@@ -61,7 +68,7 @@ def rewrite_request(ch: Channel, properties: Any) -> bytes | None:
 def deliver_reply(ch: Channel, routing_key: str, ex_raw: bytes, rk_raw: bytes,
                   props: bytes, body: bytes) -> bool:
     """Hand a reply to the waiting consumer; False when it is gone (unroutable)."""
-    target = ch.broker.reply_channels.get(routing_key[len(PREFIX):])
+    target = ch.broker.replies.channels.get(routing_key[len(PREFIX):])
     if target is None or target.reply_to is None:
         return False
     target.next_tag += 1

@@ -71,6 +71,8 @@ class VHost:
         self.name = name
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
+        self.refusing_queues = 0  # queues with a reject-publish overflow policy
+        self.expiring_queues: set[Queue] = set()  # queues with TTLs or x-expires (the sweep)
         # dead letters routed but not yet enqueued (see deadletter.dead_letter)
         # (exchange, routing key, properties, body, target queues) of each
         self.dead_letters: deque[tuple[str, str, bytes, bytes, list[Queue]]] = deque()
@@ -202,7 +204,10 @@ class VHost:
         q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments,
                   args)
         self.queues[name] = q
-        self.broker.queue_created(q)
+        if q.args.overflow != "drop-head" and q.limited:
+            self.refusing_queues += 1
+        if q.ttl is not None or q.args.expires is not None:
+            self.expiring_queues.add(q)
         # the default exchange routes by queue name straight from self.queues (see route)
         if q.persists:
             self.broker.save_definition(self.queue_key(name), {
@@ -256,7 +261,9 @@ class VHost:
         if q.persists:
             self.broker.save_definition(self.queue_key(q.name), None)
             self.broker.store.delete_queue(q.store_key)
-        self.broker.queue_deleted(q)
+        if q.args.overflow != "drop-head" and q.limited:
+            self.refusing_queues -= 1
+        self.expiring_queues.discard(q)
         return count
 
     # --- bindings ----------------------------------------------------------
