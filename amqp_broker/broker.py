@@ -22,7 +22,7 @@ from storage.base import RecoveredMessage
 from . import reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
-from .errors import PRECONDITION_FAILED, AMQPError
+from .protocol.errors import PRECONDITION_FAILED, AMQPError
 from .protocol.fast import shortstr
 from .queue import MESSAGE_OVERHEAD, PAGEABLE, STORED, Message, Queue
 from .vhost import VHost, binding_store_key

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from exchanges.topic import Finished, RouteDeferred
 
 from . import pipeline, reply_to
-from .errors import (
+from .protocol import fast
+from .protocol.errors import (
     ACCESS_REFUSED,
     FRAME_ERROR,
     INTERNAL_ERROR,
@@ -28,7 +29,6 @@ from .errors import (
     UNEXPECTED_FRAME,
     AMQPError,
 )
-from .protocol import fast
 from .protocol.frames import method_frame
 from .protocol.methods import encode_method
 from .queue import Consumer, Message, Queue

@@ -19,7 +19,9 @@ from exchanges.topic import Finished, TopicRouting
 
 from . import __version__
 from .channel import ACK, Channel, ChannelState
-from .errors import (
+from .handlers import HANDLERS
+from .protocol import fast
+from .protocol.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
@@ -32,8 +34,6 @@ from .errors import (
     AMQPError,
     is_connection_error,
 )
-from .handlers import HANDLERS
-from .protocol import fast
 from .protocol.frames import (
     FRAME_BODY,
     FRAME_HEADER,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PRECONDITION_FAILED, AMQPError
+from .protocol.errors import PRECONDITION_FAILED, AMQPError
 
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 

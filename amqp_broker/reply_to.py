@@ -11,8 +11,8 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from .errors import PRECONDITION_FAILED, AMQPError
 from .protocol import fast
+from .protocol.errors import PRECONDITION_FAILED, AMQPError
 
 if TYPE_CHECKING:
     from .channel import Channel

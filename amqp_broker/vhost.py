@@ -19,7 +19,7 @@ from exchanges.base import BindingError, ExchangeType
 from exchanges.topic import Finished, route_in_slices
 
 from . import queue_args, tables
-from .errors import (
+from .protocol.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,
     NOT_FOUND,

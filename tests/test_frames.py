@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amqp_broker.errors import AMQPError, FrameError
+from amqp_broker.protocol.errors import AMQPError, FrameError
 from amqp_broker.protocol.frames import (
     FRAME_BODY,
     FRAME_HEARTBEAT,

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from pamqp import commands
 from pamqp import frame as pframe
 
-from amqp_broker.errors import AMQPError
 from amqp_broker.protocol import fast
+from amqp_broker.protocol.errors import AMQPError
 from amqp_broker.protocol.methods import METHODS, decode_method, encode_method
 
 SAMPLE = {"octet": 9, "short": 513, "long": 70000, "longlong": 2**40 + 3, "shortstr": "näme",

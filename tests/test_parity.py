@@ -29,7 +29,7 @@ from helpers import (
 from pamqp import commands
 from pamqp.header import ContentHeader
 
-from amqp_broker.errors import FrameError
+from amqp_broker.protocol.errors import FrameError
 from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
 from conformance.childproc import stop_process
 

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from pamqp import commands
 
 from amqp_broker import deadletter, tables
-from amqp_broker.errors import SYNTAX_ERROR, AMQPError
 from amqp_broker.protocol import fast
+from amqp_broker.protocol.errors import SYNTAX_ERROR, AMQPError
 from amqp_broker.protocol.methods import decode_method, decode_table, encode_method, encode_table
 from exchanges import create as create_exchange
 

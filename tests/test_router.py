@@ -13,8 +13,8 @@ import pytest
 
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
-from amqp_broker.errors import AMQPError
 from amqp_broker.protocol import fast
+from amqp_broker.protocol.errors import AMQPError
 from amqp_broker.queue import Queue
 from amqp_broker.vhost import Exchange, VHost
 

@@ -10,7 +10,13 @@ from storage import StoreError
 
 from .. import reply_to
 from ..channel import ACK, DROP, REQUEUE, Channel, Handler
-from ..errors import ACCESS_REFUSED, INTERNAL_ERROR, NOT_ALLOWED, NOT_IMPLEMENTED, AMQPError
+from ..protocol.errors import (
+    ACCESS_REFUSED,
+    INTERNAL_ERROR,
+    NOT_ALLOWED,
+    NOT_IMPLEMENTED,
+    AMQPError,
+)
 from ..protocol.fast import shortstr
 from ..queue import Consumer
 

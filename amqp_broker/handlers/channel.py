@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channel import Channel, Handler
-from ..errors import NOT_IMPLEMENTED, AMQPError
+from ..protocol.errors import NOT_IMPLEMENTED, AMQPError
 
 
 def flow(ch: Channel, args: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channel import Channel, Handler
-from ..errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
+from ..protocol.errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 from ..queue import Queue
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..channel import Channel, Handler
-from ..errors import PRECONDITION_FAILED, AMQPError
+from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 
 
 def select(ch: Channel, args: dict[str, Any]) -> None:

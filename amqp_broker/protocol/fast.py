@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SYNTAX_ERROR, AMQPError
+from .errors import SYNTAX_ERROR, AMQPError
 from .frames import FRAME_BODY, FRAME_END_BYTE, FRAME_HEADER, FRAME_METHOD
 from .methods import TableError, decode_table, encode_table, skip_table, timestamp_bytes
 from .methods import Timestamp as Timestamp

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from ..errors import FRAME_ERROR, FrameError
+from .errors import FRAME_ERROR, FrameError
 
 FRAME_METHOD = 1
 FRAME_HEADER = 2

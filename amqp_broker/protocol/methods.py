@@ -17,7 +17,7 @@ import struct
 import time
 from typing import Any, ClassVar
 
-from ..errors import FRAME_ERROR, AMQPError
+from .errors import FRAME_ERROR, AMQPError
 
 # field type codes
 OCTET, SHORT, LONG, LONGLONG, SHORTSTR, LONGSTR, BIT, TABLE, TIMESTAMP = (
