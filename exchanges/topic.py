@@ -34,8 +34,10 @@ _NOWHERE: tuple[Hashable, ...] = ()
 #: what route() returns: a shared tuple or a fresh set, read-only either way
 Routed = tuple[Hashable, ...] | set[Hashable]
 
-#: units of matching work (node visits) in one slice: a few milliseconds of CPU
-SLICE_WORK = 20_000
+#: units of matching work (node visits) in one slice: about a millisecond of CPU
+SLICE_WORK = 4_000
+#: list items filtered between two checks of the work done
+_CHUNK = 2048
 #: states the plain walk (_quick_match) may visit before _Match takes over
 QUICK_STATES = 256
 #: routing keys remembered per exchange, with their destinations
@@ -350,8 +352,8 @@ class _Match:
         work = 0
         live, pending, fresh, ends = self.live, self.pending, self.fresh, self.ends
         make_live, finish = self.make_live, self.finish
-        waiting: dict[str, list[_Node]] = {}  # word -> children of live '#' nodes
-        star_waiting: list[_Node] = []
+        # word -> children of live '#' nodes that lead on; None -> their '*' children
+        waiting: dict[str | None, list[_Node]] = {}
         step: list[_Node] = []
         fired = [self.root]
         index = 0
@@ -392,10 +394,19 @@ class _Match:
                             else:
                                 targets.append(child)
                         work += len(onward)
-                    if node.star is not None and node.star.hashes_below:
-                        star_waiting.append(node.star)
+                    star = node.star
+                    if star is not None and star.hashes_below:
+                        targets = waiting.get(None)
+                        if targets is None:
+                            waiting[None] = [star]
+                        else:
+                            targets.append(star)
+                    work += 1
+                    if work >= budget:
+                        yield
+                        work = 0
                 fresh.clear()
-            if index == end or not (step or waiting or star_waiting):
+            if index == end or not (step or waiting):
                 break  # the key's end, or no '#' node is left to reach
             word = words[index]
             index += 1
@@ -407,20 +418,30 @@ class _Match:
                 reached = node.star
                 if reached is not None and reached.hashes_below:
                     fired.append(reached)
-            work += len(step)
+                work += 1
+                if work >= budget:
+                    yield
+                    work = 0
             step = []
-            targets = waiting.get(word)
-            if targets:
-                kept = [child for child in targets if pending.get(child, 1)]
+            # Children of live '#' nodes waiting for this word (or any word, '*'), less
+            # those done meanwhile: filtered in chunks, so that a slice ends in time.
+            for key in (word, None):
+                targets = waiting.get(key)
+                if not targets:
+                    continue
+                kept: list[_Node] = []
+                for start in range(0, len(targets), _CHUNK):
+                    chunk = targets[start:start + _CHUNK]
+                    kept += [child for child in chunk if pending.get(child, 1)]
+                    work += len(chunk)
+                    if work >= budget:
+                        yield
+                        work = 0
+                fired += kept
                 if kept:
-                    waiting[word] = kept
-                    fired += kept
+                    waiting[key] = kept
                 else:
-                    del waiting[word]
-                work += len(targets)
-            if star_waiting:
-                star_waiting = [child for child in star_waiting if pending.get(child, 1)]
-                fired += star_waiting
+                    del waiting[key]
         # Destinations: live '#' nodes match to the end; below one (or the root), a node
         # `depth` words down matches when the key's last `depth` words lead to it.
         matched = self.matched
