@@ -1,9 +1,11 @@
 """The I/O shell: sockets, timers and signals around the sans-IO core.
 
-Per connection: one reader task feeding Connection.receive, one writer task
-sending whatever the connection queued as one buffer, and one timer task for
-heartbeats and the handshake timeout. Broker-wide: the store's group commit,
-the resource alarm loop, and the signal handler for a clean shutdown.
+Server accepts sockets (counted against the descriptor limit) and runs the
+broker-wide tasks: the store's group commit, the resource alarm loop, and the
+signal handler for a clean shutdown. Per connection, a ConnectionHandler runs
+one reader task feeding Connection.receive, one writer task sending whatever
+the connection queued as one buffer, and one timer task for heartbeats and the
+handshake and close-ok timeouts.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import anyio
-from anyio.abc import Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.abc import ByteStream, Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
 
 from storage import MemoryStore, MessageStore
@@ -28,6 +30,7 @@ from .connection import Connection, ConnState
 
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 3.0
+TIMER_TICK = 1.0  # how often a connection's timer task looks (a quarter heartbeat if sooner)
 # accept() failing for want of descriptors or memory: wait this long before trying again
 ACCEPT_RETRY_DELAY = 0.1
 _ACCEPT_SHORTAGE = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -280,95 +283,130 @@ class Server:
 
     # --- one connection -----------------------------------------------------
     async def _handle(self, stream: SocketStream) -> None:
-        try:
-            peer = stream.extra(SocketAttribute.remote_address)
-        except Exception:
-            peer = ("?", 0)
-        host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else (str(peer), 0)
-        wake = [anyio.Event()]
-        conn = Connection(self.broker, (host, port), on_output=lambda: wake[0].set())
-        resumed = [anyio.Event()]
-
-        def on_resume() -> None:
-            resumed[0].set()
-        conn.on_resume = on_resume
-        last_sent = [time.monotonic()]
-        opened_at = time.monotonic()
         if self._stopping:
             await stream.aclose()
             return
+        await ConnectionHandler(self.broker, stream, self.log).run()
 
-        async def writer() -> None:
-            while True:
-                await wake[0].wait()
-                wake[0] = anyio.Event()
-                data = conn.take_output()  # counted as in flight until drained()
-                if data:
-                    await stream.send(data)
-                    last_sent[0] = time.monotonic()
-                conn.drained()
-                if conn.closed and not conn.out_size:
-                    return
 
-        async def timers() -> None:
-            closing_since = 0.0
-            while True:
-                await anyio.sleep(1.0 if not conn.heartbeat else min(1.0, conn.heartbeat / 4))
-                now = time.monotonic()
-                if conn.state is ConnState.CLOSING:
-                    closing_since = closing_since or now
-                    if now - closing_since > CLOSE_OK_TIMEOUT:
-                        return
-                elif conn.state is not ConnState.OPEN and now - opened_at > HANDSHAKE_TIMEOUT:
-                    conn.close_reason = "handshake timeout"
-                    return
-                if conn.heartbeat_expired(now) and not conn.input_stalled:
-                    conn.close_reason = (f"missed heartbeats from client, timeout: "
-                                         f"{conn.heartbeat}s")
-                    self.log.warning("heartbeat timeout", peer=f"{host}:{port}",
-                                     user=conn.user)
-                    return
-                if conn.heartbeat_due(now, last_sent[0]):
-                    conn.send_heartbeat()
+class ConnectionHandler:
+    """One client socket around its sans-IO Connection (the model: hypercorn's
+    TCPServer). The shell only reads, writes and owns the timers: read_loop feeds
+    Connection.receive, write_loop sends what the connection queued as one buffer,
+    timer_loop sends heartbeats and ends a connection that missed them, or that
+    stays in its handshake or waits for close-ok too long. run() owns the three
+    tasks and the teardown."""
 
-        async def reader() -> None:
-            while not conn.closed:
-                data = await stream.receive(65536)
-                conn.receive(data)
-                # input held (a durable reply waits for the disk, a resource alarm, output
-                # over its cap): read no further, the peer's TCP window fills up
-                while conn.paused:
-                    if conn.routing is not None:  # a long topic match: a slice, then others
-                        await anyio.sleep(0)
-                        conn.continue_routing()
-                        continue
-                    await resumed[0].wait()
-                    resumed[0] = anyio.Event()
-            wake[0].set()  # let the writer flush the last frames, then it ends the connection
+    def __init__(self, broker: Broker, stream: ByteStream, log: Any) -> None:
+        self.stream = stream
+        self.log = log
+        self.host, self.port = _peer_of(stream)
+        self.output_queued = anyio.Event()  # the connection queued output
+        self.input_resumed = anyio.Event()  # input it held may be read again
+        self.conn = Connection(broker, (self.host, self.port), on_output=self._wake_writer)
+        self.conn.on_resume = self._wake_reader
+        self.opened_at = time.monotonic()
+        self.last_sent = self.opened_at  # heartbeats are due after a quiet half interval
+        self.closing_since = 0.0  # when the timer first saw the connection CLOSING
 
+    def _wake_writer(self) -> None:
+        self.output_queued.set()
+
+    def _wake_reader(self) -> None:
+        self.input_resumed.set()
+
+    async def run(self) -> None:
+        """Serve the connection until it ends, then tell the Connection it is gone,
+        send what that queued (briefly) and close the socket."""
         try:
             async with anyio.create_task_group() as tg:
-                async def run_then_cancel(fn: Callable[[], Any], always: bool) -> None:
-                    try:
-                        await fn()
-                    except _IO_ERRORS:
-                        always = True
-                    if always:
-                        tg.cancel_scope.cancel()
-                tg.start_soon(run_then_cancel, writer, True)
-                tg.start_soon(run_then_cancel, timers, True)
-                tg.start_soon(run_then_cancel, reader, False)
+                tg.start_soon(self._until_done, tg, self.write_loop, True)
+                tg.start_soon(self._until_done, tg, self.timer_loop, True)
+                tg.start_soon(self._until_done, tg, self.read_loop, False)
         finally:
-            conn.connection_lost()
+            self.conn.connection_lost()
             with anyio.CancelScope(shield=True):
                 try:
-                    data = conn.take_output()
+                    data = self.conn.take_output()
                     if data:
                         with anyio.move_on_after(1.0):
-                            await stream.send(data)
+                            await self.stream.send(data)
                 except _IO_ERRORS:
                     pass
-                await stream.aclose()
+                await self.stream.aclose()
+
+    @staticmethod
+    async def _until_done(tg: TaskGroup, loop: Callable[[], Awaitable[None]],
+                          ends_connection: bool) -> None:
+        """Run one loop; the writer or the timer returning, or any loop's socket
+        failing, ends the connection. The reader returning (the connection closed)
+        leaves the end to the writer, once the last frames are out."""
+        try:
+            await loop()
+        except _IO_ERRORS:
+            ends_connection = True
+        if ends_connection:
+            tg.cancel_scope.cancel()
+
+    async def read_loop(self) -> None:
+        conn = self.conn
+        while not conn.closed:
+            data = await self.stream.receive(65536)
+            conn.receive(data)
+            # input held (a durable reply waits for the disk, a resource alarm, output
+            # over its cap): read no further, the peer's TCP window fills up
+            while conn.paused:
+                if conn.routing is not None:  # a long topic match: a slice, then others
+                    await anyio.sleep(0)
+                    conn.continue_routing()
+                    continue
+                await self.input_resumed.wait()
+                self.input_resumed = anyio.Event()
+        self._wake_writer()  # the writer flushes the last frames, then ends the connection
+
+    async def write_loop(self) -> None:
+        conn = self.conn
+        while True:
+            await self.output_queued.wait()
+            self.output_queued = anyio.Event()
+            data = conn.take_output()  # counted as in flight until drained()
+            if data:
+                await self.stream.send(data)
+                self.last_sent = time.monotonic()
+            conn.drained()
+            if conn.closed and not conn.out_size:
+                return
+
+    async def timer_loop(self) -> None:
+        conn = self.conn
+        while True:
+            await anyio.sleep(TIMER_TICK if not conn.heartbeat
+                              else min(TIMER_TICK, conn.heartbeat / 4))
+            now = time.monotonic()
+            if conn.state is ConnState.CLOSING:
+                self.closing_since = self.closing_since or now
+                if now - self.closing_since > CLOSE_OK_TIMEOUT:
+                    return
+            elif conn.state is not ConnState.OPEN and now - self.opened_at > HANDSHAKE_TIMEOUT:
+                conn.close_reason = "handshake timeout"
+                return
+            if conn.heartbeat_expired(now) and not conn.input_stalled:
+                conn.close_reason = (f"missed heartbeats from client, timeout: "
+                                     f"{conn.heartbeat}s")
+                self.log.warning("heartbeat timeout", peer=f"{self.host}:{self.port}",
+                                 user=conn.user)
+                return
+            if conn.heartbeat_due(now, self.last_sent):
+                conn.send_heartbeat()
+
+
+def _peer_of(stream: ByteStream) -> tuple[str, int]:
+    """(host, port) of the peer; ("?", 0) when the stream cannot tell."""
+    try:
+        peer = stream.extra(SocketAttribute.remote_address)
+    except Exception:
+        peer = ("?", 0)
+    return (peer[0], peer[1]) if isinstance(peer, tuple) else (str(peer), 0)
 
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
