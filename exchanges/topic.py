@@ -8,12 +8,14 @@ Patterns live in a trie with separate '*' and '#' children; wildcard-free patter
 are also indexed by their full key, so an exchange used like a direct one routes
 with one dict lookup. Nothing is ever regex based.
 
-Matching is an NFA simulation over the trie, one word at a time (_Match). A '#'
-node reached after i words is live for every later word too, so only the first
-index matters: it is entered once, and its children wait in per-word lists instead
-of being looked up at every word. A node whose every '#' descendant is already live
-has nothing left to find and is dropped (pending counts), so stacked '#' patterns
-such as `#.a.#.b.#...` cost about one visit per trie node, not trie nodes x words.
+Most binding sets need few (node, words consumed) states: a plain depth-first walk
+of them (_quick_match) answers first, and gives way past QUICK_STATES to an NFA
+simulation over the trie, one word at a time (_Match). A '#' node reached after i
+words is live for every later word too, so only the first index matters: it is
+entered once, and its children wait in per-word lists instead of being looked up
+at every word. A node whose every '#' descendant is already live has nothing left
+to find and is dropped (pending counts), so stacked '#' patterns such as
+`#.a.#.b.#...` cost about one visit per trie node, not trie nodes x words.
 Destinations of nodes below the last '#' of a pattern are found at the end by
 walking back from each live '#' node over the key's last words. The work is
 counted and the match can stop after a slice of it: route_in_slices() lets a
@@ -31,8 +33,8 @@ from exchanges._table import DestinationSet, TableExchange
 from exchanges.base import Arguments, ExchangeType
 
 _NOWHERE: tuple[Hashable, ...] = ()
-#: what route() returns: a shared tuple or a fresh set, read-only either way
-Routed = tuple[Hashable, ...] | set[Hashable]
+#: what route() returns: a shared tuple, read-only
+Routed = tuple[Hashable, ...]
 
 #: units of matching work (node visits) in one slice: about a millisecond of CPU
 SLICE_WORK = 4_000
@@ -75,7 +77,7 @@ class _Node:
 class TopicExchange(TableExchange):
     """Topic routing over a pruned word trie.
 
-    route() returns either a shared immutable tuple or a fresh set; callers must
+    route() returns a shared immutable tuple (also kept in the cache); callers must
     treat the result as read-only.
     """
 
