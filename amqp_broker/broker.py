@@ -10,12 +10,14 @@ import hmac
 import ipaddress
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Collection
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from exchanges.topic import Finished, TopicRouting
 from storage import MemoryStore, MessageStore
 from storage.base import RecoveredMessage
 
@@ -74,6 +76,9 @@ class Broker:
         # queues to dispatch again soon (paged-out reads are bounded per call); the
         # I/O shell sets on_redispatch to schedule run_redispatch
         self.redispatch: set[Queue] = set()
+        # topic matches run a slice per redispatch turn (dead letters), and their results
+        self.routing: deque[tuple[TopicRouting, Callable[[], None]]] = deque()
+        self.finished_routes: Finished = {}
         self.on_redispatch: Callable[[], None] = _noop
         self._contained_logged: dict[str, float] = {}  # kind of work -> last logged
         # definition key -> store token of its latest write, until that is on disk
@@ -308,15 +313,39 @@ class Broker:
                         "consumers doc guide to learn more"))
 
     def dispatch_soon(self, q: Queue) -> None:
-        if not self.redispatch:
+        if not self.redispatch and not self.routing:
             self.on_redispatch()
         self.redispatch.add(q)
+
+    def route_soon(self, task: TopicRouting, resume: Callable[[], None]) -> None:
+        """A topic match no connection waits for (a dead letter's) needs more than one
+        slice: run it a slice per redispatch turn, then resume() with it recorded in
+        finished_routes."""
+        if not self.redispatch and not self.routing:
+            self.on_redispatch()
+        self.routing.append((task, resume))
 
     def run_redispatch(self) -> None:
         queues, self.redispatch = self.redispatch, set()
         for q in queues:
             if not q.deleted and q.ready and q.consumers:
                 self.contained("dispatch", q.dispatch)
+        if self.routing:
+            self.contained("dead-letter routing", self._route_slice)
+            if self.routing or self.redispatch:
+                self.on_redispatch()  # another turn
+
+    def _route_slice(self) -> None:
+        task, resume = self.routing[0]
+        if not task.step():
+            return
+        self.routing.popleft()
+        task.record(self.finished_routes)
+        try:
+            resume()
+        finally:
+            if not self.routing:
+                self.finished_routes.clear()
 
     def queues(self) -> list[Queue]:
         return [q for vhost in self.vhosts.values() for q in vhost.queues.values()]

@@ -227,8 +227,10 @@ class Channel:
         try:
             queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props), finished)
         except RouteDeferred as deferred:
-            self.connection.route_later(deferred.task, self, (
-                exchange, ex_raw, rk_raw, routing_key, mandatory, props, body))
+            conn = self.connection
+            conn.route_later(deferred.task, self, lambda: self.publish(
+                exchange, ex_raw, rk_raw, routing_key, mandatory, props, body,
+                conn.finished_routes))
             return 0
         broker = self.broker
         broker.published += 1

@@ -55,9 +55,6 @@ if TYPE_CHECKING:
     from .vhost import VHost
 
 _method_key = struct.Struct(">HH").unpack_from
-# Channel.publish's arguments before finished: exchange, its raw name, raw routing key,
-# routing key, mandatory, properties, body
-PublishArgs = tuple[str, bytes, bytes, str, int, bytes, bytes]
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -125,7 +122,8 @@ class Connection:
         self.on_resume: Callable[[], None] = _noop
         self.gate = SyncGate(broker.store, self._gate_released)
         # a publish whose topic match runs in slices (route_later), holding input
-        self.routing: tuple[TopicRouting, Channel, PublishArgs] | None = None
+        self.routing: (tuple[TopicRouting, Channel, Callable[[], object], tuple[int, int]]
+                       | None) = None
         self.finished_routes: Finished = {}  # its matches done so far
 
     # --- output --------------------------------------------------------------
@@ -590,11 +588,13 @@ class Connection:
         self.broker.connection_closed(self)
 
     # --- publishes routed in slices --------------------------------------------
-    def route_later(self, task: TopicRouting, ch: Channel, publish: PublishArgs) -> None:
-        """A publish's topic match needs more than one slice: hold this connection's
-        input (its later frames keep their turn) while the shell runs the match a slice
-        at a time (continue_routing), serving other connections in between."""
-        self.routing = (task, ch, publish)
+    def route_later(self, task: TopicRouting, ch: Channel, resume: Callable[[], object],
+                    method: tuple[int, int] = (60, 40)) -> None:
+        """A topic match needs more than one slice (a publish, or a tx.commit routing its
+        publishes): hold this connection's input (its later frames keep their turn) while
+        the shell runs the match a slice at a time (continue_routing), serving other
+        connections in between; then resume() redoes the method with the match done."""
+        self.routing = (task, ch, resume, method)
         self._held_input += 1
         self.paused = True
 
@@ -603,7 +603,7 @@ class Connection:
         (routing takes the finished match) and read input again."""
         if self.routing is None:
             return
-        task, ch, publish = self.routing
+        task, ch, resume, method = self.routing
         try:
             if not task.step():
                 return
@@ -611,9 +611,9 @@ class Connection:
             self.routing = None
             self._held_input -= 1
             if ch.state is ChannelState.OPEN:
-                ch.publish(*publish, self.finished_routes)  # may be deferred again
+                resume()  # may be deferred again
         except AMQPError as exc:
-            exc.with_method(60, 40)
+            exc.with_method(*method)
             if is_connection_error(exc.reply_code):
                 self.close_with(exc)
             elif ch.state is ChannelState.OPEN:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any
 
+from exchanges.topic import RouteDeferred
 from storage import StoreError
 
 from . import pipeline
@@ -18,6 +19,7 @@ from .protocol.methods import LongLongInt  # RabbitMQ sends the count as a long 
 
 if TYPE_CHECKING:
     from .queue import Message, Queue
+    from .vhost import VHost
 
 REJECTED, EXPIRED, MAXLEN = "rejected", "expired", "maxlen"
 
@@ -78,7 +80,6 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
     if ex is None:
         return  # RabbitMQ drops dead letters to a missing exchange
     broker = vhost.broker
-    pending = vhost.dead_letters
     for msg in msgs:
         try:
             body = broker.body_of(msg)
@@ -88,12 +89,37 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
             continue
         props, deaths = with_death(msg, queue, reason)
         routing_key = args.dead_letter_routing_key or msg.routing_key
-        targets = [q for q in vhost.route(ex, routing_key, lambda p=props: fast.message_headers(p))
-                   if not is_cycle(q.name, deaths)]
-        if targets:
-            pending.append((ex.name, routing_key, props, body, targets))
+        _route(vhost, ex.name, routing_key, props, body, deaths)
+    _drain(vhost)
+
+
+def _route(vhost: VHost, exchange: str, routing_key: str, props: bytes, body: bytes,
+           deaths: list[dict[str, Any]]) -> None:
+    """Route one dead letter onto the vhost's pending list; a topic match longer than
+    one slice runs a slice at a time off the broker's redispatch turns (nobody waits for
+    it), and the dead letter follows once it is done."""
+    ex = vhost.exchanges.get(exchange)
+    if ex is None:
+        return
+    broker = vhost.broker
+    try:
+        routed = vhost.route(ex, routing_key, lambda: fast.message_headers(props),
+                             broker.finished_routes)
+    except RouteDeferred as deferred:
+        def resume() -> None:
+            _route(vhost, exchange, routing_key, props, body, deaths)
+            _drain(vhost)
+        broker.route_soon(deferred.task, resume)
+        return
+    targets = [q for q in routed if not is_cycle(q.name, deaths)]
+    if targets:
+        vhost.dead_letters.append((exchange, routing_key, props, body, targets))
+
+
+def _drain(vhost: VHost) -> None:
     if vhost.dead_lettering:
         return  # an outer call is draining the queue of dead letters
+    pending = vhost.dead_letters
     vhost.dead_lettering = True
     try:
         while pending:

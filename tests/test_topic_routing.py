@@ -411,13 +411,47 @@ def test_connection_closed_while_routing_drops_the_match(small_slices: None) -> 
     assert all(not ready(broker, f"adv{i}") for i in range(10))
 
 
-def test_tx_commit_routes_long_matches_at_once(small_slices: None) -> None:
+def test_tx_commit_routes_long_matches_in_slices(small_slices: None) -> None:
     broker, _ = adversarial_broker()
-    publisher = Client(broker)
+    publisher, other = Client(broker), Client(broker)
     publisher.open_channel()
+    other.open_channel()
     publisher.send(commands.Tx.Select(), 1)
+    publisher.frames()
     publisher.publish(1, "adv", BAD_KEY, b"m")
-    publisher.send(commands.Tx.Commit(), 1)
-    assert publisher.conn.routing is None
-    assert of_type(publisher.frames(), commands.Tx.CommitOk)
+    publisher.send_many([publisher.encode(commands.Tx.Commit(), 1),
+                         publisher.encode(commands.Basic.Qos(prefetch_count=3), 1)])
+    assert publisher.conn.routing is not None  # the commit waits for its match
+    assert publisher.frames() == []
+    assert all(not ready(broker, f"adv{i}") for i in range(10))  # nothing half-committed
+    other.send(commands.Basic.Qos(prefetch_count=1), 1)  # others are served meanwhile
+    assert of_type(other.frames(), commands.Basic.QosOk)
+    slices = 0
+    while publisher.conn.routing is not None:
+        publisher.conn.continue_routing()
+        slices += 1
+    assert slices > 1
+    kinds = [type(v) for _, v in publisher.frames()]
+    assert kinds == [commands.Tx.CommitOk, commands.Basic.QosOk]  # in order
     assert any(ready(broker, f"adv{i}") for i in range(10))
+
+
+def test_dead_letters_route_long_matches_in_slices(small_slices: None) -> None:
+    """A dead letter into the adversarial exchange holds nobody: its match runs a slice per
+    redispatch turn of the broker, and the dead letter arrives once it is done."""
+    broker, setup = adversarial_broker()
+    setup.send(commands.Queue.Declare(queue="dl-src", arguments={
+        "x-dead-letter-exchange": "adv", "x-dead-letter-routing-key": BAD_KEY}), 1)
+    setup.publish(1, "", "dl-src", b"dead")
+    setup.send(commands.Basic.Get(queue="dl-src"), 1)
+    (_, ok), = of_type(setup.frames(), commands.Basic.GetOk)
+    setup.send(commands.Basic.Reject(delivery_tag=ok.delivery_tag, requeue=False), 1)
+    assert not of_type(setup.frames(), (commands.Channel.Close, commands.Connection.Close))
+    assert broker.routing  # the match waits for the broker's turns, not on this connection
+    assert all(not ready(broker, f"adv{i}") for i in range(10))
+    turns = 0
+    while broker.routing:
+        broker.run_redispatch()
+        turns += 1
+    assert turns > 1
+    assert ready(broker, "adv0")  # bound with '#': every dead letter reaches it

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from exchanges.topic import RouteDeferred
+
 from ..channel import Channel, Handler
+from ..protocol import fast
 from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 
 
@@ -22,12 +25,27 @@ def _require_tx(ch: Channel, method_id: int) -> None:
 
 def commit(ch: Channel, args: dict[str, Any]) -> None:
     _require_tx(ch, 20)
+    conn = ch.connection
+    finished = conn.finished_routes
+    vhost = ch.vhost
+    # Route every publish first, a long topic match in slices while other connections are
+    # served (this connection's input waits, then the commit is made again); the commit
+    # itself then runs at once with every match done.
+    for exchange, _ex_raw, _rk_raw, routing_key, _mandatory, props, _body in ch.tx_publishes:
+        ex = vhost.exchanges.get(exchange)
+        if ex is None:
+            continue  # publish raises the 404 below
+        try:
+            vhost.route(ex, routing_key, lambda p=props: fast.message_headers(p), finished)
+        except RouteDeferred as deferred:
+            conn.route_later(deferred.task, ch, lambda: commit(ch, args), (90, 20))
+            return
     publishes, settles = ch.tx_publishes, ch.tx_settles
     ch.tx_publishes, ch.tx_settles = [], []
     token = 0
     for exchange, ex_raw, rk_raw, routing_key, mandatory, props, body in publishes:
         token = max(token, ch.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, props,
-                                      body))
+                                      body, finished))
     for taken, action in settles:
         ch.apply_settle(taken, action)
     # commit-ok means what a publisher confirm means: the persistent messages are on disk
