@@ -18,15 +18,13 @@ from exchanges.topic import Finished, RouteDeferred
 
 from . import pipeline, reply_to
 from .protocol import fast
+from .protocol.assembler import Command, ContentAssembler
 from .protocol.errors import (
     ACCESS_REFUSED,
-    FRAME_ERROR,
     INTERNAL_ERROR,
     NO_ROUTE,
     NOT_FOUND,
-    NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
-    UNEXPECTED_FRAME,
     AMQPError,
 )
 from .protocol.frames import method_frame
@@ -56,14 +54,8 @@ class Channel:
         self.store = connection.broker.store
         self.number = number
         self.state = ChannelState.OPEN
-        # content assembly: (exchange raw, routing key raw, exchange, key, flags)
-        self._publish: tuple[bytes, bytes, str, str, int] | None = None
-        self._props = b""
-        self._body_size = 0
-        self._body: list[bytes] = []
-        self._received = 0
-        self._last_props = b""
-        self._last_names = (b"", b"")
+        # method, header and body frames -> one publish (protocol.assembler)
+        self.content = ContentAssembler(connection.broker.config.max_message_size)
         # consumers and deliveries
         self.consumers: dict[str, Consumer] = {}
         self.prefetch_count = 0  # per consumer, for consumers created later
@@ -115,83 +107,31 @@ class Channel:
             return
         self.connection.write(frame)
 
-    # --- content assembly ----------------------------------------------------
+    # --- content assembly (protocol.assembler) ------------------------------
     def on_publish(self, payload: bytes) -> None:
-        if self._publish is not None:
-            raise AMQPError(UNEXPECTED_FRAME, "expected content header for class 60, got "
-                            "non content header frame instead", 60, 40)
-        exchange, routing_key, bits = fast.decode_publish(payload)
-        if bits & 2:
-            raise AMQPError(NOT_IMPLEMENTED, "immediate=true", 60, 40)
-        n = payload[6]
-        ex_raw = payload[6: 7 + n]
-        rk_raw = payload[7 + n: 8 + n + payload[7 + n]]
-        # consecutive publishes usually repeat exchange and key: share the bytes objects
-        last = self._last_names
-        if ex_raw == last[0]:
-            ex_raw = last[0]
-        if rk_raw == last[1]:
-            rk_raw = last[1]
-        else:
-            self._last_names = (ex_raw, rk_raw)
-        self._publish = (ex_raw, rk_raw, exchange, routing_key, bits & 1)
-        self._body_size = -1  # awaiting the content header
+        self.content.publish(payload)
 
     def on_header(self, payload: bytes) -> None:
-        if self._publish is None or self._body_size != -1:
-            raise AMQPError(UNEXPECTED_FRAME, "unexpected content header frame")
-        class_id, body_size, props = fast.decode_content_header(payload)
-        if class_id != 60:
-            raise AMQPError(FRAME_ERROR, f"content header class {class_id} is not basic")
-        if body_size > self.broker.config.max_message_size:
-            self._publish = None
-            raise AMQPError(PRECONDITION_FAILED, f"message size {body_size} is larger than "
-                            f"configured max size {self.broker.config.max_message_size}", 60, 40)
-        # identical properties on consecutive messages share one bytes object
-        if props == self._last_props:
-            props = self._last_props
-        else:
-            fast.check_properties(props)
-            self._last_props = props
-        self._props = props
-        self._body_size = body_size
-        self._received = 0
-        if body_size == 0:
-            self._complete(b"")
-        else:
-            self._body = []
+        command = self.content.header(payload)
+        if command is not None:
+            self._complete(command)
 
     def on_body(self, payload: bytes) -> None:
-        if self._publish is None or self._body_size <= 0:
-            raise AMQPError(UNEXPECTED_FRAME, "unexpected content body frame")
-        self._received += len(payload)
-        if self._received > self._body_size:
-            raise AMQPError(FRAME_ERROR, "content body exceeds the size in its header")
-        if self._received == self._body_size:
-            if self._body:
-                self._body.append(payload)
-                body = b"".join(self._body)
-                self._body = []
-            else:
-                body = payload
-            self._complete(body)
-        else:
-            self._body.append(payload)
+        command = self.content.body(payload)
+        if command is not None:
+            self._complete(command)
 
     def expecting_content(self) -> bool:
-        return self._publish is not None
+        return self.content.expecting_content
 
-    def _complete(self, body: bytes) -> None:
-        assert self._publish is not None
-        ex_raw, rk_raw, exchange, routing_key, mandatory = self._publish
-        self._publish = None
-        self._body_size = 0
+    def _complete(self, command: Command) -> None:
+        ex_raw, rk_raw, exchange, routing_key, mandatory, props, body = command
         if self.tx_mode:
             self.get_exchange_for_publish(exchange)
             self.tx_publishes.append((exchange, ex_raw, rk_raw, routing_key, mandatory,
-                                      self._props, body))
+                                      props, body))
             return
-        self.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, self._props, body,
+        self.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, props, body,
                      self.connection.finished_routes)
 
     # --- publish -------------------------------------------------------------
