@@ -22,11 +22,12 @@ if TYPE_CHECKING:
 
 def publish(vhost: VHost, exchange: str, exchange_raw: bytes, routing_key: str,
             routing_key_raw: bytes, props: bytes, body: bytes, queues: Collection[Queue],
-            expires: float | None = None) -> tuple[int, bool, bool]:
+            expires: float | None = None, now: float | None = None) -> tuple[int, bool, bool]:
     """Enqueue a routed message on queues (routing and alternates are done).
 
-    expires is a per-message TTL in seconds (the expiration property). Returns (store
-    token a confirm waits for, whether some queue refused it, whether some queue took it).
+    expires is a per-message TTL in seconds (the expiration property), counted from now
+    (monotonic seconds; the current time when None). Returns (store token a confirm waits
+    for, whether some queue refused it, whether some queue took it).
     """
     refused = False
     broker = vhost.broker
@@ -43,7 +44,8 @@ def publish(vhost: VHost, exchange: str, exchange_raw: bytes, routing_key: str,
     msg = queue_model.Message(broker.next_msg_id(), exchange_raw, routing_key_raw, props, body,
                               len(body))
     if expires is not None or vhost.expiring_queues:
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         msg.ttl = (now, None if expires is None else now + expires)
     token = 0
     if fast.delivery_mode(props) == 2:

@@ -15,6 +15,7 @@ from amqp_broker.config import Config
 from amqp_broker.protocol import fast
 from amqp_broker.queue import Message, Queue
 from amqp_broker.vhost import VHost
+from tests.test_queue import publish  # the one publish path, as Channel.publish uses it
 
 CLIENT = object()
 TTL = 60  # seconds: the queues' own expiry checks (real clock) never fire in a test
@@ -35,26 +36,6 @@ def dlx_setup(vhost: VHost, **arguments: Any) -> tuple[Queue, Queue]:
     vhost.bind(ex, dlq, "", {})
     q = declare(vhost, "q", **{"x-dead-letter-exchange": "dlx", **arguments})
     return q, dlq
-
-
-def publish(vhost: VHost, routing_key: str, body: bytes, exchange: str = "",
-            props: bytes = b"", expiration: float | None = None) -> list[Queue]:
-    """What Channel.publish does after decoding (see tests/test_queue.py)."""
-    broker = vhost.broker
-    ex = vhost.exchanges[exchange]
-    queues = list(vhost.route(ex, routing_key, lambda: fast.message_headers(props)))
-    accepting = [q for q in queues if not q.refuses(len(body))]
-    for q in queues:
-        if q not in accepting:
-            q.refused(ex.name, routing_key, props, body)
-    if accepting:
-        msg = Message(broker.next_msg_id(), fast.shortstr(exchange), fast.shortstr(routing_key),
-                      props, body, len(body))
-        now = time.monotonic()
-        msg.ttl = (now, None if expiration is None else now + expiration)
-        for q in accepting:
-            q.enqueue(msg)
-    return accepting
 
 
 def reject(q: Queue) -> Message:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from amqp_broker import pipeline
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.protocol import fast
@@ -96,24 +97,15 @@ def declare(vhost: VHost, name: str, **arguments: Any) -> Queue:
 def publish(vhost: VHost, routing_key: str, body: bytes, exchange: str = "",
             props: bytes = b"", at: float | None = None,
             expiration: float | None = None) -> list[Queue]:
-    """What Channel.publish does after decoding: route, let reject-publish queues refuse,
-    enqueue one shared Message. `at` is the publish time (monotonic seconds) a TTL counts
-    from; `expiration` a per-message TTL in seconds. Returns the queues that took it."""
-    broker = vhost.broker
+    """What Channel.publish does after decoding: route, then the one publish pipeline
+    (overflow, TTL stamp, enqueue). `at` is the publish time (monotonic seconds) a TTL
+    counts from; `expiration` a per-message TTL in seconds. Returns the queues that
+    take it (those whose overflow policy does not refuse it)."""
     ex = vhost.exchanges[exchange]
     queues = list(vhost.route(ex, routing_key, lambda: fast.message_headers(props)))
     accepting = [q for q in queues if not q.refuses(len(body))]
-    for q in queues:
-        if q not in accepting:
-            q.refused(ex.name, routing_key, props, body)
-    if accepting:
-        msg = Message(broker.next_msg_id(), fast.shortstr(exchange), fast.shortstr(routing_key),
-                      props, body, len(body))
-        if at is not None or expiration is not None:
-            start = time.monotonic() if at is None else at
-            msg.ttl = (start, None if expiration is None else start + expiration)
-        for q in accepting:
-            q.enqueue(msg)
+    pipeline.publish(vhost, exchange, fast.shortstr(exchange), routing_key,
+                     fast.shortstr(routing_key), props, body, queues, expiration, now=at)
     return accepting
 
 
