@@ -20,7 +20,7 @@ from exchanges.topic import Finished, TopicRouting
 from . import __version__
 from .channel import ACK, Channel, ChannelState
 from .handlers import HANDLERS
-from .protocol import fast
+from .protocol import fast, sasl
 from .protocol.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -46,7 +46,7 @@ from .protocol.frames import (
     content_frames,
     method_frame,
 )
-from .protocol.methods import METHODS, decode_method, decode_table, encode_method
+from .protocol.methods import METHODS, decode_method, encode_method
 from .syncgate import Release, SyncGate
 
 if TYPE_CHECKING:
@@ -314,7 +314,7 @@ class Connection:
             "capabilities": CAPABILITIES,
         }
         self.send_method(0, (10, 10), version_major=0, version_minor=9, server_properties=props,
-                         mechanisms=b"PLAIN AMQPLAIN", locales=b"en_US")
+                         mechanisms=sasl.MECHANISMS, locales=b"en_US")
         return rest
 
     def _reject_header(self) -> None:
@@ -486,7 +486,7 @@ class Connection:
         self.client_properties = props if isinstance(props, dict) else {}
         mechanism = args["mechanism"]
         try:
-            user, password = _login(mechanism, args["response"])
+            user, password = sasl.login(mechanism, args["response"])
         except ValueError as exc:
             # a start-ok the client got wrong is a protocol error of the handshake, as in
             # RabbitMQ: logged once, the socket closed without a connection.close
@@ -634,36 +634,6 @@ class Connection:
 
     def send_heartbeat(self) -> None:
         self.write(HEARTBEAT_FRAME)
-
-
-def _login(mechanism: str, response: bytes) -> tuple[bytes, bytes]:
-    """(user, password) from a start-ok response, read as RabbitMQ reads it; ValueError
-    with the reason when the response (or the mechanism) is not one it accepts."""
-    if mechanism == "PLAIN":
-        parts = response.split(b"\x00")
-        if len(parts) != 3:
-            raise ValueError("PLAIN response invalid (expected \\0user\\0password)")
-        if parts[0]:
-            # an authorization identity: RabbitMQ has none, and refuses even the user's own
-            raise ValueError("PLAIN response invalid: authorization identity "
-                             f"{parts[0].decode('utf-8', 'replace')!r} not supported")
-        return parts[1], parts[2]
-    if mechanism == "AMQPLAIN":
-        try:
-            table, _ = decode_table(struct.pack(">I", len(response)) + response, 0)
-        except AMQPError:
-            raise ValueError("AMQPLAIN response is not a field table") from None
-        except RecursionError:
-            raise ValueError("AMQPLAIN response nested too deep") from None
-        user, password = table.get("LOGIN"), table.get("PASSWORD")
-        if not isinstance(user, str | bytes) or not isinstance(password, str | bytes):
-            raise ValueError("AMQPLAIN auth info is missing LOGIN or PASSWORD field")
-        return _as_bytes(user), _as_bytes(password)
-    raise ValueError(f"unknown authentication mechanism {mechanism!r}")
-
-
-def _as_bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
 
 
 def _noop() -> None:
