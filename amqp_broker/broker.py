@@ -12,8 +12,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Collection
-from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -24,13 +23,9 @@ from storage.base import RecoveredMessage
 from . import reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
-from .protocol.errors import PRECONDITION_FAILED, AMQPError
 from .protocol.fast import shortstr
 from .queue import MESSAGE_OVERHEAD, PAGEABLE, STORED, Message, Queue
 from .vhost import VHost, binding_store_key
-
-if TYPE_CHECKING:
-    from .connection import Connection
 
 
 def is_loopback(host: str) -> bool:
@@ -45,6 +40,20 @@ def is_loopback(host: str) -> bool:
     return addr.is_loopback
 
 
+class Session(Protocol):
+    """What the broker knows of a client connection (the session layer implements it):
+    enough to account memory, apply timeouts and end alarms, nothing more."""
+
+    def held_bytes(self) -> int:
+        """Bytes it holds in buffers and unacknowledged deliveries."""
+
+    def check_consumer_timeouts(self, now: float, timeout: float) -> None:
+        """Close its channels whose oldest unacked delivery is older than timeout."""
+
+    def alarm_cleared(self) -> None:
+        """Every resource alarm cleared."""
+
+
 class Broker:
     def __init__(self, config: Config, store: MessageStore | None = None) -> None:
         self.config = config
@@ -55,7 +64,7 @@ class Broker:
         self.vhosts: dict[str, VHost] = {}
         for name in (config.default_vhost, *config.vhosts):
             self.vhosts[name] = VHost(self, name)
-        self.connections: set[Connection] = set()
+        self.connections: set[Session] = set()  # open client sessions (connections)
         self._msg_id = 0
         self._recovering = False
         # plain counters, rendered by the metrics collector at scrape time
@@ -241,22 +250,16 @@ class Broker:
                           vhost=q.vhost.name, queue=q.name, messages=count)
 
     # --- lifecycle hooks -----------------------------------------------------
-    def connection_opened(self, conn: Connection) -> None:
-        self.connections.add(conn)
+    def session_opened(self, session: Session) -> None:
+        self.connections.add(session)
         self.connections_opened += 1
-        self.log.info("connection opened", peer=_peer(conn), user=conn.user,
-                      vhost=conn.vhost.name,
-                      client=_client_name(conn.client_properties))
 
-    def connection_closed(self, conn: Connection) -> None:
-        if conn in self.connections:
-            self.connections.discard(conn)
-            self.log.info("connection closed", peer=_peer(conn), user=conn.user,
-                          vhost=conn.vhost.name if conn.vhost else None,
-                          reason=conn.close_reason)
-        else:
-            self.log.debug("connection closed before open", peer=_peer(conn),
-                           reason=conn.close_reason)
+    def session_closed(self, session: Session) -> bool:
+        """Forget a session; False when it never opened (closed during the handshake)."""
+        if session not in self.connections:
+            return False
+        self.connections.discard(session)
+        return True
 
     def sweep(self, now: float) -> None:
         """Expire messages at queue heads, delete queues unused past x-expires, and
@@ -298,19 +301,8 @@ class Broker:
                 self.log.exception("internal error contained", during=what)
 
     def _check_consumer_timeouts(self, now: float) -> None:
-        timeout = self.config.consumer_timeout
-        for conn in list(self.connections):
-            for ch in list(conn.channels.values()):
-                since = ch.oldest_unacked_since(now)
-                if since is not None and now - since > timeout:
-                    millis = int(timeout * 1000)
-                    self.log.warning("consumer timeout", peer=_peer(conn), channel=ch.number,
-                                     timeout_ms=millis)
-                    conn.close_channel(ch, AMQPError(
-                        PRECONDITION_FAILED,
-                        f"delivery acknowledgement on channel {ch.number} timed out. Timeout "
-                        f"value used: {millis} ms. This timeout value can be configured, see "
-                        "consumers doc guide to learn more"))
+        for session in list(self.connections):
+            session.check_consumer_timeouts(now, self.config.consumer_timeout)
 
     def dispatch_soon(self, q: Queue) -> None:
         if not self.redispatch and not self.routing:
@@ -360,11 +352,8 @@ class Broker:
         for vhost in self.vhosts.values():
             for q in vhost.queues.values():
                 held += q.ram_bytes + len(q.ready) * MESSAGE_OVERHEAD
-        for conn in self.connections:
-            held += conn.buffered_bytes()
-            for ch in conn.channels.values():
-                if ch.unacked:
-                    held += _unacked_estimate(ch.unacked)
+        for session in self.connections:
+            held += session.held_bytes()
         return held
 
     def alarm_reason(self) -> str:
@@ -386,47 +375,15 @@ class Broker:
             self.log.warning("resource alarms changed", alarms=sorted(alarms), **details)
         else:
             self.log.info("resource alarm cleared: unblocking publishers", **details)
-            for conn in list(self.connections):
-                conn.alarm_cleared()
+            for session in list(self.connections):
+                session.alarm_cleared()
 
 
 def _noop() -> None:
     return None
 
 
-UNACKED_SAMPLE = 32
-
-
-def _unacked_estimate(unacked: dict[int, Any]) -> int:
-    """RAM held by a channel's unacknowledged deliveries, from the bodies of the
-    oldest few (bodies paged out count nothing): O(UNACKED_SAMPLE), not O(unacked)."""
-    n = len(unacked)
-    body = seen = 0
-    for msg, _queue, _consumer in islice(unacked.values(), UNACKED_SAMPLE):
-        seen += 1
-        if msg.body is not None:
-            body += msg.body_size
-    return n * MESSAGE_OVERHEAD + body * n // seen
-
-
 def _release_memory() -> None:
     """Give the recovery's temporary objects back to the OS (glibc keeps freed heap)."""
     gc.collect()
     trim_memory()
-
-
-def _peer(conn: Connection) -> str:
-    if not conn.peer:
-        return "-"
-    host, port = conn.peer[0], conn.peer[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _client_name(props: dict[str, Any]) -> str:
-    product = props.get("product", "")
-    version = props.get("version", "")
-    if isinstance(product, bytes):
-        product = product.decode("utf-8", "replace")
-    if isinstance(version, bytes):
-        version = version.decode("utf-8", "replace")
-    return f"{product} {version}".strip()

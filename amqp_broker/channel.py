@@ -12,6 +12,7 @@ import enum
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from exchanges.topic import Finished, RouteDeferred
@@ -29,12 +30,13 @@ from .protocol.errors import (
 )
 from .protocol.frames import method_frame
 from .protocol.methods import encode_method
-from .queue import Consumer, Message, Queue
+from .queue import MESSAGE_OVERHEAD, Consumer, Message, Queue
 
 if TYPE_CHECKING:
     from .connection import Connection
 
 ACK, DROP, REQUEUE = 0, 1, 2
+UNACKED_SAMPLE = 32  # deliveries sampled to estimate what a channel's unacked ones hold
 _NACK = -1  # confirm token of a publish an overflow policy refused
 
 Delivery = tuple[Message, Queue, "Consumer | None"]
@@ -406,6 +408,18 @@ class Channel:
         for queue in {c.queue for c in self.consumers.values()}:
             if queue.ready:
                 queue.dispatch()
+
+    def unacked_bytes_estimate(self) -> int:
+        """RAM held by the unacknowledged deliveries, from the bodies of the oldest few
+        (bodies paged out count nothing): O(UNACKED_SAMPLE), not O(unacked)."""
+        unacked = self.unacked
+        n = len(unacked)
+        body = seen = 0
+        for msg, _queue, _consumer in islice(unacked.values(), UNACKED_SAMPLE):
+            seen += 1
+            if msg.body is not None:
+                body += msg.body_size
+        return n * MESSAGE_OVERHEAD + (body * n // seen if seen else 0)
 
     def oldest_unacked_since(self, now: float) -> float | None:
         """No earlier than this the oldest unacked delivery was made (None: none)."""

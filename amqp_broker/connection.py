@@ -29,6 +29,7 @@ from .protocol.errors import (
     FRAME_ERROR,
     INTERNAL_ERROR,
     NOT_ALLOWED,
+    PRECONDITION_FAILED,
     SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
@@ -213,8 +214,31 @@ class Connection:
         return self.throttled or self.alarm_blocked
 
     def buffered_bytes(self) -> int:
-        """Bytes this connection holds in its buffers (memory alarm)."""
+        """Bytes this connection holds in its buffers."""
         return self.out_size + self.in_flight + len(self.reader)
+
+    def held_bytes(self) -> int:
+        """Bytes held for this client, buffers and unacked deliveries (memory alarm)."""
+        held = self.buffered_bytes()
+        for ch in self.channels.values():
+            if ch.unacked:
+                held += ch.unacked_bytes_estimate()
+        return held
+
+    def check_consumer_timeouts(self, now: float, timeout: float) -> None:
+        """Close each channel whose oldest unacked delivery is older than timeout, with
+        RabbitMQ's 406 text (consumer_timeout)."""
+        for ch in list(self.channels.values()):
+            since = ch.oldest_unacked_since(now)
+            if since is not None and now - since > timeout:
+                millis = int(timeout * 1000)
+                self.broker.log.warning("consumer timeout", peer=_peer(self),
+                                        channel=ch.number, timeout_ms=millis)
+                self.close_channel(ch, AMQPError(
+                    PRECONDITION_FAILED,
+                    f"delivery acknowledgement on channel {ch.number} timed out. Timeout "
+                    f"value used: {millis} ms. This timeout value can be configured, see "
+                    "consumers doc guide to learn more"))
 
     def take_output(self) -> bytes:
         """Everything queued for the socket, as one buffer."""
@@ -532,7 +556,9 @@ class Connection:
         self.vhost = vhost
         self.state = ConnState.OPEN
         self.send_method(0, (10, 41), reserved_1="")
-        self.broker.connection_opened(self)
+        self.broker.session_opened(self)
+        self.broker.log.info("connection opened", peer=_peer(self), user=self.user,
+                             vhost=vhost.name, client=_client_name(self.client_properties))
 
     # --- closing -------------------------------------------------------------
     def close_with(self, exc: AMQPError) -> None:
@@ -585,7 +611,13 @@ class Connection:
             self.close_reason = "connection lost"
         self._release()
         self.state = ConnState.CLOSED
-        self.broker.connection_closed(self)
+        if self.broker.session_closed(self):
+            self.broker.log.info("connection closed", peer=_peer(self), user=self.user,
+                                 vhost=self.vhost.name if self.vhost else None,
+                                 reason=self.close_reason)
+        else:
+            self.broker.log.debug("connection closed before open", peer=_peer(self),
+                                  reason=self.close_reason)
 
     # --- publishes routed in slices --------------------------------------------
     def route_later(self, task: TopicRouting, ch: Channel, resume: Callable[[], object],
@@ -634,6 +666,23 @@ class Connection:
 
     def send_heartbeat(self) -> None:
         self.write(HEARTBEAT_FRAME)
+
+
+def _peer(conn: Connection) -> str:
+    if not conn.peer:
+        return "-"
+    host, port = conn.peer[0], conn.peer[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _client_name(props: dict[str, Any]) -> str:
+    product = props.get("product", "")
+    version = props.get("version", "")
+    if isinstance(product, bytes):
+        product = product.decode("utf-8", "replace")
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
+    return f"{product} {version}".strip()
 
 
 def _noop() -> None:

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .connection import Connection
+
 if TYPE_CHECKING:
     from .broker import Broker
 
@@ -29,7 +31,7 @@ class BrokerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         b = self.broker
-        conns = list(b.connections)
+        conns = [c for c in b.connections if isinstance(c, Connection)]
         channels = sum(len(c.channels) for c in conns)
         yield GaugeMetricFamily("amqp_broker_connections", "Open client connections",
                                 value=len(conns))

@@ -227,7 +227,7 @@ class Server:
                 return
 
     async def _shutdown_connections(self) -> None:
-        conns = list(self.broker.connections)
+        conns = [c for c in self.broker.connections if isinstance(c, Connection)]
         for conn in conns:
             conn.force_close("broker shutdown")
         deadline = time.monotonic() + 2.0
