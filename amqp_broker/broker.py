@@ -78,8 +78,7 @@ class Broker:
         # the store holds more unsynced bodies than max_unsynced_bytes: connections that
         # publish wait for the next group commit before more of their input is read
         self.store_backlogged = False
-        self._unsynced_limit = (config.max_unsynced_bytes
-                                if hasattr(self.store, "unsynced_bytes") else 0)
+        self._unsynced_limit = config.max_unsynced_bytes
         self.replies = reply_to.Registry()  # direct reply-to consumers
         self._next_ack_check = 0.0
         # queues to dispatch again soon (paged-out reads are bounded per call); the
@@ -142,7 +141,7 @@ class Broker:
                                    durable)
         msg.stored = PAGEABLE if len(durable) == len(queues) else STORED
         if self._unsynced_limit and not self.store_backlogged and (
-                self.store.unsynced_bytes > self._unsynced_limit):  # type: ignore[attr-defined]
+                self.store.unsynced_bytes > self._unsynced_limit):
             self.store_backlogged = True
             self.store.on_sync(self._store_caught_up)
         return token
@@ -328,10 +327,10 @@ class Broker:
                 self.on_redispatch()  # another turn
 
     def _route_slice(self) -> None:
-        task, resume = self.routing[0]
+        task, resume = self.routing.popleft()  # one that raises is dropped, not retried
         if not task.step():
+            self.routing.appendleft((task, resume))
             return
-        self.routing.popleft()
         task.record(self.finished_routes)
         try:
             resume()
@@ -348,7 +347,7 @@ class Broker:
         checked against: bodies in RAM and a per-message overhead of ready messages, an
         estimate for unacknowledged deliveries, what connections buffer in and out, and
         bodies the store has not fsync'd yet. Plain counters; no walk over messages."""
-        held: int = getattr(self.store, "unsynced_bytes", 0)
+        held = self.store.unsynced_bytes
         for vhost in self.vhosts.values():
             for q in vhost.queues.values():
                 held += q.ram_bytes + len(q.ready) * MESSAGE_OVERHEAD

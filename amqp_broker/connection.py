@@ -168,12 +168,16 @@ class Connection:
         """After the gate let replies out: send confirms, resume held input."""
         if self.state is ConnState.CLOSED:
             return
+        self._flush_confirms_due()
+        self.flush()
+        self._maybe_resume()
+
+    def _flush_confirms_due(self) -> None:
+        """Confirms that became ready go out, one multiple=true basic.ack per channel."""
         if self.confirms_due:
             for ch in self.confirms_due:
                 ch.flush_confirms()
             self.confirms_due.clear()
-        self.flush()
-        self._maybe_resume()
 
     def _maybe_resume(self) -> None:
         """Read input again once nothing holds it any more."""
@@ -277,10 +281,6 @@ class Connection:
     def closed(self) -> bool:
         return self.state is ConnState.CLOSED
 
-    def _closed_now(self) -> bool:
-        # a method, so type checkers do not narrow self.state across frame handling
-        return self.state is ConnState.CLOSED
-
     # --- input ---------------------------------------------------------------
     def receive(self, data: bytes) -> None:
         """Process bytes from the socket; never raises."""
@@ -298,7 +298,7 @@ class Connection:
                 return
             for frame_type, channel, payload in self.reader.feed(data):
                 self._frame(frame_type, channel, payload)
-                if self.paused or self._closed_now():
+                if self.paused or self.closed:
                     break
         except AMQPError as exc:
             if exc.reply_code == FRAME_ERROR:
@@ -309,10 +309,7 @@ class Connection:
         except Exception as exc:  # a bug must cost one connection, not the broker
             self.broker.log.exception("internal error handling frame", peer=self.peer)
             self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
-        if self.confirms_due:
-            for ch in self.confirms_due:
-                ch.flush_confirms()
-            self.confirms_due.clear()
+        self._flush_confirms_due()
         if self.broker.store_backlogged and self.published != published:
             self._wait_for_store()
 

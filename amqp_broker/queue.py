@@ -223,6 +223,8 @@ class Queue:
         self.ready_bytes = 0  # bodies of ready messages, in RAM or paged out
         self.ram_bytes = 0  # bodies of ready messages held in RAM (memory alarm)
         self.limited = self.args.limited
+        # a length limit with a reject-publish overflow: publishes may be refused
+        self.refusing = self.limited and self.args.overflow != "drop-head"
         self.ttl = self.args.message_ttl / 1000 if self.args.message_ttl is not None else None
         self.may_expire = self.ttl is not None  # head may hold expired messages
         self.last_used = time.monotonic()
@@ -273,7 +275,7 @@ class Queue:
 
     def refuses(self, size: int) -> bool:
         """True when a reject-publish overflow policy turns a message away."""
-        return self.limited and self.args.overflow != "drop-head" and self._full(size)
+        return self.refusing and self._full(size)
 
     def refused(self, exchange_name: str, routing_key: str, props: bytes, body: bytes) -> None:
         if self.args.overflow == "reject-publish-dlx":
@@ -370,9 +372,7 @@ class Queue:
             self.expire()
         if not self.ready:
             return None
-        body = self.ready[0].body
-        if body is None:
-            body = self.vhost.broker.store.read_body(self.ready[0].msg_id)
+        body = self.vhost.broker.body_of(self.ready[0])
         msg, redelivered = self._pop()
         return msg, redelivered, body
 
@@ -456,7 +456,7 @@ class Queue:
         cannot read it: the message stays at the head until a later attempt."""
         msg = self.ready[0]
         try:
-            return self.vhost.broker.store.read_body(msg.msg_id)
+            return self.vhost.broker.body_of(msg)
         except StoreError as exc:
             if self._unreadable != msg.msg_id:
                 self._unreadable = msg.msg_id

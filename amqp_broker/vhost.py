@@ -204,7 +204,7 @@ class VHost:
         q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments,
                   args)
         self.queues[name] = q
-        if q.args.overflow != "drop-head" and q.limited:
+        if q.refusing:
             self.refusing_queues += 1
         if q.ttl is not None or q.args.expires is not None:
             self.expiring_queues.add(q)
@@ -261,7 +261,7 @@ class VHost:
         if q.persists:
             self.broker.save_definition(self.queue_key(q.name), None)
             self.broker.store.delete_queue(q.store_key)
-        if q.args.overflow != "drop-head" and q.limited:
+        if q.refusing:
             self.refusing_queues -= 1
         self.expiring_queues.discard(q)
         return count
@@ -334,12 +334,11 @@ class VHost:
         With finished (a publishing connection's), a topic match longer than one slice
         raises RouteDeferred instead of holding the event loop (route_in_slices).
         """
-        if ex is self.default_exchange:
+        if ex is self.default_exchange:  # the common case, kept short
             q = self.queues.get(routing_key)
             return (q,) if q is not None else ()
         headers = headers_of() if ex.needs_headers else None
-        found = (ex.table.route(routing_key, headers) if finished is None
-                 else route_in_slices(ex.table, routing_key, headers, finished))
+        found = self._own_route(ex, routing_key, headers, finished)
         if not ex.has_exchange_destinations and (found or "alternate-exchange" not in
                                                   ex.arguments):
             return found  # type: ignore[return-value]
@@ -358,16 +357,21 @@ class VHost:
                     queues.add(dest)
                 elif dest not in seen:
                     seen.add(dest)
-                    if dest is self.default_exchange:
-                        q = self.queues.get(routing_key)
-                        pending.append((dest, (q,) if q is not None else ()))
-                        continue
                     if dest.needs_headers and headers is None:
                         headers = headers_of()
-                    pending.append((dest, dest.table.route(routing_key, headers)
-                                    if finished is None else
-                                    route_in_slices(dest.table, routing_key, headers, finished)))
+                    pending.append((dest, self._own_route(dest, routing_key, headers, finished)))
         return queues
+
+    def _own_route(self, ex: Exchange, routing_key: str, headers: Any,
+                   finished: Finished | None) -> Iterable[Any]:
+        """What ex's own bindings match (the default exchange: the queue of that name);
+        with finished, a long topic match may raise RouteDeferred."""
+        if ex is self.default_exchange:
+            q = self.queues.get(routing_key)
+            return (q,) if q is not None else ()
+        if finished is None:
+            return ex.table.route(routing_key, headers)
+        return route_in_slices(ex.table, routing_key, headers, finished)
 
     def _alternate_of(self, ex: Exchange) -> Exchange | None:
         name = ex.arguments.get("alternate-exchange")

@@ -71,6 +71,8 @@ class MessageStore(ABC):
     failed: bool = False
     #: every token up to this one is on disk
     synced_token: int = 0
+    #: bytes of message bodies given to the store and not yet on disk (held in RAM)
+    unsynced_bytes: int = 0
 
     @abstractmethod
     def open(self) -> Recovery:
