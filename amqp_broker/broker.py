@@ -16,15 +16,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from exchanges.topic import Finished, TopicRouting
-from storage import MemoryStore, MessageStore
-from storage.base import RecoveredMessage
-
 from . import reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
+from .exchanges.topic import Finished, TopicRouting
 from .protocol.fast import shortstr
 from .queue import MESSAGE_OVERHEAD, PAGEABLE, STORED, Message, Queue
+from .storage import MemoryStore, MessageStore
+from .storage.base import RecoveredMessage
 from .vhost import VHost, binding_store_key
 
 

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from exchanges.topic import Finished, RouteDeferred
-
 from . import pipeline, reply_to
+from .exchanges.topic import Finished, RouteDeferred
 from .protocol import fast
 from .protocol.assembler import Command, ContentAssembler
 from .protocol.errors import (

@@ -115,9 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(argv)
     import structlog
 
-    from storage import StoreError
-
     from . import logs, server
+    from .storage import StoreError
     logs.configure(config.log_level, config.log_format)
     log = structlog.get_logger("amqp_broker")
     try:

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from exchanges.topic import Finished, TopicRouting
-
 from . import __version__
 from .channel import ACK, Channel, ChannelState
+from .exchanges.topic import Finished, TopicRouting
 from .handlers import HANDLERS
 from .protocol import fast, sasl
 from .protocol.errors import (

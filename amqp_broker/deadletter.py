@@ -9,13 +9,12 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any
 
-from exchanges.topic import RouteDeferred
-from storage import StoreError
-
 from . import pipeline
+from .exchanges.topic import RouteDeferred
 from .protocol import fast
 from .protocol.fast import shortstr
 from .protocol.methods import LongLongInt  # RabbitMQ sends the count as a long ('l')
+from .storage import StoreError
 
 if TYPE_CHECKING:
     from .queue import Message, Queue

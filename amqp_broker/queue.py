@@ -16,11 +16,10 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storage import StoreError
-
 from . import deadletter
 from .protocol import fast
 from .queue_args import QueueArgs
+from .storage import StoreError
 
 if TYPE_CHECKING:
     from .vhost import VHost

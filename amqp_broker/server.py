@@ -21,12 +21,11 @@ import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
 
-from storage import MemoryStore, MessageStore
-
 from .alarms import trim_memory
 from .broker import Broker
 from .config import Config
 from .connection import Connection, ConnState
+from .storage import MemoryStore, MessageStore
 
 HANDSHAKE_TIMEOUT = 10.0
 CLOSE_OK_TIMEOUT = 3.0
@@ -77,7 +76,7 @@ def raise_fd_limit() -> tuple[int, int]:
 def open_store(config: Config) -> MessageStore:
     if not config.data_dir:
         return MemoryStore()
-    from storage.disk import DiskStore
+    from .storage.disk import DiskStore
     return DiskStore(config.data_dir)
 
 

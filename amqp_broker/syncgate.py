@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from storage import MessageStore
+from .storage import MessageStore
 
 log = structlog.get_logger("amqp_broker")
 Release = Callable[[Any, bool], None]

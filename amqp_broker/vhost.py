@@ -13,12 +13,10 @@ from collections import deque
 from collections.abc import Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import exchanges
-from exchanges._table import freeze
-from exchanges.base import BindingError, ExchangeType
-from exchanges.topic import Finished, route_in_slices
-
-from . import queue_args, tables
+from . import exchanges, queue_args, tables
+from .exchanges._table import freeze
+from .exchanges.base import BindingError, ExchangeType
+from .exchanges.topic import Finished, route_in_slices
 from .protocol.errors import (
     ACCESS_REFUSED,
     COMMAND_INVALID,

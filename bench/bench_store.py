@@ -22,7 +22,7 @@ import anyio.lowlevel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from storage import DiskStore
+from amqp_broker.storage import DiskStore
 
 PROPS = b"\x10\x00\x02"
 QUEUE = "/:bench"

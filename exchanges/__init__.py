@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from exchanges.base import ExchangeType
-from exchanges.direct import DirectExchange
-from exchanges.fanout import FanoutExchange
-from exchanges.headers import HeadersExchange
-from exchanges.topic import TopicExchange
+from .base import ExchangeType
+from .direct import DirectExchange
+from .fanout import FanoutExchange
+from .headers import HeadersExchange
+from .topic import TopicExchange
 
 __all__ = [
     "TYPES",

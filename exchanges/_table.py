@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator
 from typing import Any
 
-from exchanges.base import Arguments
+from .base import Arguments
 
 Binding = tuple[Hashable, str, Arguments]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from exchanges._table import DestinationSet, TableExchange
-from exchanges.base import Arguments
+from ._table import DestinationSet, TableExchange
+from .base import Arguments
 
 
 class FanoutExchange(TableExchange):

@@ -17,8 +17,8 @@ from collections.abc import Hashable
 from decimal import Decimal
 from typing import Any
 
-from exchanges._table import TableExchange, freeze
-from exchanges.base import Arguments, BindingError
+from ._table import TableExchange, freeze
+from .base import Arguments, BindingError
 
 _NOWHERE: tuple[Hashable, ...] = ()
 _NO_HEADERS: Arguments = {}

@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Generator, Hashable, Iterable
 
-from exchanges._table import DestinationSet, TableExchange
-from exchanges.base import Arguments, ExchangeType
+from ._table import DestinationSet, TableExchange
+from .base import Arguments, ExchangeType
 
 _NOWHERE: tuple[Hashable, ...] = ()
 #: what route() returns: a shared tuple, read-only

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from amqp_broker.storage import MemoryStore
+from amqp_broker.storage.base import SyncCallback
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
 from pamqp.exceptions import UnmarshalingException
@@ -18,8 +20,6 @@ from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection
 from amqp_broker.protocol.methods import decode_method
-from storage import MemoryStore
-from storage.base import SyncCallback
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from amqp_broker.storage.disk import DiskStore
 from inproc import Client, make_broker
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
 
-from storage.disk import DiskStore
 from tests.helpers import RawClient
 from tests.test_flow_control import Pusher
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from amqp_broker.storage import MemoryStore
+from amqp_broker.storage.disk import DiskStore
 from inproc import Client, RawMethod, make_broker, of_type
 from pamqp import commands
 
@@ -20,8 +22,6 @@ from amqp_broker.broker import Broker
 from amqp_broker.protocol import fast
 from amqp_broker.protocol.frames import content_frames, method_frame
 from amqp_broker.protocol.methods import encode_method
-from storage import MemoryStore
-from storage.disk import DiskStore
 
 KEY = b"key.\xff".decode("utf-8", "surrogateescape")  # the wire bytes 6b 65 79 2e ff
 QUEUE = b"q-\xfe\xff".decode("utf-8", "surrogateescape")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from amqp_broker.storage import MemoryStore, StoreError
 from inproc import Client, ManualSyncStore, make_broker, of_type
 from pamqp import commands
-
-from storage import MemoryStore, StoreError
 
 
 def _setup(n_clients: int = 1) -> tuple[ManualSyncStore, list[Client]]:

@@ -14,9 +14,8 @@ from typing import Any
 
 import anyio
 import pytest
-
-from storage import DiskStore, Recovery, StoreError, disk
-from storage import segment as fmt
+from amqp_broker.storage import DiskStore, Recovery, StoreError, disk
+from amqp_broker.storage import segment as fmt
 
 PROPS = b"\x10\x00\x02"  # flags: delivery-mode, then 2 (persistent)
 

@@ -13,14 +13,8 @@ from functools import cache
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from inproc import Client, make_broker, of_type
-from pamqp import commands
-
-from amqp_broker.broker import Broker
-from exchanges import topic
-from exchanges.topic import (
+from amqp_broker.exchanges import topic
+from amqp_broker.exchanges.topic import (
     CACHE_SIZE,
     Finished,
     RouteDeferred,
@@ -30,6 +24,12 @@ from exchanges.topic import (
     route_in_slices,
     split_words,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from inproc import Client, make_broker, of_type
+from pamqp import commands
+
+from amqp_broker.broker import Broker
 
 
 def reference_match(pattern: str, key: str) -> bool:
@@ -268,7 +268,7 @@ def test_route_in_slices_defers_a_long_match(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_route_in_slices_routes_other_types_at_once() -> None:
-    from exchanges.direct import DirectExchange
+    from amqp_broker.exchanges.direct import DirectExchange
     direct = DirectExchange()
     direct.bind("q", "k", {})
     assert list(route_in_slices(direct, "k", None, {})) == ["q"]

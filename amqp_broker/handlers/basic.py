@@ -6,8 +6,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from storage import StoreError
-
 from .. import reply_to
 from ..channel import ACK, DROP, REQUEUE, Channel, Handler
 from ..protocol.errors import (
@@ -19,6 +17,7 @@ from ..protocol.errors import (
 )
 from ..protocol.fast import shortstr
 from ..queue import Consumer
+from ..storage import StoreError
 
 
 def qos(ch: Channel, args: dict[str, Any]) -> None:

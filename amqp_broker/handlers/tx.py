@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from exchanges.topic import RouteDeferred
-
 from ..channel import Channel, Handler
+from ..exchanges.topic import RouteDeferred
 from ..protocol import fast
 from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 
