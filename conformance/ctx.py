@@ -6,9 +6,7 @@ import base64
 import contextlib
 import datetime
 import decimal
-import os
 import re
-import signal
 import subprocess
 import time
 import uuid
@@ -16,6 +14,8 @@ from typing import Any
 
 import pika
 import pika.exceptions as pex
+
+from .childproc import stop_process
 
 
 def jsonable(value: Any) -> Any:
@@ -172,16 +172,7 @@ class Ctx:
 
     @staticmethod
     def stop_proc(proc: subprocess.Popen, grace: float = 5.0) -> None:
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_process(proc, grace, group=True)
 
     # --- teardown -----------------------------------------------------------------------------
     def cleanup(self) -> list[str]:
