@@ -81,8 +81,10 @@ def open_store(config: Config) -> MessageStore:
 
 
 class Server:
-    def __init__(self, config: Config, store: MessageStore | None = None) -> None:
+    def __init__(self, config: Config, store: MessageStore | None = None,
+                 handle_signals: bool = True) -> None:
         self.config = config
+        self.handle_signals = handle_signals  # False when embedded (amqp_broker.testing)
         self.broker = Broker(config, store if store is not None else open_store(config))
         self.log = self.broker.log
         self.port = config.port
@@ -103,7 +105,8 @@ class Server:
             tg.start_soon(self.broker.store.run)
             tg.start_soon(self._alarm_loop)
             tg.start_soon(self._redispatch_loop)
-            tg.start_soon(self._signals)
+            if self.handle_signals:
+                tg.start_soon(self._signals)
             if self.config.metrics_port:
                 from . import metrics
                 tg.start_soon(metrics.serve, self.broker, self.config.host or None,
