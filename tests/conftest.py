@@ -30,6 +30,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "time_limit(seconds): hard time limit for an integration test "
                    f"(default {DEFAULT_TEST_TIMEOUT}s)")
+    config.addinivalue_line(
+        "markers", "slow: takes tens of seconds (a venv, a build); runs in the normal suite, "
+                   "-m 'not slow' leaves it out")
 
 
 class TimeLimitExceeded(Exception):
