@@ -6,6 +6,11 @@ signal handler for a clean shutdown. Per connection, a ConnectionHandler runs
 one reader task feeding Connection.receive, one writer task sending whatever
 the connection queued as one buffer, and one timer task for heartbeats and the
 handshake and close-ok timeouts.
+
+With tls_port set, a second (amqps) listener feeds the same accept loop; its sockets go
+through a TLS handshake, bounded by tls.HANDSHAKE_TIMEOUT, before they get a
+ConnectionHandler. Plain sockets are handed over as they are: no TLS layer, no extra
+work per read.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -20,7 +26,9 @@ from typing import Any, cast
 import anyio
 from anyio.abc import ByteStream, Listener, SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.stapled import MultiListener
+from anyio.streams.tls import TLSAttribute, TLSStream
 
+from . import tls
 from .alarms import trim_memory
 from .broker import Broker
 from .config import Config
@@ -88,6 +96,9 @@ class Server:
         self.broker = Broker(config, store if store is not None else open_store(config))
         self.log = self.broker.log
         self.port = config.port
+        # the amqps listener's context, built (and its files checked) before anything starts
+        self.tls_context = tls.server_context(config) if tls.enabled(config) else None
+        self.tls_port: int | None = None  # the amqps port once listening
         self._stopping = False
         self._stop = anyio.Event()
         self.max_connections = max_connections_for(fd_limit())
@@ -98,8 +109,18 @@ class Server:
     async def run(self, ready: Callable[[Server], Any] | None = None) -> None:
         summary = self.broker.recover()
         self.log.info("recovered", data_dir=self.config.data_dir, **summary)
-        listener = await self._listen()
+        listener = await self._listen(self.config.host, self.config.port)
         self.port = listener.extra(SocketAttribute.local_port)
+        listeners: list[tuple[Listener[SocketStream], ssl.SSLContext | None]] = [
+            (listener, None)]
+        if self.tls_context is not None:
+            try:
+                tls_listener = await self._listen(self._tls_host(), self.config.tls_port or 0)
+            except BaseException:
+                await listener.aclose()
+                raise
+            self.tls_port = tls_listener.extra(SocketAttribute.local_port)
+            listeners.append((tls_listener, self.tls_context))
         self._stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.broker.store.run)
@@ -115,16 +136,25 @@ class Server:
             stopped_accepting = anyio.Event()
 
             async def accept() -> None:
-                # this task owns the listener: cancelling it stops accepting, then closes
+                # this task owns the listeners: cancelling it stops accepting, then closes
                 try:
                     with accepting:
-                        await self._serve(listener, tg)
+                        async with anyio.create_task_group() as serving:
+                            for one, context in listeners:
+                                serving.start_soon(self._serve, one, tg, context)
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await listener.aclose()
+                        for one, _ in listeners:
+                            await one.aclose()
                     stopped_accepting.set()
             tg.start_soon(accept)
+            amqps: dict[str, Any] = {}
+            if self.tls_port is not None:
+                amqps["amqps_port"] = self.tls_port
+                if self._tls_host() != self.config.host:
+                    amqps["amqps_host"] = self._tls_host() or "[::] and 0.0.0.0"
             self.log.info("listening", host=self.config.host or "[::] and 0.0.0.0", port=self.port,
+                          **amqps,
                           data_dir=(os.path.abspath(self.config.data_dir)
                                     if self.config.data_dir else "none (in memory)"),
                           pid=os.getpid(), max_connections=self.max_connections)
@@ -139,16 +169,19 @@ class Server:
         self.broker.store.close()
         self.log.info("stopped")
 
-    async def _listen(self) -> Listener[SocketStream]:
-        """The AMQP listener: on config.host, or, without one, dual-stack like RabbitMQ's
+    def _tls_host(self) -> str:
+        """The amqps listener's address: tls_host, else the plain listener's."""
+        host = self.config.tls_host
+        return self.config.host if host is None else host
+
+    async def _listen(self, host: str, port: int) -> Listener[SocketStream]:
+        """A listener (amqp or amqps): on host, or, without one, dual-stack like RabbitMQ's
         default (every IPv4 and IPv6 interface). Two sockets (the IPv6 one v6-only), so
         IPv4 peers keep their plain addresses; IPv4 alone if the host has no IPv6."""
-        if self.config.host:
-            return await anyio.create_tcp_listener(local_host=self.config.host,
-                                                   local_port=self.config.port)
+        if host:
+            return await anyio.create_tcp_listener(local_host=host, local_port=port)
         for _attempt in range(5):
-            v4 = await anyio.create_tcp_listener(local_host="0.0.0.0",
-                                                 local_port=self.config.port)
+            v4 = await anyio.create_tcp_listener(local_host="0.0.0.0", local_port=port)
             port = v4.extra(SocketAttribute.local_port)
             try:
                 v6 = await anyio.create_tcp_listener(local_host="::", local_port=port)
@@ -157,21 +190,25 @@ class Server:
                     self.log.warning("no IPv6, listening on IPv4 only", error=str(exc))
                     return v4
                 await v4.aclose()
-                if self.config.port:
+                if port:
                     raise
                 continue  # the ephemeral port is taken on IPv6: pick another
             return MultiListener([v4, v6])
         raise OSError(errno.EADDRINUSE, "no port free on both IPv4 and IPv6")
 
     # --- accepting ----------------------------------------------------------
-    async def _serve(self, listener: Listener[SocketStream], tg: TaskGroup) -> None:
-        """Accept on every socket of the listener (both of a dual-stack one)."""
+    async def _serve(self, listener: Listener[SocketStream], tg: TaskGroup,
+                     tls_context: ssl.SSLContext | None = None) -> None:
+        """Accept on every socket of the listener (both of a dual-stack one); with a TLS
+        context, each accepted socket does a TLS handshake first."""
         listeners = listener.listeners if isinstance(listener, MultiListener) else [listener]
         async with anyio.create_task_group() as accepting:
             for one in listeners:
-                accepting.start_soon(self._accept_loop, cast(SocketListener, one), tg)
+                accepting.start_soon(self._accept_loop, cast(SocketListener, one), tg,
+                                     tls_context)
 
-    async def _accept_loop(self, listener: SocketListener, tg: TaskGroup) -> None:
+    async def _accept_loop(self, listener: SocketListener, tg: TaskGroup,
+                           tls_context: ssl.SSLContext | None = None) -> None:
         """Accept connections until cancelled; unlike anyio's listener.serve, an accept()
         that fails (no descriptors left, the peer gone already) never ends it. Beyond
         max_connections sockets are closed as soon as accepted, so the descriptors
@@ -209,13 +246,61 @@ class Server:
                 self.log.info("below the connection limit, accepting connections again",
                               connections=self.sockets, max_connections=self.max_connections)
             self.sockets += 1
-            tg.start_soon(self._serve_socket, stream)
+            if tls_context is None:
+                tg.start_soon(self._serve_socket, stream)
+            else:
+                tg.start_soon(self._serve_tls_socket, stream, tls_context)
 
     async def _serve_socket(self, stream: SocketStream) -> None:
         try:
             await self._handle(stream)
         finally:
             self.sockets -= 1
+
+    async def _serve_tls_socket(self, stream: SocketStream, context: ssl.SSLContext) -> None:
+        try:
+            tls_stream = await self._tls_handshake(stream, context)
+            if tls_stream is not None:
+                await self._handle(tls_stream, tls_session=self._tls_session(tls_stream))
+        finally:
+            self.sockets -= 1
+
+    async def _tls_handshake(self, stream: SocketStream,
+                             context: ssl.SSLContext) -> TLSStream | None:
+        """The TLS stream once the handshake is done; None (the socket closed, one line
+        logged with the peer) if it fails or takes longer than tls.HANDSHAKE_TIMEOUT."""
+        host, port = _peer_of(stream)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ssl_object = context.wrap_bio(incoming, outgoing, server_side=True)
+        done = False
+        try:
+            with anyio.fail_after(tls.HANDSHAKE_TIMEOUT):
+                await _handshake(stream, ssl_object, incoming, outgoing)
+            done = True
+            # anyio's TLS stream over the finished handshake (what TLSStream.wrap builds,
+            # but wrap drops the alert that tells a refused client why)
+            return TLSStream(transport_stream=stream, standard_compatible=False,
+                             _ssl_object=ssl_object, _read_bio=incoming, _write_bio=outgoing)
+        except TimeoutError:
+            error = f"no TLS handshake within {tls.HANDSHAKE_TIMEOUT:g}s"
+        except ssl.SSLError as exc:
+            error = _ssl_error_text(exc)
+        except _IO_ERRORS as exc:
+            error = str(exc) or type(exc).__name__
+        finally:
+            if not done:
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+        self.log.warning("TLS handshake failed", peer=f"{host}:{port}", error=error)
+        return None
+
+    def _tls_session(self, stream: TLSStream) -> tls.TLSSession:
+        return tls.session_of(
+            der=stream.extra(TLSAttribute.peer_certificate_binary, None),
+            peer_cert=stream.extra(TLSAttribute.peer_certificate, None),
+            protocol=stream.extra(TLSAttribute.tls_version, None),
+            cipher=stream.extra(TLSAttribute.cipher, None),
+            verify_peer=self.config.tls_verify_peer, mode=self.config.ssl_cert_login_from)
 
     def stop(self) -> None:
         """Ask the server to shut down; call from the event loop's thread."""
@@ -284,11 +369,12 @@ class Server:
                                watermark=memory.watermark, rss_limit=memory.rss_limit)
 
     # --- one connection -----------------------------------------------------
-    async def _handle(self, stream: SocketStream) -> None:
+    async def _handle(self, stream: ByteStream,
+                      tls_session: tls.TLSSession | None = None) -> None:
         if self._stopping:
             await stream.aclose()
             return
-        await ConnectionHandler(self.broker, stream, self.log).run()
+        await ConnectionHandler(self.broker, stream, self.log, tls_session).run()
 
 
 class ConnectionHandler:
@@ -299,7 +385,8 @@ class ConnectionHandler:
     stays in its handshake or waits for close-ok too long. run() owns the three
     tasks and the teardown."""
 
-    def __init__(self, broker: Broker, stream: ByteStream, log: Any) -> None:
+    def __init__(self, broker: Broker, stream: ByteStream, log: Any,
+                 tls_session: tls.TLSSession | None = None) -> None:
         self.stream = stream
         self.log = log
         self.host, self.port = _peer_of(stream)
@@ -307,6 +394,7 @@ class ConnectionHandler:
         self.input_resumed = anyio.Event()  # input it held may be read again
         self.conn = Connection(broker, (self.host, self.port), on_output=self._wake_writer)
         self.conn.on_resume = self._wake_reader
+        _give_tls_facts(self.conn, tls_session)
         self.opened_at = time.monotonic()
         self.last_sent = self.opened_at  # heartbeats are due after a quiet half interval
         self.closing_since = 0.0  # when the timer first saw the connection CLOSING
@@ -400,6 +488,63 @@ class ConnectionHandler:
                 return
             if conn.heartbeat_due(now, self.last_sent):
                 conn.send_heartbeat()
+
+
+def _give_tls_facts(conn: Connection, session: tls.TLSSession | None) -> None:
+    """What the EXTERNAL mechanism needs, set once per connection: `tls` (bool),
+    `peer_cert_login` (the login name from the client certificate, or None),
+    `peer_cert_refusal` (RabbitMQ's reason to refuse EXTERNAL when there is no name) and
+    `tls_session` (the TLSSession, None on a plain connection)."""
+    # through vars(): Connection does not declare these attributes (yet)
+    vars(conn).update(
+        tls=session is not None,
+        peer_cert_login=session.login if session is not None else None,
+        peer_cert_refusal=session.refusal if session is not None else tls.NOT_TLS,
+        tls_session=session)
+
+
+async def _handshake(stream: ByteStream, ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                     outgoing: ssl.MemoryBIO) -> None:
+    """A server-side TLS handshake over memory BIOs. When it fails, the alert OpenSSL
+    wrote (certificate required, unknown CA, ...) is still sent, briefly, so the client
+    learns why."""
+    while True:
+        try:
+            ssl_object.do_handshake()
+        except ssl.SSLWantReadError:
+            pending = outgoing.read()
+            if pending:
+                await stream.send(pending)
+            try:
+                incoming.write(await stream.receive())
+            except anyio.EndOfStream:
+                incoming.write_eof()
+        except ssl.SSLError:
+            pending = outgoing.read()
+            if pending:
+                with anyio.move_on_after(1.0):
+                    try:
+                        await stream.send(pending)
+                    except _IO_ERRORS:
+                        pass
+            raise
+        else:
+            pending = outgoing.read()
+            if pending:
+                await stream.send(pending)
+            return
+
+
+def _ssl_error_text(exc: ssl.SSLError) -> str:
+    """An OpenSSL error as a short phrase: "peer did not return a certificate"."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
+        return "the peer closed the connection during the TLS handshake"
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if reason:
+        return str(reason).lower().replace("_", " ")
+    return str(exc) or type(exc).__name__
 
 
 def _peer_of(stream: ByteStream) -> tuple[str, int]:
