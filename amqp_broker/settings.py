@@ -118,7 +118,7 @@ def size(value: object) -> int:
 def bytesize(value: object) -> int:
     """cuttlefish's bytesize (frame_max): bytes, or KB, MB, GB as powers of 1024."""
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]+)\s*([KMG]B)?\s*", value)
+        match = re.fullmatch(r"([0-9]+)([KMG]B)?", value.strip())
         if match is None:
             raise ValueError(f"not a size in bytes: {value!r} (bytes, or a number with "
                              "KB, MB or GB)")
