@@ -17,7 +17,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,13 +199,13 @@ def listener(value: object) -> tuple[str, int]:
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         return "", port(value)
     raw = text(value).strip()
-    host, sep, number_ = raw.rpartition(":")
+    host, _, port_text = raw.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"not a port or IP:port: {value!r}") from None
-    return host, port(number_)
+    return host, port(port_text)
 
 
 # ---------------------------------------------------------------- layers
@@ -285,8 +285,6 @@ def read(path: str) -> Layer:
 
 # ---------------------------------------------------------------- TOML
 
-Parser = Callable[[object], Any]
-
 # [section] key -> (Config field, parser); see amqp-broker.example.toml
 TOML_SCHEMA: dict[str, Any] = {
     "data_dir": ("data_dir", data_dir),
@@ -330,19 +328,19 @@ TOML_SCHEMA: dict[str, Any] = {
 def _toml_line(content: str, keys: tuple[str, ...]) -> int | None:
     """The line a key is set on, for error messages (plain `[table]` / `key =` forms)."""
     table: tuple[str, ...] = ()
-    for number_, line in enumerate(content.splitlines(), start=1):
+    for lineno, line in enumerate(content.splitlines(), start=1):
         stripped = line.strip()
         header = re.fullmatch(r"\[\s*([A-Za-z0-9_.\s-]+?)\s*\]", stripped)
         if header:
             table = tuple(p.strip() for p in header.group(1).split("."))
             if table == keys:
-                return number_
+                return lineno
             continue
         match = re.match(r"([A-Za-z0-9_.\s-]+?)\s*=", stripped)
         if match:
             key = tuple(p.strip() for p in match.group(1).split("."))
             if table + key == keys:
-                return number_
+                return lineno
     return None
 
 
