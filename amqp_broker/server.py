@@ -267,8 +267,10 @@ class Server:
 
     async def _tls_handshake(self, stream: SocketStream,
                              context: ssl.SSLContext) -> TLSStream | None:
-        """The TLS stream once the handshake is done; None (the socket closed, one line
-        logged with the peer) if it fails or takes longer than tls.HANDSHAKE_TIMEOUT."""
+        """The TLS stream once the handshake is done; None, the socket closed, if it fails
+        or takes longer than tls.HANDSHAKE_TIMEOUT. Logged once with the peer, as RabbitMQ
+        does: a failure or timeout as an error, a client that does not speak TLS as a
+        warning, a peer that just closes (a TCP health check) only at debug level."""
         host, port = _peer_of(stream)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         ssl_object = context.wrap_bio(incoming, outgoing, server_side=True)
@@ -281,17 +283,27 @@ class Server:
             # but wrap drops the alert that tells a refused client why)
             return TLSStream(transport_stream=stream, standard_compatible=False,
                              _ssl_object=ssl_object, _read_bio=incoming, _write_bio=outgoing)
+        except _NotTLS:
+            self.log.warning("client is connecting to the amqps listener without using TLS",
+                             peer=f"{host}:{port}")
+            return None
         except TimeoutError:
             error = f"no TLS handshake within {tls.HANDSHAKE_TIMEOUT:g}s"
         except ssl.SSLError as exc:
+            if _peer_closed(exc):
+                self.log.debug("connection closed during the TLS handshake",
+                               peer=f"{host}:{port}")
+                return None
             error = _ssl_error_text(exc)
         except _IO_ERRORS as exc:
-            error = str(exc) or type(exc).__name__
+            self.log.debug("connection closed during the TLS handshake",
+                           peer=f"{host}:{port}", error=str(exc) or type(exc).__name__)
+            return None
         finally:
             if not done:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
-        self.log.warning("TLS handshake failed", peer=f"{host}:{port}", error=error)
+        self.log.error("TLS handshake failed", peer=f"{host}:{port}", error=error)
         return None
 
     def _tls_session(self, stream: TLSStream) -> tls.TLSSession:
@@ -507,7 +519,8 @@ async def _handshake(stream: ByteStream, ssl_object: ssl.SSLObject, incoming: ss
                      outgoing: ssl.MemoryBIO) -> None:
     """A server-side TLS handshake over memory BIOs. When it fails, the alert OpenSSL
     wrote (certificate required, unknown CA, ...) is still sent, briefly, so the client
-    learns why."""
+    learns why. _NotTLS if the first byte is not a TLS handshake record's (0x16)."""
+    first = True
     while True:
         try:
             ssl_object.do_handshake()
@@ -516,9 +529,14 @@ async def _handshake(stream: ByteStream, ssl_object: ssl.SSLObject, incoming: ss
             if pending:
                 await stream.send(pending)
             try:
-                incoming.write(await stream.receive())
+                data = await stream.receive()
             except anyio.EndOfStream:
                 incoming.write_eof()
+                continue
+            if first and data[0] != 0x16:
+                raise _NotTLS from None
+            first = False
+            incoming.write(data)
         except ssl.SSLError:
             pending = outgoing.read()
             if pending:
@@ -535,11 +553,18 @@ async def _handshake(stream: ByteStream, ssl_object: ssl.SSLObject, incoming: ss
             return
 
 
+class _NotTLS(Exception):
+    """The client's first bytes on the amqps listener are not TLS (plain AMQP, say)."""
+
+
+def _peer_closed(exc: ssl.SSLError) -> bool:
+    return (isinstance(exc, ssl.SSLEOFError)
+            or getattr(exc, "reason", None) == "UNEXPECTED_EOF_WHILE_READING")
+
+
 def _ssl_error_text(exc: ssl.SSLError) -> str:
     """An OpenSSL error as a short phrase: "peer did not return a certificate"."""
     reason = getattr(exc, "reason", None)
-    if isinstance(exc, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
-        return "the peer closed the connection during the TLS handshake"
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return f"certificate verify failed: {exc.verify_message}"
     if reason:

@@ -26,7 +26,7 @@ from certs import CA, Issued, name
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
-from helpers import PROTOCOL_HEADER, consume_n, free_port
+from helpers import PROTOCOL_HEADER, BrokerProcess, consume_n, free_port, port_open
 
 from amqp_broker import tls
 from amqp_broker.config import Config
@@ -131,7 +131,9 @@ def socket_closed(sock: socket.socket) -> bool:
 
 
 def no_tracebacks(log: LogRecorder) -> None:
-    bad = [line for line in log.lines if line[0] in ("exception", "error", "critical")]
+    """Nothing logged with a traceback, and no error but a failed TLS handshake."""
+    bad = [line for line in list(log.lines) if line[0] in ("exception", "critical")
+           or (line[0] == "error" and line[1] != "TLS handshake failed")]
     assert not bad, bad
 
 
@@ -236,18 +238,40 @@ def test_certificate_from_another_ca_is_refused(ca: CA, server_cert: Issued,
         no_tracebacks(log)
 
 
+NOT_TLS_EVENT = "client is connecting to the amqps listener without using TLS"
+
+
 def test_plain_amqp_to_the_tls_port_is_closed(ca: CA, server_cert: Issued) -> None:
+    """A plain AMQP client on the amqps port: the socket is closed (no TLS bytes sent to
+    it) and one warning names the peer, as RabbitMQ's "without using TLS" line."""
     with broker(tls_config(ca, server_cert)) as (server, log):
         assert server.tls_port
         with socket.create_connection(("127.0.0.1", server.tls_port), timeout=WAIT) as sock:
             sock.sendall(PROTOCOL_HEADER)
-            assert socket_closed(sock)
+            sock.settimeout(WAIT)
+            assert sock.recv(100) == b""
             port = sock.getsockname()[1]
-        _wait_for(lambda: log.events("TLS handshake failed"), "the handshake failure log")
-        (failure,) = log.events("TLS handshake failed")
-        assert failure["peer"] == f"127.0.0.1:{port}"
+        _wait_for(lambda: log.events(NOT_TLS_EVENT), "the warning")
+        assert log.events(NOT_TLS_EVENT) == [{"peer": f"127.0.0.1:{port}"}]
+        assert ("warning", NOT_TLS_EVENT, {"peer": f"127.0.0.1:{port}"}) in log.lines
+        assert not log.events("TLS handshake failed")
         assert not open_connections(server)
         no_tracebacks(log)
+
+
+def test_connect_and_close_on_the_tls_port_is_not_a_warning(ca: CA,
+                                                             server_cert: Issued) -> None:
+    """A TCP health check (connect, close) is logged at debug level only, as RabbitMQ
+    keeps it out of the log; a ClientHello cut short likewise."""
+    with broker(tls_config(ca, server_cert)) as (server, log):
+        assert server.tls_port
+        socket.create_connection(("127.0.0.1", server.tls_port), timeout=WAIT).close()
+        with socket.create_connection(("127.0.0.1", server.tls_port), timeout=WAIT) as sock:
+            sock.sendall(b"\x16\x03\x01\x00\xff\x01")  # the start of a ClientHello
+        _wait_for(lambda: len(log.events("connection closed during the TLS handshake")) == 2,
+                  "both closes")
+        _wait_for(lambda: server.sockets == 0, "the socket count to drop")
+        assert not [line for line in log.lines if line[0] in ("warning", "error")]
 
 
 def test_tls_to_the_plain_port_is_closed(ca: CA, server_cert: Issued) -> None:
@@ -448,3 +472,70 @@ def test_refused_client_is_told_why(ca: CA, server_cert: Issued) -> None:
                     sock.recv(100)
         _wait_for(lambda: log.events("TLS handshake failed"), "the handshake failure log")
         assert "certificate" in log.events("TLS handshake failed")[0]["error"]
+
+
+# --- the command line: a config file, a broker process ------------------------------------
+
+def _toml_config(path: Path, ca: CA, server_cert: Issued, tls_port: int,
+                 keyfile: Path | None = None) -> Path:
+    path.write_text(
+        "[listeners.amqps]\n"
+        f"port = {tls_port}\n"
+        "[tls]\n"
+        f'certfile = "{server_cert.certfile}"\n'
+        f'keyfile = "{keyfile or server_cert.keyfile}"\n'
+        f'cacertfile = "{ca.certfile}"\n'
+        "verify_peer = true\n"
+        "fail_if_no_peer_cert = true\n")
+    return path
+
+
+def test_broker_process_serves_amqps_from_a_config_file(ca: CA, server_cert: Issued,
+                                                         tmp_path: Path) -> None:
+    tls_port = free_port()
+    config = _toml_config(tmp_path / "broker.toml", ca, server_cert, tls_port)
+    proc = BrokerProcess(data_dir=None, log_path=tmp_path / "broker.log",
+                         extra_args=("--config", str(config)))
+    proc.start()
+    try:
+        _wait_for(lambda: port_open(tls_port), "the amqps port")
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            host="127.0.0.1", port=tls_port,
+            ssl_options=pika.SSLOptions(client_context(ca, ca.client()),
+                                        server_hostname="localhost"),
+            socket_timeout=WAIT, stack_timeout=WAIT, connection_attempts=1))
+        try:
+            ch = conn.channel()
+            ch.queue_declare("over-tls")
+            ch.basic_publish("", "over-tls", b"secret")
+            got = consume_n(ch, "over-tls", 1, timeout=WAIT, auto_ack=True)
+            assert [body for _, _, body in got] == [b"secret"]
+        finally:
+            conn.close()
+        with pytest.raises(pika.exceptions.AMQPConnectionError):
+            pika.BlockingConnection(pika.ConnectionParameters(
+                host="127.0.0.1", port=tls_port,
+                ssl_options=pika.SSLOptions(client_context(ca), server_hostname="localhost"),
+                socket_timeout=WAIT, stack_timeout=WAIT, connection_attempts=1)).close()
+        _wait_for(lambda: "TLS handshake failed" in proc.log(), "the refusal in the log")
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.log()
+
+
+def test_broker_process_with_a_bad_key_exits_with_one_line(ca: CA, server_cert: Issued,
+                                                           tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
+    config = _toml_config(tmp_path / "broker.toml", ca, server_cert, free_port(),
+                          keyfile=garbage)
+    proc = BrokerProcess(data_dir=None, log_path=tmp_path / "broker.log",
+                         extra_args=("--config", str(config)))
+    try:
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            proc.start()
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert "Traceback" not in log
+    assert "cannot start" in log and str(garbage) in log and "private key" in log
