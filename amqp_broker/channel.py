@@ -8,17 +8,20 @@ all go through `settle`).
 
 from __future__ import annotations
 
-import enum
 import time
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from pamqp import commands
+
 from . import pipeline, reply_to
 from .exchanges.topic import Finished, RouteDeferred
 from .protocol import fast
 from .protocol.assembler import Command, ContentAssembler
+from .protocol.channels import ChannelState
+from .protocol.codec import Method, encode_method, make
 from .protocol.errors import (
     ACCESS_REFUSED,
     INTERNAL_ERROR,
@@ -28,7 +31,6 @@ from .protocol.errors import (
     AMQPError,
 )
 from .protocol.frames import method_frame
-from .protocol.methods import encode_method
 from .queue import MESSAGE_OVERHEAD, Consumer, Message, Queue
 
 if TYPE_CHECKING:
@@ -39,12 +41,6 @@ UNACKED_SAMPLE = 32  # deliveries sampled to estimate what a channel's unacked o
 _NACK = -1  # confirm token of a publish an overflow policy refused
 
 Delivery = tuple[Message, Queue, "Consumer | None"]
-
-
-class ChannelState(enum.Enum):
-    OPEN = "open"
-    CLOSING = "closing"  # we sent channel.close; only close / close-ok count now
-    CLOSED = "closed"
 
 
 class Channel:
@@ -81,22 +77,22 @@ class Channel:
         self.tx_settles: list[tuple[list[tuple[int, Delivery]], int]] = []
 
     # --- output ------------------------------------------------------------
-    def send(self, key: tuple[int, int], **values: Any) -> None:
-        self.connection.send_method(self.number, key, **values)
+    def send(self, method: type[Method], **values: Any) -> None:
+        self.connection.send_method(self.number, method, **values)
 
-    def send_synced(self, definition_keys: tuple[str, ...], key: tuple[int, int],
+    def send_synced(self, definition_keys: tuple[str, ...], method: type[Method],
                     **values: Any) -> None:
         """Reply to a declare, bind or delete once the durable definitions it is about
         are on disk (their latest write, whoever made it)."""
         token = self.broker.definition_token(*definition_keys) if definition_keys else 0
-        self.send_after(token, key, **values)
+        self.send_after(token, method, **values)
 
-    def send_after(self, token: int, key: tuple[int, int], **values: Any) -> None:
+    def send_after(self, token: int, method: type[Method], **values: Any) -> None:
         """Reply once the store synced through token; token 0 depends on nothing."""
         if not token:
-            self.send(key, **values)
+            self.send(method, **values)
             return
-        frame = method_frame(self.number, encode_method(key, **values))
+        frame = method_frame(self.number, encode_method(make(method, **values)))
         self.connection.reply_after(token, self._write_synced, frame)
 
     def _write_synced(self, frame: bytes, ok: bool) -> None:
@@ -181,9 +177,9 @@ class Channel:
         if not taken and not refused:
             broker.unroutable += 1
             if mandatory:
-                self.connection.write(method_frame(self.number, encode_method(
-                    (60, 50), reply_code=NO_ROUTE, reply_text="NO_ROUTE", exchange=exchange,
-                    routing_key=routing_key)))
+                self.connection.write(method_frame(self.number, encode_method(make(
+                    commands.Basic.Return, reply_code=NO_ROUTE, reply_text="NO_ROUTE",
+                    exchange=exchange, routing_key=routing_key))))
                 self.connection.write_content(self.number, props, body)
         if self.confirm_mode:
             self._confirm_published(_NACK if refused else token)
@@ -215,7 +211,7 @@ class Channel:
     def _nack(self, seq: int, _ok: bool) -> None:
         if self.state is ChannelState.OPEN:
             self.flush_confirms()
-            self.send((60, 120), delivery_tag=seq, multiple=False, requeue=False)
+            self.send(commands.Basic.Nack, delivery_tag=seq, multiple=False, requeue=False)
             self._confirm_told = self._confirm_ready = seq
 
     def _check_special(self, flags: int, props: bytes) -> tuple[float | None, bytes]:
@@ -242,7 +238,8 @@ class Channel:
     def flush_confirms(self) -> None:
         ready = self._confirm_ready
         if ready > self._confirm_told and self.state is ChannelState.OPEN:
-            self.send((60, 80), delivery_tag=ready, multiple=ready - self._confirm_told > 1)
+            self.send(commands.Basic.Ack, delivery_tag=ready,
+                      multiple=ready - self._confirm_told > 1)
             self._confirm_told = ready
 
     # --- deliveries ----------------------------------------------------------
@@ -270,11 +267,10 @@ class Channel:
                                            exchange_raw, routing_key_raw, props, body,
                                            conn.frame_max))
             return
-        conn.write(method_frame(self.number, encode_method(
-            (60, 71), delivery_tag=tag, redelivered=redelivered,
-            exchange=exchange_raw[1:].decode("utf-8", "surrogateescape"),
-            routing_key=routing_key_raw[1:].decode("utf-8", "surrogateescape"),
-            message_count=message_count)))
+        conn.write(method_frame(self.number, encode_method(make(
+            commands.Basic.GetOk, delivery_tag=tag, redelivered=redelivered,
+            exchange=exchange_raw[1:], routing_key=routing_key_raw[1:],
+            message_count=message_count))))
         conn.write_content(self.number, props, body)
 
     def track(self, queue: Queue, msg: Message, consumer: Consumer | None, no_ack: bool) -> int:
@@ -400,7 +396,7 @@ class Channel:
         self.consumers.pop(consumer.tag, None)
         if self.state is ChannelState.OPEN and self.connection.capability(
                 "consumer_cancel_notify"):
-            self.send((60, 30), consumer_tag=consumer.tag, nowait=True)
+            self.send(commands.Basic.Cancel, consumer_tag=consumer.tag, nowait=True)
 
     def kick(self) -> None:
         """Deliveries may resume (socket drained, flow on): wake this channel's queues."""
@@ -448,4 +444,6 @@ class Channel:
         self.requeue_all()
 
 
-Handler = Callable[[Channel, dict[str, Any]], None]
+# a method handler takes the channel and the pamqp method object it received
+Handler = Callable[[Channel, Any], None]
+Handlers = dict[type[Method], Handler]

@@ -1,25 +1,33 @@
 """One client connection, sans-IO: bytes in through `receive`, bytes out
 through `take_output`. The I/O shell (server.py) owns the socket and timers.
 
-The handshake is an explicit state machine (ConnState). Every AMQPError raised
-while handling a frame is translated here, once: channel errors close the
-channel, connection errors close the connection (errors.is_connection_error).
+The protocol rules are in amqp_broker.protocol: the handshake and close
+(protocol.handshake, whose events this class acts on), the channel lifecycle
+(protocol.channels), content assembly and the codecs. This class ties them to
+the broker: it dispatches methods to the handlers, buffers output, and holds
+input while a reply waits for the disk or an alarm blocks publishers. Every
+AMQPError raised while handling a frame is translated here, once: channel
+errors close the channel, connection errors close the connection
+(errors.is_connection_error).
 """
 
 from __future__ import annotations
 
-import enum
 import platform
 import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pamqp import commands
+
 from . import __version__
-from .channel import ACK, Channel, ChannelState
+from .channel import ACK, Channel
 from .exchanges.topic import Finished, TopicRouting
 from .handlers import HANDLERS
-from .protocol import fast, sasl
+from .protocol import channels, fast, handshake, sasl
+from .protocol.channels import Action, ChannelState
+from .protocol.codec import Method, decode_method, encode_method, make
 from .protocol.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -29,7 +37,6 @@ from .protocol.errors import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     PRECONDITION_FAILED,
-    SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
     is_connection_error,
@@ -41,12 +48,10 @@ from .protocol.frames import (
     FRAME_METHOD,
     FRAME_MIN_SIZE,
     HEARTBEAT_FRAME,
-    PROTOCOL_HEADER,
     FrameReader,
     content_frames,
     method_frame,
 )
-from .protocol.methods import METHODS, decode_method, encode_method
 from .syncgate import Release, SyncGate
 
 if TYPE_CHECKING:
@@ -69,14 +74,7 @@ CAPABILITIES = {
 }
 
 
-class ConnState(enum.Enum):
-    AWAIT_HEADER = "await-header"
-    AWAIT_START_OK = "await-start-ok"
-    AWAIT_TUNE_OK = "await-tune-ok"
-    AWAIT_OPEN = "await-open"
-    OPEN = "open"
-    CLOSING = "closing"  # we sent connection.close and wait for close-ok
-    CLOSED = "closed"  # the shell closes the socket once output is flushed
+ConnState = handshake.State
 
 
 class Connection:
@@ -87,9 +85,12 @@ class Connection:
         self.peer = peer
         self.peer_host = peer[0] if peer else ""
         self.on_output = on_output or _noop
-        self.state = ConnState.AWAIT_HEADER
         self.reader = FrameReader(FRAME_MIN_SIZE)
-        self._header = b""
+        config = self.config
+        self.handshake = handshake.Handshake(
+            server_properties=self._server_properties(), mechanisms=sasl.MECHANISMS,
+            limits=handshake.Limits(config.channel_max, config.frame_max, config.heartbeat),
+            authenticate=self._authenticate, open_vhost=self._open_vhost)
         self._out: list[bytes] = []
         self.out_size = 0  # queued for the shell, not yet taken
         self.in_flight = 0  # taken by the shell, being sent (until drained)
@@ -126,6 +127,10 @@ class Connection:
                        | None) = None
         self.finished_routes: Finished = {}  # its matches done so far
 
+    @property
+    def state(self) -> ConnState:
+        return self.handshake.state
+
     # --- output --------------------------------------------------------------
     def write(self, data: bytes) -> None:
         self._out.append(data)
@@ -143,8 +148,8 @@ class Connection:
         for part in content_frames(channel, props, body, self.frame_max):
             self.write(part)
 
-    def send_method(self, channel: int, key: tuple[int, int], **values: Any) -> None:
-        self.write(method_frame(channel, encode_method(key, **values)))
+    def send_method(self, channel: int, method: type[Method], **values: Any) -> None:
+        self.write(method_frame(channel, encode_method(make(method, **values))))
 
     def reply_after(self, token: int, release: Release, arg: Any) -> None:
         """Run release(arg, ok) once the store synced through token (at once when it
@@ -198,7 +203,7 @@ class Connection:
         if not self.alarm_blocked:
             self.alarm_blocked = True
             if self.capability("connection.blocked"):
-                self.send_method(0, (10, 60), reason=self.broker.alarm_reason())
+                self.send_method(0, commands.Connection.Blocked, reason=self.broker.alarm_reason())
         self.paused = True
 
     def alarm_cleared(self) -> None:
@@ -207,7 +212,7 @@ class Connection:
             return
         self.alarm_blocked = False
         if self.state is ConnState.OPEN and self.capability("connection.blocked"):
-            self.send_method(0, (10, 61))
+            self.send_method(0, commands.Connection.Unblocked)
         self._maybe_resume()
 
     @property
@@ -273,8 +278,7 @@ class Connection:
             self.on_output()
 
     def capability(self, name: str) -> bool:
-        caps = self.client_properties.get("capabilities")
-        return isinstance(caps, dict) and bool(caps.get(name))
+        return self.handshake.capability(name)
 
     @property
     def closed(self) -> bool:
@@ -289,7 +293,8 @@ class Connection:
         published = self.published
         try:
             if self.state is ConnState.AWAIT_HEADER:
-                data = self._receive_header(data)
+                events, data = self.handshake.receive_header(data)
+                self._handle(events)
                 if not data:
                     return
             if self.paused:
@@ -312,19 +317,8 @@ class Connection:
         if self.broker.store_backlogged and self.published != published:
             self._wait_for_store()
 
-    def _receive_header(self, data: bytes) -> bytes:
-        need = 8 - len(self._header)
-        self._header += data[:need]
-        rest = data[need:]
-        if len(self._header) < 8:
-            if not PROTOCOL_HEADER.startswith(self._header[:4]):
-                self._reject_header()
-            return b""
-        if self._header != PROTOCOL_HEADER:
-            self._reject_header()
-            return b""
-        self.state = ConnState.AWAIT_START_OK
-        props = {
+    def _server_properties(self) -> dict[str, Any]:
+        return {
             "product": "amqp-broker",
             "version": __version__,
             "platform": f"Python {platform.python_version()}",
@@ -333,14 +327,6 @@ class Connection:
             "cluster_name": self.broker.cluster_name,
             "capabilities": CAPABILITIES,
         }
-        self.send_method(0, (10, 10), version_major=0, version_minor=9, server_properties=props,
-                         mechanisms=sasl.MECHANISMS, locales=b"en_US")
-        return rest
-
-    def _reject_header(self) -> None:
-        self.write(PROTOCOL_HEADER)
-        self.close_reason = "bad protocol header"
-        self.state = ConnState.CLOSED
 
     def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
         if frame_type == FRAME_METHOD:
@@ -355,11 +341,8 @@ class Connection:
             if len(payload) < 4:
                 raise AMQPError(FRAME_ERROR, "method frame too short")
             key = _method_key(payload, 0)
-            if ch is None:
-                self._channel_open(channel, key, payload)
-                return
-            if ch.state is not ChannelState.OPEN:
-                self._closing_channel_method(ch, key)
+            if ch is None or ch.state is not ChannelState.OPEN:
+                self._channel_lifecycle(channel, ch, key)
                 return
             try:
                 if key == (60, 40):
@@ -379,10 +362,8 @@ class Connection:
                     return
                 handler = HANDLERS.get(key)
                 if handler is None:
-                    raise AMQPError(COMMAND_INVALID if key in METHODS else FRAME_ERROR,
-                                    f"unexpected method {key[0]}.{key[1]}", *key)
-                _, args = decode_method(payload)
-                handler(ch, args)
+                    raise channels.unexpected(key)
+                handler(ch, decode_method(payload)[1])
             except AMQPError as exc:
                 exc.with_method(*key)
                 if is_connection_error(exc.reply_code):
@@ -414,38 +395,30 @@ class Connection:
                 raise AMQPError(FRAME_ERROR, "heartbeat frame on a non-zero channel")
 
     # --- channels ------------------------------------------------------------
-    def _channel_open(self, number: int, key: tuple[int, int], payload: bytes) -> None:
-        # channel_max limits how many channels are open at once (closing ones count),
-        # not their numbers; checked before anything else, as RabbitMQ's create_channel
-        if self.channel_max and len(self.channels) >= self.channel_max:
-            raise AMQPError(NOT_ALLOWED, f"number of channels opened ({len(self.channels)}) "
-                            f"has reached the negotiated channel_max ({self.channel_max})")
-        if key != (20, 10):
-            raise AMQPError(CHANNEL_ERROR, "expected 'channel.open'", *key)
-        self.channels[number] = Channel(self, number)
-        self.send_method(number, (20, 11), reserved_1=b"")
+    def _channel_lifecycle(self, number: int, ch: Channel | None, key: tuple[int, int]) -> None:
+        """A method on a channel not open (a new number, or one we are closing)."""
+        action = channels.on_method(None if ch is None else ch.state, key, len(self.channels),
+                                    self.channel_max)
+        if action is Action.OPEN:
+            self.channels[number] = Channel(self, number)
+            self.send_method(number, commands.Channel.OpenOk)
+        elif action is Action.FORGET:
+            del self.channels[number]
+        elif action is Action.ANSWER_CLOSE:
+            self.send_method(number, commands.Channel.CloseOk)
 
     def _channel_method(self, ch: Channel, key: tuple[int, int], payload: bytes) -> None:
-        if key == (20, 40):  # client closes the channel
+        """A channel-class method on an open channel."""
+        action = channels.on_method(ch.state, key, len(self.channels), self.channel_max)
+        if action is Action.CLIENT_CLOSE:
             ch.shutdown()
             del self.channels[ch.number]
-            self.send_method(ch.number, (20, 41))
-        elif key == (20, 41):
-            raise AMQPError(CHANNEL_ERROR, "unexpected channel.close-ok", *key)
-        elif key == (20, 10):
-            raise AMQPError(CHANNEL_ERROR, "second 'channel.open' seen", *key)
-        else:
-            handler = HANDLERS.get(key)
-            if handler is None:
-                raise AMQPError(COMMAND_INVALID, f"unexpected method {key[0]}.{key[1]}", *key)
-            handler(ch, decode_method(payload)[1])
-
-    def _closing_channel_method(self, ch: Channel, key: tuple[int, int]) -> None:
-        # After we sent channel.close only close and close-ok mean anything.
-        if key == (20, 41):
-            del self.channels[ch.number]
-        elif key == (20, 40):
-            self.send_method(ch.number, (20, 41))
+            self.send_method(ch.number, commands.Channel.CloseOk)
+            return
+        handler = HANDLERS.get(key)
+        if handler is None:
+            raise AMQPError(COMMAND_INVALID, f"unexpected method {key[0]}.{key[1]}", *key)
+        handler(ch, decode_method(payload)[1])
 
     def close_channel(self, ch: Channel, exc: AMQPError) -> None:
         """Close a channel from outside a frame (consumer timeout)."""
@@ -457,62 +430,45 @@ class Connection:
         self.broker.channel_errors += 1
         ch.shutdown()
         ch.state = ChannelState.CLOSING
-        self.send_method(ch.number, (20, 40), reply_code=exc.reply_code,
+        self.send_method(ch.number, commands.Channel.Close, reply_code=exc.reply_code,
                          reply_text=exc.reply_text, class_id=exc.class_id,
                          method_id=exc.method_id)
 
     # --- connection class ----------------------------------------------------
     def _connection_method(self, payload: bytes) -> None:
-        state = self.state
-        if state is ConnState.AWAIT_START_OK:
-            try:
-                key, args = decode_method(payload)
-            except AMQPError as exc:
-                # as RabbitMQ: an unusable start-ok is a handshake error, logged once,
-                # answered by closing the socket
-                self.broker.log.warning("handshake error", peer=self.peer, reason=exc.text)
-                self._finish(exc.text)
-                return
-        else:
-            key, args = decode_method(payload)
-        if state is ConnState.CLOSING:
-            if key == (10, 51):
-                self._finish("closed by broker")
-            elif key == (10, 50):
-                self.send_method(0, (10, 51))
-            return
-        if key == (10, 50):
-            self.send_method(0, (10, 51))
-            self._finish(f"client closed: {args['reply_code']} {args['reply_text']}".strip())
-            return
-        if key == (10, 51):
-            raise AMQPError(CHANNEL_ERROR, "unexpected connection.close-ok", *key)
-        if state is ConnState.AWAIT_START_OK and key == (10, 11):
-            self._start_ok(args)
-        elif state is ConnState.AWAIT_TUNE_OK and key == (10, 31):
-            self._tune_ok(args)
-        elif state is ConnState.AWAIT_OPEN and key == (10, 40):
-            self._open(args)
-        elif state is ConnState.OPEN and key == (10, 70):
-            self.send_method(0, (10, 71))
-        elif state is ConnState.OPEN and key in ((10, 60), (10, 61)):
-            return
-        else:
-            raise AMQPError(COMMAND_INVALID if state is ConnState.OPEN else CHANNEL_ERROR,
-                            f"unexpected method {METHODS[key][0]} in state {state.value}", *key)
+        self._handle(self.handshake.receive(payload))
 
-    def _start_ok(self, args: dict[str, Any]) -> None:
-        props = args["client_properties"]
-        self.client_properties = props if isinstance(props, dict) else {}
-        mechanism = args["mechanism"]
-        try:
-            user, password = sasl.login(mechanism, args["response"])
-        except ValueError as exc:
-            # a start-ok the client got wrong is a protocol error of the handshake, as in
-            # RabbitMQ: logged once, the socket closed without a connection.close
-            self.broker.log.warning("handshake error", peer=self.peer, reason=str(exc))
-            self._finish(str(exc))
-            return
+    def _handle(self, events: list[handshake.Event]) -> None:
+        """Act on what the handshake state machine decided."""
+        for event in events:
+            if isinstance(event, handshake.Send):
+                self.write(method_frame(0, encode_method(event.method)))
+            elif isinstance(event, handshake.Tuned):
+                self.channel_max = event.channel_max
+                self.frame_max = self.reader.frame_max = event.frame_max
+                self.heartbeat = event.heartbeat
+            elif isinstance(event, handshake.LoggedIn):
+                self.client_properties = event.client_properties
+            elif isinstance(event, handshake.Opened):
+                self.vhost = event.vhost
+                self.broker.session_opened(self)
+                self.broker.log.info("connection opened", peer=_peer(self), user=self.user,
+                                     vhost=self.vhost.name,
+                                     client=_client_name(self.client_properties))
+            elif isinstance(event, handshake.Closing):
+                self.close_reason = event.reason
+                self._release()
+            elif isinstance(event, handshake.Closed):
+                if event.handshake_error:
+                    self.broker.log.warning("handshake error", peer=self.peer,
+                                            reason=event.reason)
+                self._finish(event.reason)
+            elif isinstance(event, handshake.ProtocolHeader):
+                self.write(event.data)
+
+    def _authenticate(self, mechanism: str, response: bytes) -> str:
+        """The handshake's login callback: the user name, or AMQPError(ACCESS_REFUSED)."""
+        user, password = sasl.login(mechanism, response)  # ValueError: a handshake error
         name = user.decode("utf-8", "replace")
         self.user = name
         refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
@@ -522,57 +478,19 @@ class Connection:
                                     reason=refusal)
             raise AMQPError(ACCESS_REFUSED, f"Login was refused using authentication mechanism "
                             f"{mechanism}. For details see the broker logfile.", 10, 11)
-        self.state = ConnState.AWAIT_TUNE_OK
-        self.send_method(0, (10, 30), channel_max=self.config.channel_max,
-                         frame_max=self.config.frame_max, heartbeat=self.config.heartbeat)
+        return name
 
-    def _tune_ok(self, args: dict[str, Any]) -> None:
-        channel_max = args["channel_max"] or 65535
-        frame_max = args["frame_max"] or self.config.frame_max
-        if frame_max < FRAME_MIN_SIZE:
-            raise AMQPError(SYNTAX_ERROR, f"frame_max={frame_max} < {FRAME_MIN_SIZE} min size",
-                            10, 31)
-        if frame_max > self.config.frame_max:
-            raise AMQPError(SYNTAX_ERROR, f"frame_max={frame_max} > {self.config.frame_max} "
-                            "max size", 10, 31)
-        if self.config.channel_max and channel_max > self.config.channel_max:
-            raise AMQPError(NOT_ALLOWED, f"channel_max={channel_max} > "
-                            f"{self.config.channel_max} max", 10, 31)
-        self.channel_max = channel_max
-        self.frame_max = frame_max
-        self.reader.frame_max = frame_max
-        self.heartbeat = args["heartbeat"]
-        self.state = ConnState.AWAIT_OPEN
-
-    def _open(self, args: dict[str, Any]) -> None:
-        name = args["virtual_host"]
+    def _open_vhost(self, name: str) -> VHost:
+        """The handshake's connection.open callback."""
         vhost = self.broker.vhosts.get(name)
         if vhost is None:
             raise AMQPError(NOT_ALLOWED, f"vhost {name} not found", 10, 40)
-        self.vhost = vhost
-        self.state = ConnState.OPEN
-        self.send_method(0, (10, 41), reserved_1="")
-        self.broker.session_opened(self)
-        self.broker.log.info("connection opened", peer=_peer(self), user=self.user,
-                             vhost=vhost.name, client=_client_name(self.client_properties))
+        return vhost
 
     # --- closing -------------------------------------------------------------
     def close_with(self, exc: AMQPError) -> None:
         """Close the connection with an error (or CONNECTION_FORCED at shutdown)."""
-        if self.state in (ConnState.CLOSING, ConnState.CLOSED):
-            return
-        if exc.reply_code == ACCESS_REFUSED and self.state is ConnState.AWAIT_START_OK:
-            if not self.capability("authentication_failure_close"):
-                self._finish("authentication failed")
-                return
-        if self.state is ConnState.AWAIT_HEADER:
-            self._finish(exc.reply_text)
-            return
-        self.close_reason = exc.reply_text
-        self.send_method(0, (10, 50), reply_code=exc.reply_code, reply_text=exc.reply_text,
-                         class_id=exc.class_id, method_id=exc.method_id)
-        self._release()
-        self.state = ConnState.CLOSING
+        self._handle(self.handshake.close(exc))
 
     def force_close(self, text: str = "broker shutdown") -> None:
         self.close_with(AMQPError(CONNECTION_FORCED, text))
@@ -580,8 +498,8 @@ class Connection:
     def _finish(self, reason: str) -> None:
         if not self.close_reason:
             self.close_reason = reason
+        self.handshake.state = ConnState.CLOSED
         self._release()
-        self.state = ConnState.CLOSED
 
     def _release(self) -> None:
         """Give back everything the connection holds; idempotent."""
@@ -606,7 +524,7 @@ class Connection:
         if not self.close_reason:
             self.close_reason = "connection lost"
         self._release()
-        self.state = ConnState.CLOSED
+        self.handshake.lost()
         if self.broker.session_closed(self):
             self.broker.log.info("connection closed", peer=_peer(self), user=self.user,
                                  vhost=self.vhost.name if self.vhost else None,

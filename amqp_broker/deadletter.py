@@ -13,7 +13,7 @@ from . import pipeline
 from .exchanges.topic import RouteDeferred
 from .protocol import fast
 from .protocol.fast import shortstr
-from .protocol.methods import LongLongInt  # RabbitMQ sends the count as a long ('l')
+from .protocol.fieldtable import LongLongInt  # RabbitMQ sends the count as a long ('l')
 from .storage import StoreError
 
 if TYPE_CHECKING:

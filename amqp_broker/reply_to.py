@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from pamqp import commands
+
 from .protocol import fast
 from .protocol.errors import PRECONDITION_FAILED, AMQPError
 
@@ -28,17 +30,17 @@ class Registry:
         self.channels: dict[str, Channel] = {}
 
 
-def consume(ch: Channel, args: dict[str, Any]) -> None:
-    if not args["no_ack"]:
+def consume(ch: Channel, method: commands.Basic.Consume) -> None:
+    if not method.no_ack:
         raise AMQPError(PRECONDITION_FAILED, "reply consumer cannot acknowledge", 60, 20)
     if ch.reply_to is not None:
         raise AMQPError(PRECONDITION_FAILED, "reply consumer already set", 60, 20)
-    tag = args["consumer_tag"] or "amq.ctag-" + secrets.token_urlsafe(16)
+    tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
     token = secrets.token_urlsafe(24)
     ch.reply_to = (tag, fast.shortstr(tag), token)
     ch.broker.replies.channels[token] = ch
-    if not args["nowait"]:
-        ch.send((60, 21), consumer_tag=tag)
+    if not method.nowait:
+        ch.send(commands.Basic.ConsumeOk, consumer_tag=tag)
 
 
 def cancel(ch: Channel, tag: str) -> bool:

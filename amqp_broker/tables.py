@@ -13,7 +13,7 @@ import datetime
 import decimal
 from typing import Any
 
-from .protocol.methods import FieldInt, Timestamp
+from .protocol.fieldtable import FieldInt, Timestamp
 
 
 def to_json(value: Any) -> Any:

@@ -19,7 +19,7 @@ from pamqp.exceptions import UnmarshalingException
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection
-from amqp_broker.protocol.methods import decode_method
+from amqp_broker.protocol.codec import CLASSES, decode_method, encode_method, make
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 
@@ -120,7 +120,8 @@ class Client:
             except UnmarshalingException:
                 size = int.from_bytes(data[3:7], "big")
                 channel = int.from_bytes(data[1:3], "big")
-                used, value = size + 8, RawMethod(*decode_method(data[7:7 + size]))
+                key, method = decode_method(data[7:7 + size])
+                used, value = size + 8, RawMethod(key, dict(method))
             out.append((channel, value))
             data = data[used:]
         return out
@@ -129,6 +130,12 @@ class Client:
         self.send(commands.Channel.Open(), channel)
         got = self.frames()
         assert any(isinstance(v, commands.Channel.OpenOk) for _, v in got), got
+
+
+def encode_fields(key: tuple[int, int], **values: Any) -> bytes:
+    """A method frame payload from (class id, method id) and field values (pamqp's
+    field names); for frames real clients would not send."""
+    return encode_method(make(CLASSES[key], **values))
 
 
 class RawMethod:

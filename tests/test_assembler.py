@@ -9,7 +9,7 @@ from pamqp import commands
 
 from amqp_broker.protocol.assembler import ContentAssembler
 from amqp_broker.protocol.errors import AMQPError
-from amqp_broker.protocol.methods import encode_method
+from inproc import encode_fields as encode_method
 
 
 def publish(exchange: str = "x", routing_key: str = "k", mandatory: bool = False,

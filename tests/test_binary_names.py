@@ -21,7 +21,7 @@ from pamqp import commands
 from amqp_broker.broker import Broker
 from amqp_broker.protocol import fast
 from amqp_broker.protocol.frames import content_frames, method_frame
-from amqp_broker.protocol.methods import encode_method
+from inproc import encode_fields as encode_method
 
 KEY = b"key.\xff".decode("utf-8", "surrogateescape")  # the wire bytes 6b 65 79 2e ff
 QUEUE = b"q-\xfe\xff".decode("utf-8", "surrogateescape")
@@ -36,19 +36,19 @@ def raw_publish(c: Client, exchange: str, routing_key: str, body: bytes,
                 persistent: bool = False) -> None:
     props = fast.encode_properties(fast.Properties(delivery_mode=2 if persistent else None))
     c.conn.receive(b"".join([
-        method_frame(1, encode_method((60, 40), reserved_1=0, exchange=exchange,
+        method_frame(1, encode_method((60, 40), ticket=0, exchange=exchange,
                                       routing_key=routing_key, mandatory=False,
                                       immediate=False)),
         *content_frames(1, props, body, 131072)]))
 
 
 def declare_queue(c: Client, name: str, durable: bool = False, **arguments: Any) -> None:
-    raw_method(c, (50, 10), reserved_1=0, queue=name, passive=False, durable=durable,
+    raw_method(c, (50, 10), ticket=0, queue=name, passive=False, durable=durable,
                exclusive=False, auto_delete=False, nowait=False, arguments=arguments)
 
 
 def bind(c: Client, queue: str, exchange: str, routing_key: str) -> None:
-    raw_method(c, (50, 20), reserved_1=0, queue=queue, exchange=exchange,
+    raw_method(c, (50, 20), ticket=0, queue=queue, exchange=exchange,
                routing_key=routing_key, nowait=False, arguments={})
 
 
@@ -74,7 +74,7 @@ def _client(store: Any = None) -> tuple[Broker, Client]:
 
 def test_expiry_dead_letters_a_non_utf8_routing_key() -> None:
     broker, c = _client()
-    raw_method(c, (40, 10), reserved_1=0, exchange="dlx", type="fanout", passive=False,
+    raw_method(c, (40, 10), ticket=0, exchange="dlx", exchange_type="fanout", passive=False,
                durable=False, auto_delete=False, internal=False, nowait=False, arguments={})
     declare_queue(c, "dead")
     bind(c, "dead", "dlx", "")
@@ -113,7 +113,7 @@ def test_reject_and_max_length_dead_letter_a_non_utf8_routing_key() -> None:
 
 def test_binary_names_persist_and_recover(tmp_path: Path) -> None:
     broker, c = _client(DiskStore(tmp_path))
-    raw_method(c, (40, 10), reserved_1=0, exchange=EXCHANGE, type="direct", passive=False,
+    raw_method(c, (40, 10), ticket=0, exchange=EXCHANGE, exchange_type="direct", passive=False,
                durable=True, auto_delete=False, internal=False, nowait=False, arguments={})
     anyio.run(broker.store.commit)
     declare_queue(c, QUEUE, durable=True)

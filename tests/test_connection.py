@@ -12,7 +12,7 @@ from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection, ConnState
 from amqp_broker.protocol.frames import FRAME_BODY, FRAME_HEADER, FrameReader, frame
-from amqp_broker.protocol.methods import decode_method
+from amqp_broker.protocol.codec import decode_method
 
 
 class Peer:

@@ -13,10 +13,11 @@ from pamqp import commands
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.protocol.frames import frame
-from amqp_broker.protocol.methods import METHODS, encode_method
+from amqp_broker.protocol.codec import CLASSES, fields
+from inproc import encode_fields as encode_method
 from tests.test_connection import Peer
 
-KEYS = sorted(METHODS)
+KEYS = sorted(CLASSES)
 # what clients send once connected, where the interesting state lives
 CLIENT_KEYS = [(10, 50), (10, 51), (10, 70), (20, 10), (20, 20), (20, 21), (20, 40), (20, 41),
                (40, 10), (40, 20), (40, 30), (40, 40), (50, 10), (50, 20), (50, 30), (50, 40),
@@ -37,7 +38,7 @@ TYPES = ["direct", "fanout", "topic", "headers", "bogus"]
 
 def field_value(draw: st.DrawFn, name: str, kind: str) -> object:
     if kind == "shortstr":
-        if name == "type":
+        if name == "exchange_type":
             return draw(st.sampled_from(TYPES))
         return draw(st.one_of(st.sampled_from(NAMES), st.text(max_size=4)))
     if kind == "bit":
@@ -74,7 +75,7 @@ def frames(draw: st.DrawFn) -> bytes:
         return publish(draw, channel)
     if kind == "method":
         key = draw(st.sampled_from(CLIENT_KEYS))
-        values = {name: field_value(draw, name, ftype) for name, ftype in METHODS[key][1]}
+        values = {name: field_value(draw, name, ftype) for name, ftype in fields(CLASSES[key])}
         return frame(1, channel, encode_method(key, **values))
     if kind == "mangled":
         key = draw(st.sampled_from(KEYS))

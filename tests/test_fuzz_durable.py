@@ -17,7 +17,7 @@ from pamqp import commands
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.protocol.frames import frame
-from amqp_broker.protocol.methods import encode_method
+from inproc import encode_fields as encode_method
 from tests.test_connection import Peer
 from tests.test_fuzz_connection import check_accounting
 
@@ -82,7 +82,7 @@ def durable_peer(broker: Broker) -> Peer:
     peer.method(1, commands.Queue.Declare(queue="q", durable=True))
     peer.method(1, commands.Exchange.Declare(exchange="x", exchange_type="topic", durable=True))
     peer.send(method((50, 10), queue=BQ, durable=True))
-    peer.send(method((40, 10), exchange=BX, type="topic", durable=True))
+    peer.send(method((40, 10), exchange=BX, exchange_type="topic", durable=True))
     return peer
 
 

@@ -28,7 +28,9 @@ from pamqp import commands
 from amqp_broker import deadletter, tables
 from amqp_broker.protocol import fast
 from amqp_broker.protocol.errors import SYNTAX_ERROR, AMQPError
-from amqp_broker.protocol.methods import decode_method, decode_table, encode_method, encode_table
+from amqp_broker.protocol.codec import decode_method
+from amqp_broker.protocol.fieldtable import decode_table, encode_table
+from inproc import encode_fields as encode_method
 
 TIMESTAMPS = [0, 2**31, 2**62, 2**64 - 1]
 FLAG_HEADERS, FLAG_TIMESTAMP, FLAG_MESSAGE_ID = 0x2000, 0x0040, 0x0080
@@ -484,7 +486,8 @@ def test_raw_timestamp_arguments_and_headers_binding(broker: BrokerProcess) -> N
         raw.open_channel(1)
         frames = RawFrames(raw)
         stamp = fast.Timestamp(value)
-        _raw_call(raw, frames, (40, 10), (40, 11), exchange=ex, type="headers", durable=True,
+        _raw_call(raw, frames, (40, 10), (40, 11), exchange=ex, exchange_type="headers",
+                  durable=True,
                   arguments={"x-note": stamp})
         _raw_call(raw, frames, (50, 10), (50, 11), queue=q, durable=True,
                   arguments={"x-note": stamp, "x-list": [stamp, {"t": stamp}]})

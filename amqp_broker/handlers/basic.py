@@ -6,8 +6,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from pamqp import commands
+
 from .. import reply_to
-from ..channel import ACK, DROP, REQUEUE, Channel, Handler
+from ..channel import ACK, DROP, REQUEUE, Channel, Handlers
 from ..protocol.errors import (
     ACCESS_REFUSED,
     INTERNAL_ERROR,
@@ -20,14 +22,14 @@ from ..queue import Consumer
 from ..storage import StoreError
 
 
-def qos(ch: Channel, args: dict[str, Any]) -> None:
-    if args["prefetch_size"]:
-        raise AMQPError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({args['prefetch_size']})", 60, 10)
-    if args["global"]:
-        ch.global_prefetch = args["prefetch_count"]
+def qos(ch: Channel, method: commands.Basic.Qos) -> None:
+    if method.prefetch_size:
+        raise AMQPError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({method.prefetch_size})", 60, 10)
+    if method.global_:
+        ch.global_prefetch = method.prefetch_count
     else:
-        ch.prefetch_count = args["prefetch_count"]
-    ch.send((60, 11))
+        ch.prefetch_count = method.prefetch_count
+    ch.send(commands.Basic.QosOk)
     ch.kick()
 
 
@@ -36,36 +38,37 @@ def _priority(arguments: dict[str, Any]) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def consume(ch: Channel, args: dict[str, Any]) -> None:
+def consume(ch: Channel, method: commands.Basic.Consume) -> None:
     conn = ch.connection
-    name = args["queue"] or conn.last_queue_name or ""
+    name = method.queue or conn.last_queue_name or ""
     if name == reply_to.PSEUDO_QUEUE:
-        reply_to.consume(ch, args)
+        reply_to.consume(ch, method)
         return
     q = ch.vhost.get_queue(name, conn)
-    tag = args["consumer_tag"] or "amq.ctag-" + secrets.token_urlsafe(16)
+    tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
     if tag in ch.consumers:
         raise AMQPError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", 60, 20)
-    if q.has_exclusive_consumer() or (args["exclusive"] and q.consumers):
+    if q.has_exclusive_consumer() or (method.exclusive and q.consumers):
         raise AMQPError(ACCESS_REFUSED,
                         f"queue '{q.name}' {ch.vhost.where()} in exclusive use", 60, 20)
-    consumer = Consumer(ch, tag, shortstr(tag), q, args["no_ack"], args["exclusive"],
-                        ch.prefetch_count, _priority(args["arguments"]), args["arguments"])
-    if not args["nowait"]:
-        ch.send((60, 21), consumer_tag=tag)
+    consumer = Consumer(ch, tag, shortstr(tag), q, method.no_ack, method.exclusive,
+                        ch.prefetch_count, _priority(method.arguments), method.arguments)
+    if not method.nowait:
+        ch.send(commands.Basic.ConsumeOk, consumer_tag=tag)
     ch.add_consumer(consumer)
 
 
-def cancel(ch: Channel, args: dict[str, Any]) -> None:
-    if not reply_to.cancel(ch, args["consumer_tag"]):
-        ch.remove_consumer(args["consumer_tag"])
-    if not args["nowait"]:
-        ch.send((60, 31), consumer_tag=args["consumer_tag"])
+def cancel(ch: Channel, method: commands.Basic.Cancel) -> None:
+    tag = method.consumer_tag or ""
+    if not reply_to.cancel(ch, tag):
+        ch.remove_consumer(tag)
+    if not method.nowait:
+        ch.send(commands.Basic.CancelOk, consumer_tag=tag)
 
 
-def get(ch: Channel, args: dict[str, Any]) -> None:
+def get(ch: Channel, method: commands.Basic.Get) -> None:
     conn = ch.connection
-    q = ch.vhost.get_queue(args["queue"] or conn.last_queue_name or "", conn)
+    q = ch.vhost.get_queue(method.queue or conn.last_queue_name or "", conn)
     try:
         taken = q.take()
     except StoreError as exc:
@@ -74,49 +77,50 @@ def get(ch: Channel, args: dict[str, Any]) -> None:
         raise AMQPError(INTERNAL_ERROR, f"cannot read the next message of queue '{q.name}' "
                         f"{ch.vhost.where()} from the message store", 60, 70) from None
     if taken is None:
-        ch.send((60, 72))
+        ch.send(commands.Basic.GetEmpty)
         return
     msg, redelivered, body = taken
-    tag = ch.track(q, msg, None, args["no_ack"])
+    tag = ch.track(q, msg, None, method.no_ack)
     ch.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw, msg.properties,
                       body, message_count=q.message_count)
 
 
-def ack(ch: Channel, args: dict[str, Any]) -> None:
-    ch.settle(args["delivery_tag"], args["multiple"], ACK)
+def ack(ch: Channel, method: commands.Basic.Ack) -> None:
+    ch.settle(method.delivery_tag or 0, method.multiple, ACK)
 
 
-def reject(ch: Channel, args: dict[str, Any]) -> None:
-    ch.settle(args["delivery_tag"], False, REQUEUE if args["requeue"] else DROP)
+def reject(ch: Channel, method: commands.Basic.Reject) -> None:
+    ch.settle(method.delivery_tag or 0, False, REQUEUE if method.requeue else DROP)
 
 
-def nack(ch: Channel, args: dict[str, Any]) -> None:
-    ch.settle(args["delivery_tag"], args["multiple"], REQUEUE if args["requeue"] else DROP)
+def nack(ch: Channel, method: commands.Basic.Nack) -> None:
+    ch.settle(method.delivery_tag or 0, method.multiple, REQUEUE if method.requeue else DROP)
 
 
-def _recover(ch: Channel, args: dict[str, Any], method_id: int) -> None:
-    if not args["requeue"]:
+def _recover(ch: Channel, method: commands.Basic.Recover | commands.Basic.RecoverAsync,
+             method_id: int) -> None:
+    if not method.requeue:
         raise AMQPError(NOT_IMPLEMENTED, "requeue=false", 60, method_id)
     ch.requeue_all()
 
 
-def recover_async(ch: Channel, args: dict[str, Any]) -> None:
-    _recover(ch, args, 100)
+def recover_async(ch: Channel, method: commands.Basic.RecoverAsync) -> None:
+    _recover(ch, method, 100)
 
 
-def recover(ch: Channel, args: dict[str, Any]) -> None:
-    _recover(ch, args, 110)
-    ch.send((60, 111))
+def recover(ch: Channel, method: commands.Basic.Recover) -> None:
+    _recover(ch, method, 110)
+    ch.send(commands.Basic.RecoverOk)
 
 
-HANDLERS: dict[tuple[int, int], Handler] = {
-    (60, 10): qos,
-    (60, 20): consume,
-    (60, 30): cancel,
-    (60, 70): get,
-    (60, 80): ack,
-    (60, 90): reject,
-    (60, 100): recover_async,
-    (60, 110): recover,
-    (60, 120): nack,
+HANDLERS: Handlers = {
+    commands.Basic.Qos: qos,
+    commands.Basic.Consume: consume,
+    commands.Basic.Cancel: cancel,
+    commands.Basic.Get: get,
+    commands.Basic.Ack: ack,
+    commands.Basic.Reject: reject,
+    commands.Basic.RecoverAsync: recover_async,
+    commands.Basic.Recover: recover,
+    commands.Basic.Nack: nack,
 }

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pamqp import commands
 
-from ..channel import Channel, Handler
+from ..channel import Channel, Handlers
 from ..protocol.errors import NOT_IMPLEMENTED, AMQPError
 
 
-def flow(ch: Channel, args: dict[str, Any]) -> None:
+def flow(ch: Channel, method: commands.Channel.Flow) -> None:
     # Like RabbitMQ, a client may not ask the broker to stop deliveries this way
     # (basic.qos is the tool); active=false is a 540 connection error.
-    if not args["active"]:
+    if not method.active:
         raise AMQPError(NOT_IMPLEMENTED, "active=false", 20, 20)
-    ch.send((20, 21), active=True)
+    ch.send(commands.Channel.FlowOk, active=True)
 
 
-def flow_ok(ch: Channel, args: dict[str, Any]) -> None:
+def flow_ok(ch: Channel, method: commands.Channel.FlowOk) -> None:
     return None
 
 
-HANDLERS: dict[tuple[int, int], Handler] = {
-    (20, 20): flow,
-    (20, 21): flow_ok,
+HANDLERS: Handlers = {
+    commands.Channel.Flow: flow,
+    commands.Channel.FlowOk: flow_ok,
 }

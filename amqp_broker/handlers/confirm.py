@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pamqp import commands
 
-from ..channel import Channel, Handler
+from ..channel import Channel, Handlers
 from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 
 
-def select(ch: Channel, args: dict[str, Any]) -> None:
+def select(ch: Channel, method: commands.Confirm.Select) -> None:
     if ch.tx_mode:
         raise AMQPError(PRECONDITION_FAILED,
                         "cannot switch from tx to confirm mode", 85, 10)
     ch.confirm_mode = True
-    if not args["nowait"]:
-        ch.send((85, 11))
+    if not method.nowait:
+        ch.send(commands.Confirm.SelectOk)
 
 
-HANDLERS: dict[tuple[int, int], Handler] = {(85, 10): select}
+HANDLERS: Handlers = {commands.Confirm.Select: select}

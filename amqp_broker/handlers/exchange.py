@@ -2,55 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pamqp import commands
 
-from ..channel import Channel, Handler
-
-
-def declare(ch: Channel, args: dict[str, Any]) -> None:
-    ex = ch.vhost.declare_exchange(args["exchange"], args["type"], args["passive"],
-                                   args["durable"], args["auto_delete"], args["internal"],
-                                   args["arguments"])
-    if not args["nowait"]:
-        ch.send_synced((ch.vhost.exchange_key(ex.name),) if ex.durable else (), (40, 11))
+from ..channel import Channel, Handlers
 
 
-def delete(ch: Channel, args: dict[str, Any]) -> None:
-    name = args["exchange"]
+def declare(ch: Channel, method: commands.Exchange.Declare) -> None:
+    ex = ch.vhost.declare_exchange(method.exchange, method.exchange_type, method.passive,
+                                   method.durable, method.auto_delete, method.internal,
+                                   method.arguments)
+    if not method.nowait:
+        keys = (ch.vhost.exchange_key(ex.name),) if ex.durable else ()
+        ch.send_synced(keys, commands.Exchange.DeclareOk)
+
+
+def delete(ch: Channel, method: commands.Exchange.Delete) -> None:
+    name = method.exchange
     ex = ch.vhost.exchanges.get(name)
-    ch.vhost.delete_exchange(name, args["if_unused"])
-    if not args["nowait"]:
+    ch.vhost.delete_exchange(name, method.if_unused)
+    if not method.nowait:
         durable = ex is not None and ex.durable
-        ch.send_synced((ch.vhost.exchange_key(name),) if durable else (), (40, 21))
+        keys = (ch.vhost.exchange_key(name),) if durable else ()
+        ch.send_synced(keys, commands.Exchange.DeleteOk)
 
 
-def bind(ch: Channel, args: dict[str, Any]) -> None:
+def bind(ch: Channel, method: commands.Exchange.Bind) -> None:
     vhost = ch.vhost
-    dest = vhost.get_exchange(args["destination"])
-    source = vhost.get_exchange(args["source"])
-    vhost.bind(source, dest, args["routing_key"], args["arguments"])
-    if not args["nowait"]:
-        ch.send_synced(vhost.binding_definition_keys(source, dest, args["routing_key"],
-                                                     args["arguments"]), (40, 31))
+    dest = vhost.get_exchange(method.destination)
+    source = vhost.get_exchange(method.source)
+    vhost.bind(source, dest, method.routing_key, method.arguments)
+    if not method.nowait:
+        ch.send_synced(vhost.binding_definition_keys(source, dest, method.routing_key,
+                                                     method.arguments), commands.Exchange.BindOk)
 
 
-def unbind(ch: Channel, args: dict[str, Any]) -> None:
+def unbind(ch: Channel, method: commands.Exchange.Unbind) -> None:
     vhost = ch.vhost
-    found = vhost.unbind_endpoints(args["source"], args["destination"], "exchange")
+    found = vhost.unbind_endpoints(method.source, method.destination, "exchange")
     if found is None:  # source or destination gone: unbind-ok, as RabbitMQ
-        if not args["nowait"]:
-            ch.send((40, 51))
+        if not method.nowait:
+            ch.send(commands.Exchange.UnbindOk)
         return
     source, dest = found
-    vhost.unbind(source, dest, args["routing_key"], args["arguments"])
-    if not args["nowait"]:
-        ch.send_synced(vhost.binding_definition_keys(source, dest, args["routing_key"],
-                                                     args["arguments"]), (40, 51))
+    vhost.unbind(source, dest, method.routing_key, method.arguments)
+    if not method.nowait:
+        ch.send_synced(vhost.binding_definition_keys(source, dest, method.routing_key,
+                                                     method.arguments), commands.Exchange.UnbindOk)
 
 
-HANDLERS: dict[tuple[int, int], Handler] = {
-    (40, 10): declare,
-    (40, 20): delete,
-    (40, 30): bind,
-    (40, 40): unbind,
+HANDLERS: Handlers = {
+    commands.Exchange.Declare: declare,
+    commands.Exchange.Delete: delete,
+    commands.Exchange.Bind: bind,
+    commands.Exchange.Unbind: unbind,
 }

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pamqp import commands
 
-from ..channel import Channel, Handler
+from ..channel import Channel, Handlers
 from ..protocol.errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 from ..queue import Queue
 
@@ -19,73 +19,73 @@ def _queue_keys(ch: Channel, q: Queue) -> tuple[str, ...]:
     return (ch.vhost.queue_key(q.name),) if q.persists else ()
 
 
-def declare(ch: Channel, args: dict[str, Any]) -> None:
+def declare(ch: Channel, method: commands.Queue.Declare) -> None:
     conn = ch.connection
-    q, _created = ch.vhost.declare_queue(args["queue"], args["passive"], args["durable"],
-                                         args["exclusive"], args["auto_delete"],
-                                         args["arguments"], conn)
+    q, _created = ch.vhost.declare_queue(method.queue, method.passive, method.durable,
+                                         method.exclusive, method.auto_delete,
+                                         method.arguments, conn)
     conn.last_queue_name = q.name
     if q.exclusive_owner is conn:
         conn.exclusive_queues.add(q)
-    if not args["nowait"]:
-        ch.send_synced(_queue_keys(ch, q), (50, 11), queue=q.name,
+    if not method.nowait:
+        ch.send_synced(_queue_keys(ch, q), commands.Queue.DeclareOk, queue=q.name,
                        message_count=q.message_count, consumer_count=len(q.consumers))
 
 
-def bind(ch: Channel, args: dict[str, Any]) -> None:
+def bind(ch: Channel, method: commands.Queue.Bind) -> None:
     vhost = ch.vhost
-    q = vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
-    ex = vhost.get_exchange(args["exchange"])
-    vhost.bind(ex, q, args["routing_key"], args["arguments"])
-    if not args["nowait"]:
-        ch.send_synced(ch.vhost.binding_definition_keys(ex, q, args["routing_key"],
-                                                        args["arguments"]), (50, 21))
+    q = vhost.get_queue(_queue_name(ch, method.queue), ch.connection)
+    ex = vhost.get_exchange(method.exchange)
+    vhost.bind(ex, q, method.routing_key, method.arguments)
+    if not method.nowait:
+        ch.send_synced(ch.vhost.binding_definition_keys(ex, q, method.routing_key,
+                                                        method.arguments), commands.Queue.BindOk)
 
 
-def unbind(ch: Channel, args: dict[str, Any]) -> None:
+def unbind(ch: Channel, method: commands.Queue.Unbind) -> None:
     vhost = ch.vhost
-    name = _queue_name(ch, args["queue"])
+    name = _queue_name(ch, method.queue)
     if not name:
         raise AMQPError(NOT_FOUND, "no previously declared queue")
-    found = vhost.unbind_endpoints(args["exchange"], name, "queue")
+    found = vhost.unbind_endpoints(method.exchange, name, "queue")
     if found is None:  # queue or exchange gone: unbind-ok, as RabbitMQ
-        ch.send((50, 51))
+        ch.send(commands.Queue.UnbindOk)
         return
     ex, q = found
-    vhost.unbind(ex, q, args["routing_key"], args["arguments"], ch.connection)
-    ch.send_synced(ch.vhost.binding_definition_keys(ex, q, args["routing_key"],
-                                                    args["arguments"]), (50, 51))
+    vhost.unbind(ex, q, method.routing_key, method.arguments, ch.connection)
+    ch.send_synced(ch.vhost.binding_definition_keys(ex, q, method.routing_key,
+                                                    method.arguments), commands.Queue.UnbindOk)
 
 
-def purge(ch: Channel, args: dict[str, Any]) -> None:
-    q = ch.vhost.get_queue(_queue_name(ch, args["queue"]), ch.connection)
+def purge(ch: Channel, method: commands.Queue.Purge) -> None:
+    q = ch.vhost.get_queue(_queue_name(ch, method.queue), ch.connection)
     count = q.purge()
-    if not args["nowait"]:
-        ch.send((50, 31), message_count=count)
+    if not method.nowait:
+        ch.send(commands.Queue.PurgeOk, message_count=count)
 
 
-def delete(ch: Channel, args: dict[str, Any]) -> None:
+def delete(ch: Channel, method: commands.Queue.Delete) -> None:
     vhost = ch.vhost
-    name = _queue_name(ch, args["queue"])
+    name = _queue_name(ch, method.queue)
     q = vhost.queues.get(name)
     if q is None:
         # Deleting a missing queue is not an error in RabbitMQ.
-        if not args["nowait"]:
-            ch.send((50, 41), message_count=0)
+        if not method.nowait:
+            ch.send(commands.Queue.DeleteOk, message_count=0)
         return
     vhost.check_exclusive(q, ch.connection)
     if name.startswith("amq.") and not name.startswith("amq.gen-"):
         raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
-    count = vhost.delete_queue(q, args["if_unused"], args["if_empty"])
+    count = vhost.delete_queue(q, method.if_unused, method.if_empty)
     ch.connection.exclusive_queues.discard(q)
-    if not args["nowait"]:
-        ch.send_synced(_queue_keys(ch, q), (50, 41), message_count=count)
+    if not method.nowait:
+        ch.send_synced(_queue_keys(ch, q), commands.Queue.DeleteOk, message_count=count)
 
 
-HANDLERS: dict[tuple[int, int], Handler] = {
-    (50, 10): declare,
-    (50, 20): bind,
-    (50, 30): purge,
-    (50, 40): delete,
-    (50, 50): unbind,
+HANDLERS: Handlers = {
+    commands.Queue.Declare: declare,
+    commands.Queue.Bind: bind,
+    commands.Queue.Purge: purge,
+    commands.Queue.Delete: delete,
+    commands.Queue.Unbind: unbind,
 }

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pamqp import commands
 
-from ..channel import Channel, Handler
+from ..channel import Channel, Handlers
 from ..exchanges.topic import RouteDeferred
 from ..protocol import fast
 from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 
 
-def select(ch: Channel, args: dict[str, Any]) -> None:
+def select(ch: Channel, method: commands.Tx.Select) -> None:
     if ch.confirm_mode:
         raise AMQPError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode", 90, 10)
     ch.tx_mode = True
-    ch.send((90, 11))
+    ch.send(commands.Tx.SelectOk)
 
 
 def _require_tx(ch: Channel, method_id: int) -> None:
@@ -22,7 +22,7 @@ def _require_tx(ch: Channel, method_id: int) -> None:
         raise AMQPError(PRECONDITION_FAILED, "channel is not transactional", 90, method_id)
 
 
-def commit(ch: Channel, args: dict[str, Any]) -> None:
+def commit(ch: Channel, method: commands.Tx.Commit) -> None:
     _require_tx(ch, 20)
     conn = ch.connection
     finished = conn.finished_routes
@@ -37,7 +37,7 @@ def commit(ch: Channel, args: dict[str, Any]) -> None:
         try:
             vhost.route(ex, routing_key, lambda p=props: fast.message_headers(p), finished)
         except RouteDeferred as deferred:
-            conn.route_later(deferred.task, ch, lambda: commit(ch, args), (90, 20))
+            conn.route_later(deferred.task, ch, lambda: commit(ch, method), (90, 20))
             return
     publishes, settles = ch.tx_publishes, ch.tx_settles
     ch.tx_publishes, ch.tx_settles = [], []
@@ -48,17 +48,17 @@ def commit(ch: Channel, args: dict[str, Any]) -> None:
     for taken, action in settles:
         ch.apply_settle(taken, action)
     # commit-ok means what a publisher confirm means: the persistent messages are on disk
-    ch.send_after(token, (90, 21))
+    ch.send_after(token, commands.Tx.CommitOk)
 
 
-def rollback(ch: Channel, args: dict[str, Any]) -> None:
+def rollback(ch: Channel, method: commands.Tx.Rollback) -> None:
     _require_tx(ch, 30)
     ch.rollback()
-    ch.send((90, 31))
+    ch.send(commands.Tx.RollbackOk)
 
 
-HANDLERS: dict[tuple[int, int], Handler] = {
-    (90, 10): select,
-    (90, 20): commit,
-    (90, 30): rollback,
+HANDLERS: Handlers = {
+    commands.Tx.Select: select,
+    commands.Tx.Commit: commit,
+    commands.Tx.Rollback: rollback,
 }

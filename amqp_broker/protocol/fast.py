@@ -14,9 +14,9 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from .errors import SYNTAX_ERROR, AMQPError
+from .fieldtable import TableError, decode_table, encode_table, skip_table, timestamp_bytes
+from .fieldtable import Timestamp as Timestamp
 from .frames import FRAME_BODY, FRAME_END_BYTE, FRAME_HEADER, FRAME_METHOD
-from .methods import TableError, decode_table, encode_table, skip_table, timestamp_bytes
-from .methods import Timestamp as Timestamp
 
 if TYPE_CHECKING:
     from pamqp import commands

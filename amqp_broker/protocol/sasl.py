@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 
 from .errors import AMQPError
-from .methods import decode_table
+from .fieldtable import decode_table
 
 MECHANISMS = b"PLAIN AMQPLAIN"
 
