@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from amqp_broker.storage import MemoryStore
-from amqp_broker.storage.base import SyncCallback
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
 from pamqp.exceptions import UnmarshalingException
@@ -20,6 +18,8 @@ from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection
 from amqp_broker.protocol.codec import CLASSES, decode_method, encode_method, make
+from amqp_broker.storage import MemoryStore
+from amqp_broker.storage.base import SyncCallback
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 

@@ -11,8 +11,8 @@ from pamqp import frame as pframe
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection, ConnState
-from amqp_broker.protocol.frames import FRAME_BODY, FRAME_HEADER, FrameReader, frame
 from amqp_broker.protocol.codec import decode_method
+from amqp_broker.protocol.frames import FRAME_BODY, FRAME_HEADER, FrameReader, frame
 
 
 class Peer:

@@ -8,13 +8,13 @@ import struct
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
-from amqp_broker.protocol.frames import frame
 from amqp_broker.protocol.codec import CLASSES, fields
-from inproc import encode_fields as encode_method
+from amqp_broker.protocol.frames import frame
 from tests.test_connection import Peer
 
 KEYS = sorted(CLASSES)

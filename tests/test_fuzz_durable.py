@@ -11,13 +11,13 @@ from collections.abc import Callable
 
 import anyio
 import pytest
-from amqp_broker.storage.disk import DiskStore
+from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.protocol.frames import frame
-from inproc import encode_fields as encode_method
+from amqp_broker.storage.disk import DiskStore
 from tests.test_connection import Peer
 from tests.test_fuzz_connection import check_accounting
 
