@@ -11,6 +11,7 @@ Measures, each repeated --runs times (median, 90th percentile, min, in ms):
   and publish + get alone on an open channel;
 - a fresh broker per test (`amqp_broker_fresh`): start, connect, publish, get,
   close, stop;
+- the import of amqp_broker.testing, paid once per test run;
 - for comparison, the broker as a subprocess (`python -m amqp_broker`) until it
   accepts a TCP connection.
 
@@ -141,6 +142,16 @@ def measure_subprocess(runs: int) -> list[float]:
     return samples
 
 
+def measure_import(runs: int) -> list[float]:
+    """import amqp_broker.testing in a fresh interpreter (paid once per test run), beyond
+    what the interpreter with pika imported costs anyway."""
+    code = ("import time, pika; t = time.perf_counter(); import amqp_broker.testing; "
+            "print(time.perf_counter() - t)")
+    return [ms(float(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                    text=True, check=True).stdout))
+            for _ in range(runs)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=50)
@@ -153,6 +164,7 @@ def main() -> None:
     shared = measure_shared(args.runs)
     fresh = measure_fresh(args.runs)
     sub = measure_subprocess(args.subprocess_runs)
+    imports = measure_import(args.subprocess_runs)
     rows: list[tuple[str, list[float]]] = [
         ("`running_broker()` returns (listening)", start["start"]),
         ("start to first accepted TCP connection", start["tcp"]),
@@ -161,6 +173,7 @@ def main() -> None:
         ("shared broker: connect, declare, publish, get, close (one test)", shared["test"]),
         ("shared broker: publish + get on an open channel", shared["publish_get"]),
         ("fresh broker per test: start, connect, publish, get, close, stop", fresh),
+        ("`import amqp_broker.testing` in a fresh interpreter (once per run)", imports),
         ("`python -m amqp_broker` subprocess to first accepted TCP connection", sub),
     ]
     report: Callable[[str], None] = print
