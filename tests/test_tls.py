@@ -4,7 +4,8 @@ configuration, the EXTERNAL login name from a client certificate).
 Certificates are made per test (tests/certs.py). The broker runs in this process, in a
 thread of its own (Server(handle_signals=False) behind an anyio blocking portal), so a
 test can shorten tls.HANDSHAKE_TIMEOUT and read the server's log lines directly; the
-clients are real (pika, the ssl module, raw sockets) over 127.0.0.1. Every wait is
+clients are real (pika, the ssl module, raw sockets) over 127.0.0.1. The last tests run
+the command line as a process (BrokerProcess) with a configuration file. Every wait is
 bounded; nothing asserts on elapsed time.
 """
 
@@ -301,6 +302,18 @@ def test_silent_client_on_the_tls_port_hits_the_handshake_timeout(
         assert failure == {"peer": f"127.0.0.1:{port}", "error": "no TLS handshake within 0.2s"}
         _wait_for(lambda: server.sockets == 0, "the socket count to drop")
         no_tracebacks(log)
+
+
+def test_stopping_with_a_handshake_pending(ca: CA, server_cert: Issued) -> None:
+    """A client still in its TLS handshake does not hold up the broker's shutdown: its
+    socket is closed and counted off."""
+    with socket.socket() as sock:
+        with broker(tls_config(ca, server_cert)) as (server, log):
+            assert server.tls_port
+            sock.connect(("127.0.0.1", server.tls_port))
+            _wait_for(lambda: server.sockets == 1, "the socket to be accepted")
+        assert server.sockets == 0
+        assert socket_closed(sock)
 
 
 def test_no_tls_listener_without_tls_port() -> None:
