@@ -156,10 +156,10 @@ def test_pika_over_tls_publishes_and_consumes(ca: CA, server_cert: Issued) -> No
             got = consume_n(ch, "tls-q", 3, timeout=WAIT, auto_ack=True)
             assert [body for _, _, body in got] == [b"m0", b"m1", b"m2"]
             (c,) = open_connections(server)
-            assert vars(c)["tls"] is True
-            assert vars(c)["peer_cert_login"] is None
-            assert vars(c)["peer_cert_refusal"] == tls.NO_PEER_CERT
-            session = vars(c)["tls_session"]
+            assert c.tls is True
+            assert c.peer_cert_login is None
+            assert c.peer_cert_refusal == tls.NO_PEER_CERT
+            session = c.tls_session
             assert session.protocol in ("tlsv1.2", "tlsv1.3") and session.cipher
             plain = pika.BlockingConnection(pika.ConnectionParameters(
                 host="127.0.0.1", port=server.port, socket_timeout=WAIT,
@@ -167,8 +167,8 @@ def test_pika_over_tls_publishes_and_consumes(ca: CA, server_cert: Issued) -> No
             try:
                 plain_conn = [x for x in open_connections(server) if x is not c]
                 assert len(plain_conn) == 1
-                assert vars(plain_conn[0])["tls"] is False
-                assert vars(plain_conn[0])["peer_cert_refusal"] == tls.NOT_TLS
+                assert plain_conn[0].tls is False
+                assert plain_conn[0].peer_cert_refusal == tls.NOT_TLS
                 plain.channel().queue_declare("tls-q", passive=True)
             finally:
                 plain.close()
@@ -198,10 +198,10 @@ def test_verified_client_certificate_gives_the_login_name(ca: CA, server_cert: I
         try:
             conn.channel().queue_declare("", exclusive=True)
             (c,) = open_connections(server)
-            assert vars(c)["tls"] is True
-            assert vars(c)["peer_cert_login"] == "CN=client,O=Example,C=GB"
-            assert vars(c)["peer_cert_refusal"] is None
-            session = vars(c)["tls_session"]
+            assert c.tls is True
+            assert c.peer_cert_login == "CN=client,O=Example,C=GB"
+            assert not c.peer_cert_refusal
+            session = c.tls_session
             assert session.peer_cert_subject == "CN=client,O=Example,C=GB"
             assert session.peer_cert_issuer == "CN=Test CA,O=amqp-broker tests"
         finally:
@@ -219,9 +219,11 @@ def test_common_name_login_and_optional_certificate(ca: CA, server_cert: Issued)
             conn = pika_tls(server, client_context(ca, client))
             try:
                 (c,) = open_connections(server)
-                assert vars(c)["peer_cert_login"] == login
-                assert vars(c)["peer_cert_refusal"] == (tls.NO_PEER_CERT if client is None
-                                                        else None)
+                assert c.peer_cert_login == login
+                if client is None:
+                    assert c.peer_cert_refusal == tls.NO_PEER_CERT
+                else:
+                    assert not c.peer_cert_refusal
             finally:
                 conn.close()
             _wait_for(lambda: not open_connections(server), "the connection to end")
