@@ -57,6 +57,7 @@ from .syncgate import Release, SyncGate
 if TYPE_CHECKING:
     from .broker import Broker
     from .queue import Queue
+    from .tls import TLSSession
     from .vhost import VHost
 
 _method_key = struct.Struct(">HH").unpack_from
@@ -87,8 +88,14 @@ class Connection:
         self.on_output = on_output or _noop
         self.reader = FrameReader(FRAME_MIN_SIZE)
         config = self.config
+        # TLS facts (use_tls): the EXTERNAL login name from the client certificate
+        self.tls_session: TLSSession | None = None
+        self.peer_cert_login: str | None = None
+        self.peer_cert_refusal = "not a TLS-enabled connection"
+        self.mechanisms = sasl.offered(config.auth_mechanisms, tls=False)
         self.handshake = handshake.Handshake(
-            server_properties=self._server_properties(), mechanisms=sasl.MECHANISMS,
+            server_properties=self._server_properties(),
+            mechanisms=" ".join(self.mechanisms).encode(),
             limits=handshake.Limits(config.channel_max, config.frame_max, config.heartbeat),
             authenticate=self._authenticate, open_vhost=self._open_vhost)
         self._out: list[bytes] = []
@@ -130,6 +137,19 @@ class Connection:
     @property
     def state(self) -> ConnState:
         return self.handshake.state
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_session is not None
+
+    def use_tls(self, session: TLSSession) -> None:
+        """The connection came over TLS (set by the shell before any bytes): EXTERNAL
+        is offered if configured, with the client certificate's name as the login."""
+        self.tls_session = session
+        self.peer_cert_login = session.login
+        self.peer_cert_refusal = session.refusal or ""
+        self.mechanisms = sasl.offered(self.config.auth_mechanisms, tls=True)
+        self.handshake.mechanisms = " ".join(self.mechanisms).encode()
 
     # --- output --------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -468,11 +488,19 @@ class Connection:
 
     def _authenticate(self, mechanism: str, response: bytes) -> str:
         """The handshake's login callback: the user name, or AMQPError(ACCESS_REFUSED)."""
-        user, password = sasl.login(mechanism, response)  # ValueError: a handshake error
-        name = user.decode("utf-8", "replace")
-        self.user = name
-        refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
-                                           self.peer_host)
+        if mechanism not in self.mechanisms:
+            raise ValueError(f"unsupported authentication mechanism {mechanism!r}")
+        if mechanism == sasl.EXTERNAL:
+            name = self.peer_cert_login or ""
+            self.user = name
+            refusal = (self.broker.authenticate_external(name, self.peer_host) if name
+                       else self.peer_cert_refusal or "no peer certificate")
+        else:
+            user, password = sasl.login(mechanism, response)  # ValueError: handshake error
+            name = user.decode("utf-8", "replace")
+            self.user = name
+            refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
+                                               self.peer_host)
         if refusal:
             self.broker.log.warning("authentication failed", peer=self.peer, user=name,
                                     reason=refusal)

@@ -406,7 +406,8 @@ class ConnectionHandler:
         self.input_resumed = anyio.Event()  # input it held may be read again
         self.conn = Connection(broker, (self.host, self.port), on_output=self._wake_writer)
         self.conn.on_resume = self._wake_reader
-        _give_tls_facts(self.conn, tls_session)
+        if tls_session is not None:
+            self.conn.use_tls(tls_session)
         self.opened_at = time.monotonic()
         self.last_sent = self.opened_at  # heartbeats are due after a quiet half interval
         self.closing_since = 0.0  # when the timer first saw the connection CLOSING
@@ -500,19 +501,6 @@ class ConnectionHandler:
                 return
             if conn.heartbeat_due(now, self.last_sent):
                 conn.send_heartbeat()
-
-
-def _give_tls_facts(conn: Connection, session: tls.TLSSession | None) -> None:
-    """What the EXTERNAL mechanism needs, set once per connection: `tls` (bool),
-    `peer_cert_login` (the login name from the client certificate, or None),
-    `peer_cert_refusal` (RabbitMQ's reason to refuse EXTERNAL when there is no name) and
-    `tls_session` (the TLSSession, None on a plain connection)."""
-    # through vars(): Connection does not declare these attributes (yet)
-    vars(conn).update(
-        tls=session is not None,
-        peer_cert_login=session.login if session is not None else None,
-        peer_cert_refusal=session.refusal if session is not None else tls.NOT_TLS,
-        tls_session=session)
 
 
 async def _handshake(stream: ByteStream, ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO,

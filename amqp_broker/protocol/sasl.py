@@ -1,8 +1,9 @@
 """Login responses of the SASL mechanisms a client may choose in connection.start-ok.
 
-PLAIN and AMQPLAIN, read exactly as RabbitMQ 3.x reads them; anything else is a
-handshake error (ValueError with the reason), which the connection logs once and
-answers by closing the socket.
+PLAIN and AMQPLAIN, read exactly as RabbitMQ 3.x reads them, and EXTERNAL (the
+login is the client certificate's name; its response is not read). A mechanism
+not offered, or a response it cannot read, is a handshake error (ValueError with
+the reason), which the connection logs once and answers by closing the socket.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ from .errors import AMQPError
 from .fieldtable import decode_table
 
 MECHANISMS = b"PLAIN AMQPLAIN"
+PASSWORD_MECHANISMS = ("PLAIN", "AMQPLAIN")
+EXTERNAL = "EXTERNAL"
+
+
+def offered(configured: tuple[str, ...], tls: bool) -> tuple[str, ...]:
+    """The mechanisms connection.start lists: the configured ones this broker knows,
+    EXTERNAL only on a TLS connection (as rabbit_auth_mechanism_ssl offers it)."""
+    return tuple(m for m in configured
+                 if m in PASSWORD_MECHANISMS or (m == EXTERNAL and tls))
 
 
 def login(mechanism: str, response: bytes) -> tuple[bytes, bytes]:
