@@ -142,11 +142,12 @@ class RunningBroker:
         return self._portal.call(func, *args)
 
     def add_vhost(self, name: str) -> Endpoint:
-        """Create a virtual host on the running broker; its endpoint."""
-        broker = self.server.broker
-        if not hasattr(broker, "add_vhost"):
+        """Create a virtual host on the running broker, the default user given full
+        permissions on it (as the management API does for the user creating one); its
+        endpoint."""
+        if not hasattr(self.server.broker, "add_vhost"):
             raise NotImplementedError("this amqp-broker cannot add virtual hosts at run time")
-        self.call(broker.add_vhost, name)
+        self.call(_add_vhost, self.server.broker, name, self.endpoint.user)
         return self.in_vhost(name)
 
     def delete_vhost(self, name: str) -> None:
@@ -297,6 +298,13 @@ async def _serve(config: Config, *, task_status: TaskStatus[Server]) -> None:
     # the host program owns structlog's configuration; only the level is this broker's
     server.log = server.broker.log = _logger(config.log_level)
     await server.run(ready=lambda s: task_status.started(s))
+
+
+def _add_vhost(broker: Any, name: str, user: str) -> None:
+    broker.add_vhost(name)
+    access = getattr(broker, "access", None)  # users and permissions, where the broker has them
+    if access is not None and hasattr(access, "set_permissions"):
+        access.set_permissions(user, name, ".*", ".*", ".*")
 
 
 async def _name_thread(port: int) -> tuple[threading.Thread, object]:
