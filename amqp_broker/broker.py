@@ -1,12 +1,19 @@
 """The broker: virtual hosts, the message store, users, and broker-wide counters.
 
 Nothing here touches sockets; server.py runs connections against a Broker.
+
+Vhosts, users, permissions, policies and parameters are durable definitions like
+exchanges and queues (store keys "vhost\x00NAME", "user\x00NAME",
+"perm\x00VHOST\x00USER", "topicperm\x00...", "policy\x00...", "param\x00...",
+"gparam\x00NAME"). On a first start (a store with no vhost or user yet) the configured
+vhosts and the default user (administrator, full permissions on them) are created, as
+RabbitMQ's default data, unless definitions are loaded at start-up, which then replace
+the default user. A vhost named by --vhosts that does not exist is created at each start.
 """
 
 from __future__ import annotations
 
 import gc
-import hmac
 import ipaddress
 import socket
 import time
@@ -19,12 +26,18 @@ import structlog
 from . import reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
+from .definitions import RuntimeParameters, VHostInfo, vhost_key
 from .exchanges.topic import Finished, TopicRouting
+from .permissions import FULL, AccessControl, UserContext
 from .protocol.fast import shortstr
 from .queue import MESSAGE_OVERHEAD, PAGEABLE, STORED, Message, Queue
 from .storage import MemoryStore, MessageStore
 from .storage.base import RecoveredMessage
+from .users import DefinitionError, NotFoundError, User
 from .vhost import VHost, binding_store_key
+
+IDENTITY_KINDS = ("vhost", "user", "permission", "topic_permission", "policy", "parameter",
+                  "global_parameter")
 
 
 def is_loopback(host: str) -> bool:
@@ -52,6 +65,17 @@ class Session(Protocol):
     def alarm_cleared(self) -> None:
         """Every resource alarm cleared."""
 
+    @property
+    def user(self) -> str:
+        """The user it logged in as."""
+
+    @property
+    def vhost(self) -> VHost:
+        """The vhost it opened."""
+
+    def force_close(self, text: str = ...) -> None:
+        """Close it with 320 CONNECTION_FORCED and this text."""
+
 
 class Broker:
     def __init__(self, config: Config, store: MessageStore | None = None) -> None:
@@ -59,12 +83,17 @@ class Broker:
         self.log = structlog.get_logger("amqp_broker")
         self.store: MessageStore = store if store is not None else MemoryStore()
         self.cluster_name = f"amqp-broker@{socket.gethostname()}"
-        self.users = {config.default_user: config.default_pass}
         self.vhosts: dict[str, VHost] = {}
-        for name in (config.default_vhost, *config.vhosts):
-            self.vhosts[name] = VHost(self, name)
+        self.vhost_info: dict[str, VHostInfo] = {}  # description, tags of each vhost
+        self.access = AccessControl(self.vhosts, self.save_definition)  # users, permissions
+        self.runtime = RuntimeParameters(self.save_definition)  # policies, parameters
         self.connections: set[Session] = set()  # open client sessions (connections)
         self._msg_id = 0
+        # no definition is written until the store is open (recover) and while recovering
+        self._recovering = True
+        for name in (config.default_vhost, *config.vhosts):
+            self.add_vhost(name, "Default virtual host" if name == config.default_vhost else "")
+        self._add_default_user()
         self._recovering = False
         # plain counters, rendered by the metrics collector at scrape time
         self.published = 0
@@ -92,6 +121,7 @@ class Broker:
         self.def_tokens: dict[str, int] = {}
         # stored messages of queues whose definition was not recovered, by store key
         self.orphans: dict[str, list[RecoveredMessage]] = {}
+        self._read_only = False  # recover(startup=False): nothing is written
 
     # --- identity and auth ---------------------------------------------------
     def next_msg_id(self) -> int:
@@ -99,17 +129,106 @@ class Broker:
         return self._msg_id
 
     def authenticate(self, user: str, password: str, peer_host: str) -> str | None:
-        """None when the login is allowed, else the reason it is refused."""
-        expected = self.users.get(user)
-        if expected is None or not hmac.compare_digest(expected.encode(), password.encode()):
-            return "invalid credentials"
-        if user in self.config.loopback_users and not is_loopback(peer_host):
-            return f"user '{user}' can only connect via localhost"
+        """None when the login is allowed, else the reason it is refused (for the log;
+        the client is only told that the login was refused)."""
+        refusal = self.access.authenticate(user, password)
+        if refusal is None and user in self.config.loopback_users and not is_loopback(
+                peer_host):
+            refusal = f"user '{user}' can only connect via localhost"
+        return refusal
+
+    def authenticate_external(self, username: str, peer_host: str) -> str | None:
+        """The EXTERNAL mechanism (a verified TLS client certificate named the user):
+        None when that user exists (no password involved), else the reason."""
+        if username not in self.access.users:
+            return f"user '{username}' - invalid credentials"
+        if username in self.config.loopback_users and not is_loopback(peer_host):
+            return f"user '{username}' can only connect via localhost"
         return None
+
+    def user_context(self, username: str) -> UserContext:
+        """What a logged-in connection checks permissions against (permissions.py)."""
+        return self.access.context(username)
+
+    def _add_default_user(self) -> None:
+        """The default user (guest/guest unless configured): administrator, with full
+        permissions on every configured vhost."""
+        cfg = self.config
+        if not cfg.default_user:
+            return
+        self.access.put_user(User.with_password(cfg.default_user, cfg.default_pass,
+                                                ("administrator",)))
+        for name in self.vhosts:
+            self.access.set_permissions(cfg.default_user, name, FULL, FULL, FULL)
+
+    # --- vhosts --------------------------------------------------------------------
+    def add_vhost(self, name: str, description: str = "", tags: Collection[str] = (),
+                  default_queue_type: str | None = None) -> VHost:
+        """Create a vhost, or update the description and tags of an existing one."""
+        if not isinstance(name, str) or not name:
+            raise DefinitionError("a vhost needs a name")
+        info = VHostInfo(name, description, tuple(tags), default_queue_type)
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            vhost = self.vhosts[name] = VHost(self, name)
+            self.log.debug("vhost created", vhost=name)
+        elif name in self.vhost_info and default_queue_type is None:
+            info.default_queue_type = self.vhost_info[name].default_queue_type
+        self.vhost_info[name] = info
+        self.save_definition(vhost_key(name), info.to_record())
+        self.access.generation += 1
+        return vhost
+
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost with its permissions, policies, parameters, exchanges, queues
+        and stored messages; connections to it are closed with 320 CONNECTION_FORCED."""
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            raise NotFoundError(f"no vhost '{name}'")
+        self.access.forget_vhost(name)  # first, as RabbitMQ: no new connections to it
+        self.runtime.forget_vhost(name)
+        for session in list(self.connections):
+            if session.vhost is vhost:
+                session.force_close(f"vhost '{name}' is deleted")
+        for q in list(vhost.queues.values()):
+            vhost.remove_queue(q)
+        for ex in list(vhost.exchanges.values()):
+            if ex.name and not ex.name.startswith("amq."):
+                vhost.delete_exchange(ex.name, False)
+        for ex in list(vhost.exchanges.values()):  # amq.* to amq.* bindings
+            if ex is not vhost.default_exchange:
+                for dest, key, args in list(ex.table.bindings()):
+                    vhost.unbind(ex, dest, key, args)  # type: ignore[arg-type]
+        for store_key in [k for k in self.orphans if k.partition("\x00")[0] == name]:
+            del self.orphans[store_key]
+            self.store.delete_queue(store_key)
+        del self.vhosts[name]
+        self.vhost_info.pop(name, None)
+        self.save_definition(vhost_key(name), None)
+        self.log.info("vhost deleted", vhost=name)
+
+    def delete_user(self, name: str) -> None:
+        """Delete a user with its permissions; its connections are closed with 320."""
+        self.access.delete_user(name)
+        for session in list(self.connections):
+            if session.user == name:
+                session.force_close(f"user '{name}' is deleted")
+
+    # --- definitions documents ---------------------------------------------------------
+    def import_definitions(self, doc: dict[str, Any], source: str = "definitions") -> dict[
+            str, int]:
+        """Apply RabbitMQ's definitions JSON (parsed); DefinitionsError names a bad entry."""
+        from .definitions import import_definitions
+        return import_definitions(self, doc, source)
+
+    def export_definitions(self) -> dict[str, Any]:
+        """Everything durable and configured, as RabbitMQ's definitions JSON."""
+        from .definitions import export_definitions
+        return export_definitions(self)
 
     # --- durable definitions -------------------------------------------------
     def save_definition(self, key: str, record: dict[str, Any] | None) -> None:
-        if not self._recovering:
+        if not self._recovering and not self._read_only:
             self.def_tokens[key] = self.store.save_definition(
                 key, None if record is None else tables.to_json(record))
 
@@ -148,14 +267,19 @@ class Broker:
     def _store_caught_up(self, _token: int, _ok: bool) -> None:
         self.store_backlogged = False
 
-    def recover(self) -> dict[str, Any]:
-        """Rebuild durable definitions and queue contents from the store."""
+    def recover(self, startup: bool = True) -> dict[str, Any]:
+        """Rebuild durable definitions and queue contents from the store; then (startup)
+        store the default data of a first start, create missing configured vhosts and
+        import config.load_definitions (DefinitionsError if they are bad). Without
+        startup nothing is written to the store (export-definitions)."""
         started = time.monotonic()
         recovery = self.store.open()
         self._recovering = True
+        self._read_only = not startup
         try:
             defs = [tables.from_json(rec) for rec in recovery.definitions.values()]
             self._rekey_bindings(recovery.definitions, defs)
+            stored_vhosts = self._restore_identity(defs)
             for rec in defs:
                 if rec.get("kind") == "exchange":
                     vhost = self.vhosts.get(rec["vhost"])
@@ -198,6 +322,8 @@ class Broker:
                 continue
             messages += self._restore(found, entries)
         self._msg_id = max(self._msg_id, recovery.next_msg_id - 1)
+        if startup:
+            self._start_definitions(stored_vhosts)
         summary = {"queues": len(queues), "messages": messages,
                    "orphaned_queues": len(self.orphans),
                    "skipped_records": recovery.skipped_records,
@@ -206,6 +332,64 @@ class Broker:
             del recovery
             _release_memory()
         return summary
+
+    def _restore_identity(self, defs: list[dict[str, Any]]) -> set[str] | None:
+        """Vhosts (before their exchanges and queues), users, permissions, policies and
+        parameters from the store, in place of the configured defaults; the names of the
+        stored vhosts, or None for a store that has no vhost or user yet (a first start,
+        or a data directory written before vhosts and users were stored)."""
+        records = [rec for rec in defs if rec.get("kind") in IDENTITY_KINDS]
+        if not any(rec["kind"] in ("vhost", "user") for rec in records):
+            return None
+        self.access.users.clear()
+        self.access.permissions.clear()
+        self.access.topic_permissions.clear()
+        stored: set[str] = set()
+        for rec in sorted(records, key=lambda r: r["kind"] != "vhost"):
+            try:
+                if rec["kind"] == "vhost":
+                    info = VHostInfo.from_record(rec)
+                    self.add_vhost(info.name, info.description, info.tags,
+                                   info.default_queue_type)
+                    stored.add(info.name)
+                elif rec["kind"] in ("user", "permission", "topic_permission"):
+                    self.access.restore(rec)
+                else:
+                    self.runtime.restore(rec)
+            except (DefinitionError, KeyError, TypeError, ValueError) as exc:
+                self.log.warning("stored definition skipped", kind=rec.get("kind"),
+                                 name=rec.get("name", rec.get("user")), error=str(exc))
+        return stored
+
+    def _start_definitions(self, stored_vhosts: set[str] | None) -> None:
+        """After recovery: on a first start store the configured vhosts and the default
+        user (which definitions loaded at start-up replace, as in RabbitMQ); later, create
+        the configured vhosts that do not exist yet, the default user (if it exists)
+        getting full permissions on them. Then import config.load_definitions."""
+        cfg = self.config
+        load = getattr(cfg, "load_definitions", None)
+        default = self.access.users.get(cfg.default_user)
+        if stored_vhosts is None:
+            for info in list(self.vhost_info.values()):
+                self.add_vhost(info.name, info.description, info.tags,
+                               info.default_queue_type)
+            if default is not None and load:
+                self.access.delete_user(default.name)
+            elif default is not None:
+                self.access.put_user(default)
+                for perm in list(self.access.list_permissions()):
+                    self.access.set_permissions(perm.user, perm.vhost, perm.configure,
+                                                perm.write, perm.read)
+        else:
+            for name in (cfg.default_vhost, *cfg.vhosts):
+                if name not in stored_vhosts:
+                    self.add_vhost(name)
+                    if default is not None:
+                        self.access.set_permissions(default.name, name, FULL, FULL, FULL)
+        if load:
+            from .definitions import load_file
+            for source, doc in load_file(load):
+                self.import_definitions(doc, source)
 
     def _rekey_bindings(self, stored: dict[str, Any], defs: list[dict[str, Any]]) -> None:
         """Move binding definitions stored under an older key format to the current

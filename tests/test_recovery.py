@@ -38,6 +38,10 @@ def _bodies(broker: Broker, vhost: str, queue: str) -> list[bytes]:
 
 def test_queue_of_a_vhost_not_served_keeps_its_messages(tmp_path: Path) -> None:
     _fill_orders(tmp_path)
+    store = DiskStore(tmp_path)
+    store.open()
+    store.save_definition("vhost\x00v2", None)  # as if the vhost's record had been lost
+    store.close()
     without_v2 = _broker(tmp_path)  # restart serving "/" only
     assert "v2\x00orders" in without_v2.orphans
     without_v2.store.close()
