@@ -93,6 +93,7 @@ class Server:
                  handle_signals: bool = True) -> None:
         self.config = config
         self.handle_signals = handle_signals  # False when embedded (amqp_broker.testing)
+        self.shutdown_grace = 2.0  # seconds closing connections get to answer close-ok
         self.broker = Broker(config, store if store is not None else open_store(config))
         self.log = self.broker.log
         self.port = config.port
@@ -329,7 +330,7 @@ class Server:
         conns = [c for c in self.broker.connections if isinstance(c, Connection)]
         for conn in conns:
             conn.force_close("broker shutdown")
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + self.shutdown_grace
         while time.monotonic() < deadline and any(
                 c.state is ConnState.CLOSING or c.out_size for c in conns):
             await anyio.sleep(0.05)

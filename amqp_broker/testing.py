@@ -52,6 +52,9 @@ EMBEDDED_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "data_dir":
                                      "metrics_port": 0, "management_port": 0,
                                      "log_level": "warning"}
 STOP_TIMEOUT = 30.0  # seconds the server gets to close its connections and store
+# seconds connections still open at the end get to answer connection.close: a test that
+# left a client open (not reading) must not cost its teardown the server's 2 s
+SHUTDOWN_GRACE = 0.1
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
 
 
@@ -295,6 +298,7 @@ async def running_broker_async(**options: Any) -> AsyncIterator[RunningBroker]:
 
 async def _serve(config: Config, *, task_status: TaskStatus[Server]) -> None:
     server = Server(config, handle_signals=False)
+    server.shutdown_grace = SHUTDOWN_GRACE
     # the host program owns structlog's configuration; only the level is this broker's
     server.log = server.broker.log = _logger(config.log_level)
     await server.run(ready=lambda s: task_status.started(s))

@@ -179,6 +179,17 @@ def test_a_body_that_raises_still_stops_the_broker() -> None:
     assert data_dir is not None and not os.path.exists(data_dir)
 
 
+def test_a_client_left_open_is_closed_by_the_broker() -> None:
+    """A test that forgets to close its connection: the broker ends it with 320
+    CONNECTION_FORCED, as RabbitMQ at shutdown, and still stops."""
+    with running_broker() as broker:
+        connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    assert not broker.running
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        connection.channel()
+    assert closed.value.reply_code == 320
+
+
 def test_stop_twice_is_harmless_and_calls_after_stop_refuse() -> None:
     broker = start_broker()
     broker.stop()
