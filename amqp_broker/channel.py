@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from . import pipeline, reply_to
+from . import permissions, pipeline, reply_to
 from .exchanges.topic import Finished, RouteDeferred
 from .protocol import fast
 from .protocol.assembler import Command, ContentAssembler
@@ -35,6 +35,7 @@ from .queue import MESSAGE_OVERHEAD, Consumer, Message, Queue
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .vhost import Exchange
 
 ACK, DROP, REQUEUE = 0, 1, 2
 UNACKED_SAMPLE = 32  # deliveries sampled to estimate what a channel's unacked ones hold
@@ -124,21 +125,34 @@ class Channel:
     def _complete(self, command: Command) -> None:
         ex_raw, rk_raw, exchange, routing_key, mandatory, props, body = command
         if self.tx_mode:
-            self.get_exchange_for_publish(exchange)
+            self.get_exchange_for_publish(exchange, routing_key)
             self.tx_publishes.append((exchange, ex_raw, rk_raw, routing_key, mandatory,
                                       props, body))
             return
         self.publish(exchange, ex_raw, rk_raw, routing_key, mandatory, props, body,
                      self.connection.finished_routes)
 
+    # --- permissions (amqp_broker.permissions) ------------------------------
+    def permit(self, kind: str, name: str, perm: str) -> None:
+        """403 unless the user may `perm` (configure, write, read) the exchange or queue."""
+        permissions.check_resource(self.connection.access, self.vhost.name, kind, name, perm)
+
+    def permit_topic(self, ex: Exchange, routing_key: str, perm: str) -> None:
+        """403 unless the user's topic permissions on ex allow the routing key."""
+        permissions.check_topic(self.connection.access, self.vhost.name, ex, routing_key, perm)
+
     # --- publish -------------------------------------------------------------
-    def get_exchange_for_publish(self, name: str) -> Any:
+    def get_exchange_for_publish(self, name: str, routing_key: str) -> Any:
+        # RabbitMQ's order: write permission, then 404, internal, topic permission
+        self.permit("exchange", name, "write")
         ex = self.vhost.exchanges.get(name)
         if ex is None:
             raise AMQPError(NOT_FOUND, f"no exchange '{name}' {self.vhost.where()}", 60, 40)
         if ex.internal:
             raise AMQPError(ACCESS_REFUSED, f"cannot publish to internal exchange '{name}' "
                             f"{self.vhost.where()}", 60, 40)
+        if ex.type_name == "topic":
+            self.permit_topic(ex, routing_key, "write")
         return ex
 
     def publish(self, exchange: str, ex_raw: bytes, rk_raw: bytes, routing_key: str,
@@ -150,7 +164,7 @@ class Channel:
         this publish is made again once it is done: everything before routing must stay
         repeatable (the reply-to rewrite of already rewritten properties changes nothing).
         """
-        ex = self.get_exchange_for_publish(exchange)
+        ex = self.get_exchange_for_publish(exchange, routing_key)
         flags = fast.flags_of(props)
         expires = None
         if flags & fast.FLAG_SPECIAL:
@@ -220,10 +234,11 @@ class Channel:
         decoded = fast.decode_properties(props)
         if flags & fast.FLAG_REPLY_TO:
             props = reply_to.rewrite_request(self, decoded) or props
-        if flags & fast.FLAG_USER_ID and decoded.user_id != self.connection.user:
-            raise AMQPError(PRECONDITION_FAILED,
-                            f"user_id property set to '{decoded.user_id}' but authenticated "
-                            f"user was '{self.connection.user}'", 60, 40)
+        if flags & fast.FLAG_USER_ID:
+            try:
+                permissions.check_user_id(self.connection.access, decoded.user_id)
+            except AMQPError as exc:
+                raise exc.with_method(60, 40) from None
         if flags & fast.FLAG_EXPIRATION:
             try:
                 ttl = int(str(decoded.expiration))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from . import __version__
+from . import __version__, permissions
 from .channel import ACK, Channel
 from .exchanges.topic import Finished, TopicRouting
 from .handlers import HANDLERS
@@ -114,6 +114,7 @@ class Connection:
         self.frame_max = FRAME_MIN_SIZE
         self.heartbeat = 0
         self.user = ""
+        self.access = broker.user_context("")  # the logged-in user's permission checks
         self.vhost: VHost = None  # type: ignore[assignment]
         self.client_properties: dict[str, Any] = {}
         self.channels: dict[int, Channel] = {}
@@ -469,6 +470,7 @@ class Connection:
                 self.heartbeat = event.heartbeat
             elif isinstance(event, handshake.LoggedIn):
                 self.client_properties = event.client_properties
+                self.access = self.broker.user_context(event.user)
             elif isinstance(event, handshake.Opened):
                 self.vhost = event.vhost
                 self.broker.session_opened(self)
@@ -513,6 +515,12 @@ class Connection:
         vhost = self.broker.vhosts.get(name)
         if vhost is None:
             raise AMQPError(NOT_ALLOWED, f"vhost {name} not found", 10, 40)
+        try:
+            permissions.check_vhost_access(self.broker.access, self.user, name)
+        except AMQPError as exc:
+            self.broker.log.warning("vhost access refused", peer=self.peer, user=self.user,
+                                    vhost=name)
+            raise exc.with_method(10, 40) from None
         return vhost
 
     # --- closing -------------------------------------------------------------

@@ -10,7 +10,7 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import exchanges, queue_args, tables
@@ -34,6 +34,10 @@ STANDARD_EXCHANGES = (
     ("amq.direct", "direct"), ("amq.fanout", "fanout"), ("amq.topic", "topic"),
     ("amq.headers", "headers"), ("amq.match", "headers"),
 )
+
+
+# a declare's permission check: (name, whether the declare creates it); raises AMQPError
+Authorize = Callable[[str, bool], None]
 
 
 class Exchange:
@@ -111,7 +115,8 @@ class VHost:
 
     # --- exchanges ---------------------------------------------------------
     def declare_exchange(self, name: str, type_name: str, passive: bool, durable: bool,
-                         auto_delete: bool, internal: bool, arguments: dict[str, Any]) -> Exchange:
+                         auto_delete: bool, internal: bool, arguments: dict[str, Any],
+                         authorize: Authorize | None = None) -> Exchange:
         # RabbitMQ's order: passive skips the type; the default exchange is refused
         # either way; an existing amq.* exchange is checked for equivalence (406),
         # only a new one is refused for its name (403).
@@ -122,6 +127,8 @@ class VHost:
         if passive:
             return self.get_exchange(name)
         existing = self.exchanges.get(name)
+        if authorize is not None:  # the caller's permission checks, where RabbitMQ makes them
+            authorize(name, existing is None)
         if existing is not None:
             self._check_exchange_equivalent(existing, type_name, durable, auto_delete,
                                             internal, arguments)
@@ -176,8 +183,9 @@ class VHost:
     # --- queues ------------------------------------------------------------
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
                       auto_delete: bool, arguments: dict[str, Any],
-                      connection: object) -> tuple[Queue, bool]:
-        """Returns (queue, created)."""
+                      connection: object,
+                      authorize: Authorize | None = None) -> tuple[Queue, bool]:
+        """Returns (queue, created). authorize(name, new) runs once the name is known."""
         if passive:
             return self.get_queue(name, connection), False
         if name == "":
@@ -186,6 +194,8 @@ class VHost:
         elif name.startswith("amq."):
             raise AMQPError(ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'")
         existing = self.queues.get(name)
+        if authorize is not None:
+            authorize(name, existing is None)
         if existing is not None:
             # RabbitMQ's strict check: the owner must be this connection exactly when
             # exclusive is asked; another connection's queue, or an exclusive flag that

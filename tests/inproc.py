@@ -74,12 +74,13 @@ def make_broker(store: MemoryStore | None = None, **config: Any) -> Broker:
 class Client:
     """One client connection to an in-process broker."""
 
-    def __init__(self, broker: Broker, vhost: str = "/") -> None:
+    def __init__(self, broker: Broker, vhost: str = "/", user: str = "guest",
+                 password: str = "guest") -> None:
         self.conn = Connection(broker, ("127.0.0.1", 40000))
         self.conn.receive(PROTOCOL_HEADER)
         self.send(commands.Connection.StartOk(
             client_properties={"capabilities": {"consumer_cancel_notify": True}},
-            mechanism="PLAIN", response="\x00guest\x00guest", locale="en_US"))
+            mechanism="PLAIN", response=f"\x00{user}\x00{password}", locale="en_US"))
         self.send(commands.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0))
         self.send(commands.Connection.Open(virtual_host=vhost))
         opened = self.frames()

@@ -44,6 +44,7 @@ def consume(ch: Channel, method: commands.Basic.Consume) -> None:
     if name == reply_to.PSEUDO_QUEUE:
         reply_to.consume(ch, method)
         return
+    ch.permit("queue", name, "read")
     q = ch.vhost.get_queue(name, conn)
     tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
     if tag in ch.consumers:
@@ -68,7 +69,9 @@ def cancel(ch: Channel, method: commands.Basic.Cancel) -> None:
 
 def get(ch: Channel, method: commands.Basic.Get) -> None:
     conn = ch.connection
-    q = ch.vhost.get_queue(method.queue or conn.last_queue_name or "", conn)
+    name = method.queue or conn.last_queue_name or ""
+    ch.permit("queue", name, "read")
+    q = ch.vhost.get_queue(name, conn)
     try:
         taken = q.take()
     except StoreError as exc:
