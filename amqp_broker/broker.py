@@ -367,7 +367,7 @@ class Broker:
         the configured vhosts that do not exist yet, the default user (if it exists)
         getting full permissions on them. Then import config.load_definitions."""
         cfg = self.config
-        load = getattr(cfg, "load_definitions", None)
+        load = cfg.load_definitions
         default = self.access.users.get(cfg.default_user)
         if stored_vhosts is None:
             for info in list(self.vhost_info.values()):

@@ -20,6 +20,7 @@ definitions of a stopped broker's data directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import decimal
 import json
@@ -500,7 +501,8 @@ def export_main(argv: Sequence[str] | None = None) -> int:
                    help="the broker's data directory [AMQP_BROKER_DATA_DIR] (default: ./data)")
     args = p.parse_args(argv)
     try:
-        doc = read_data_dir(args.data_dir)
+        with contextlib.redirect_stdout(sys.stderr):  # log lines never mix with the JSON
+            doc = read_data_dir(args.data_dir)
         text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
         if args.file == "-":
             sys.stdout.write(text)
@@ -526,12 +528,13 @@ def read_data_dir(data_dir: str) -> dict[str, Any]:
     if not os.path.isdir(data_dir):
         raise DefinitionsError(f"no data directory at {data_dir}")
     store = DiskStore(data_dir)
+    broker = Broker(Config(data_dir=data_dir), store)
     try:
-        broker = Broker(Config(data_dir=data_dir), store)
         broker.recover(startup=False)
-        return export_definitions(broker)
     except StoreError as exc:
         raise DefinitionsError(f"cannot read {data_dir}: {exc} (is a broker running on "
                                "it? stop it first)") from None
+    try:
+        return export_definitions(broker)
     finally:
         store.close()
