@@ -130,11 +130,17 @@ def test_delete_vhost_closes_its_connections_and_removes_everything(tmp_path: Pa
                                "apply-to": "all", "definition": {}, "priority": 0})
     on_doomed, on_root = _fill(broker, "doomed"), Client(broker, "/")
     assert len(broker.vhosts["doomed"].queues["vq"].ready) == 3
+    consumer = Client(broker, "doomed")
+    consumer.open_channel(1)
+    consumer.send(commands.Basic.Consume(queue="vq"), 1)
+    consumer.send(commands.Queue.Declare(queue="", exclusive=True), 1)
+    assert len(of_type(consumer.frames(), commands.Basic.Deliver)) == 3
 
     broker.delete_vhost("doomed")
-    (_, close), = of_type(on_doomed.frames(), commands.Connection.Close)
-    assert (close.reply_code, close.reply_text) == (
-        320, "CONNECTION_FORCED - vhost 'doomed' is deleted")
+    for client in (on_doomed, consumer):
+        (_, close), = of_type(client.frames(), commands.Connection.Close)
+        assert (close.reply_code, close.reply_text) == (
+            320, "CONNECTION_FORCED - vhost 'doomed' is deleted")
     assert not of_type(on_root.frames(), commands.Connection.Close)
     assert "doomed" not in broker.vhosts and "doomed" not in broker.vhost_info
     assert ("u", "doomed") not in broker.access.permissions
