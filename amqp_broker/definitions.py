@@ -299,14 +299,25 @@ class _Plan:
         elif section == "parameters":
             if "value" not in e:
                 raise DefinitionError("'value' is missing")
+            value = e["value"]
+            if (e.get("component") == "operator_policy" and isinstance(value, dict)
+                    and _pairs(value.get("definition"))):
+                # rabbitmqctl 3.10 exports an operator policy's definition as a list of
+                # [key, value] pairs, which its own import refuses: keep it as an object
+                value = {**value, "definition": dict(value["definition"])}
             self.parameters.append((label, {
                 "vhost": _str(e, "vhost"), "component": _str(e, "component"),
-                "name": _str(e, "name"), "value": e["value"]}))
+                "name": _str(e, "name"), "value": value}))
         elif section == "global_parameters":
             if "value" not in e:
                 raise DefinitionError("'value' is missing")
             self.global_parameters.append((label, {"name": _str(e, "name"),
                                                    "value": e["value"]}))
+
+
+def _pairs(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in value)
 
 
 def _reason(exc: BaseException) -> str:

@@ -74,6 +74,9 @@ def test_rabbitmq_exports_import_as_they_are(path: Path) -> None:
     assert broker.runtime.parameters[("staging", "vhost-limits", "limits")]["value"] == {
         "max-connections": 64, "max-queues": 256}
     assert broker.runtime.global_parameters["cluster_name"]["value"] == "reference-cluster"
+    # rabbitmqctl writes this definition as [[key, value]] pairs; kept as an object
+    assert broker.runtime.parameters[("app", "operator_policy", "op-limit")]["value"][
+        "definition"] == {"max-length": 50000}
 
 
 @pytest.mark.parametrize("path", [MGMT, CTL], ids=["management-api", "rabbitmqctl"])
