@@ -284,8 +284,9 @@ def running_broker(**options: Any) -> Iterator[RunningBroker]:
 @asynccontextmanager
 async def running_broker_async(**options: Any) -> AsyncIterator[RunningBroker]:
     """`async with running_broker_async(**options) as broker:` the same inside a running
-    event loop (asyncio or trio). The broker runs in a thread of its own: starting and
-    stopping it waits in a worker thread, so the caller's loop keeps running."""
+    event loop (asyncio; it makes only anyio calls, so trio should do too). The broker runs
+    in a thread of its own: starting and stopping it waits in a worker thread, so the
+    caller's loop keeps running."""
     broker = await anyio.to_thread.run_sync(lambda: start_broker(**options))
     try:
         yield broker
