@@ -169,12 +169,12 @@ class RunningBroker:
         """Stop the server, end its thread (and the worker threads of its loop) and
         remove a temporary data directory; a second call does nothing. Raises what
         made the server fail, if it did."""
+        if threading.current_thread() is self._loop_thread:  # it would wait for itself
+            raise RuntimeError("stop() called from the broker's own event loop thread")
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-        if threading.current_thread() is self._loop_thread:
-            raise RuntimeError("stop() called from the broker's own event loop thread")
         failed: BaseException | None = None
         try:
             if not self._done.done():
@@ -250,7 +250,6 @@ def start_broker(**options: Any) -> RunningBroker:
     temporary data directory, removed by stop(). A start that fails (a busy port, an
     unusable data directory) raises here, after cleaning up."""
     config, temp_dir = config_for(**options)
-    portal_cm: AbstractContextManager[BlockingPortal] | None = None
     try:
         portal_cm = start_blocking_portal(**_backend(), name="amqp-broker")
         portal = portal_cm.__enter__()

@@ -297,8 +297,11 @@ def test_stop_from_the_brokers_own_loop_is_refused() -> None:
     with running_broker() as broker:
         with pytest.raises(RuntimeError, match="own event loop"):
             broker.call(broker.stop)
-        assert broker.running or True  # the refused stop left it to the context manager
+        assert broker.running  # the refused stop left it to the context manager
+        port = broker.port
     assert not broker.running
+    assert port_free(port)
+    assert not broker_threads()
 
 
 # --- the async variant -------------------------------------------------------------------------
