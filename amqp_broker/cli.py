@@ -255,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import structlog
 
     from . import logs, server
+    from .definitions import DefinitionsError
     from .storage import StoreError
     logs.configure(config.log_level, config.log_format)
     log = structlog.get_logger("amqp_broker")
@@ -265,8 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.data_dir:
             os.makedirs(config.data_dir, exist_ok=True)
         server.run(config)
-    except (OSError, StoreError) as exc:
-        # a busy port, an unusable or locked data directory: one clear line, exit 1
+    except (OSError, StoreError, DefinitionsError) as exc:
+        # a busy port, an unusable or locked data directory, a bad definitions file:
+        # one clear line, exit 1
         log.error("cannot start", error=str(exc), port=config.port, data_dir=config.data_dir)
         return 1
     except KeyboardInterrupt:

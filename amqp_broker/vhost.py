@@ -154,9 +154,11 @@ class VHost:
             ("internal", internal, ex.internal)))
 
     def delete_exchange(self, name: str, if_unused: bool) -> None:
-        if name == "" or name.startswith("amq."):
-            raise AMQPError(ACCESS_REFUSED, f"operation not permitted on exchange '{name}'"
-                            if name else "operation not permitted on the default exchange")
+        if name == "":
+            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        if name.startswith("amq."):
+            raise AMQPError(ACCESS_REFUSED, f"deletion of system exchange '{name}' "
+                            f"{self.where()} not allowed")
         ex = self.exchanges.get(name)
         if ex is None:
             # RabbitMQ answers delete-ok for a missing exchange (idempotent delete).

@@ -166,6 +166,7 @@ class DiskStore(MessageStore):
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self._lock_fd)
+            self._lock_fd = -1  # close() must not close it again
             raise StoreError(f"data directory {self.root} is in use by another store") from None
         for log_file in (self._writer.index, self._writer.defs):
             log_file.path.with_name(log_file.path.name + ".tmp").unlink(missing_ok=True)
@@ -353,7 +354,9 @@ class DiskStore(MessageStore):
             for fd in self._read_fds.values():
                 os.close(fd)
             self._read_fds.clear()
-            os.close(self._lock_fd)
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
     def _has_pending(self) -> bool:
         p = self._pending

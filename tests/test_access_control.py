@@ -228,3 +228,12 @@ def test_a_permission_change_applies_to_open_connections() -> None:
     c.send(commands.Basic.Get(queue="q", no_ack=True), 1)
     (close,) = [v for _, v in of_type(c.frames(), commands.Channel.Close)]
     assert close.reply_code == 403
+
+
+def test_system_exchanges_cannot_be_deleted() -> None:
+    c = Client(make_broker())
+    c.open_channel(1)
+    c.send(commands.Exchange.Delete(exchange="amq.direct"), 1)
+    (close,) = [v for _, v in of_type(c.frames(), commands.Channel.Close)]
+    assert (close.reply_code, close.reply_text) == (
+        403, "ACCESS_REFUSED - deletion of system exchange 'amq.direct' in vhost '/' not allowed")

@@ -287,3 +287,17 @@ def test_broker_runs_with_a_rabbitmq_conf(tmp_path: Path) -> None:
         conn.close()
     finally:
         broker.stop()
+
+
+def test_bad_definitions_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "defs.json"
+    path.write_text('{"queues": [{"name": "q", "vhost": "nope", "durable": true}]}')
+    out = run_cli("--definitions", str(path), "--data-dir", "none", "--port", "0",
+                  "--metrics-port", "0", "--management-port", "0")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "cannot start" in out.stdout + out.stderr and "nope" in out.stdout + out.stderr
+    path.write_text("{not json")
+    out = run_cli("--definitions", str(path), "--data-dir", "none", "--port", "0",
+                  "--metrics-port", "0", "--management-port", "0")
+    assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout

@@ -638,3 +638,16 @@ def test_segments_from_before_a_restart_are_deleted_once_drained(tmp_path: Path)
     assert commit(store)
     assert list((tmp_path / "segments").iterdir()) == []
     store.close()
+
+
+def test_a_store_refused_for_a_locked_directory_closes_cleanly(tmp_path: Path) -> None:
+    first = DiskStore(tmp_path)
+    first.open()
+    second = DiskStore(tmp_path)
+    with pytest.raises(StoreError, match="in use by another store"):
+        second.open()
+    second.close()  # once raised "Bad file descriptor" (the lock closed twice)
+    first.close()
+    third = DiskStore(tmp_path)  # the lock is free again
+    third.open()
+    third.close()
