@@ -171,7 +171,8 @@ class Broker:
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(self, name)
-            self.log.debug("vhost created", vhost=name)
+            if not self._recovering:  # the start-up line names the vhosts it starts with
+                self.log.info("vhost created", vhost=name)
         elif name in self.vhost_info and default_queue_type is None:
             info.default_queue_type = self.vhost_info[name].default_queue_type
         self.vhost_info[name] = info
