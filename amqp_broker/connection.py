@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     from .vhost import VHost
 
 _method_key = struct.Struct(">HH").unpack_from
+# a refused login is answered this many seconds later (the shell holds the output), so
+# guessing passwords costs the guesser time; the reply never says what was wrong
+AUTH_FAILURE_DELAY = 1.0
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -114,6 +117,7 @@ class Connection:
         self.frame_max = FRAME_MIN_SIZE
         self.heartbeat = 0
         self.user = ""
+        self.hold_output_until = 0.0  # monotonic time before which the shell writes nothing
         self.access = broker.user_context("")  # the logged-in user's permission checks
         self.vhost: VHost = None  # type: ignore[assignment]
         self.client_properties: dict[str, Any] = {}
@@ -506,6 +510,7 @@ class Connection:
         if refusal:
             self.broker.log.warning("authentication failed", peer=self.peer, user=name,
                                     reason=refusal)
+            self.hold_output_until = time.monotonic() + AUTH_FAILURE_DELAY
             raise AMQPError(ACCESS_REFUSED, f"Login was refused using authentication mechanism "
                             f"{mechanism}. For details see the broker logfile.", 10, 11)
         return name

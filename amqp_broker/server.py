@@ -473,6 +473,11 @@ class ConnectionHandler:
         while True:
             await self.output_queued.wait()
             self.output_queued = anyio.Event()
+            if conn.hold_output_until:  # a refused login: its answer waits a little
+                delay = conn.hold_output_until - time.monotonic()
+                conn.hold_output_until = 0.0
+                if delay > 0:
+                    await anyio.sleep(delay)
             data = conn.take_output()  # counted as in flight until drained()
             if data:
                 await self.stream.send(data)

@@ -228,3 +228,41 @@ def test_input_held_during_an_alarm_is_read_once_it_clears() -> None:
 
     run(lambda: serve(handler, client))
     assert lost == ["connection lost"]
+
+
+def test_a_refused_login_is_answered_after_the_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer holds the 403 until the connection's hold time: the shell sleeps the
+    rest of AUTH_FAILURE_DELAY before the close goes out (a recorded sleep, no clock)."""
+    from amqp_broker import connection
+    monkeypatch.setattr(connection, "AUTH_FAILURE_DELAY", 30.0)
+    slept: list[float] = []
+    real_sleep = anyio.sleep
+
+    async def recorded(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+    monkeypatch.setattr(server.anyio, "sleep", recorded)
+    handler, peer, _lost = make_handler()
+
+    async def client() -> None:
+        await peer.stream.send(PROTOCOL_HEADER)
+        await peer.expect(commands.Connection.Start)
+        assert not any(s > 1 for s in slept)
+        await peer.send(commands.Connection.StartOk(
+            client_properties={"capabilities": {"authentication_failure_close": True}},
+            mechanism="PLAIN", response="\x00guest\x00wrong", locale="en_US"))
+        close = await peer.expect(commands.Connection.Close)
+        assert close.reply_code == 403
+        assert "wrong" not in close.reply_text and "password" not in close.reply_text
+        assert any(25 < s <= 30 for s in slept), slept
+        await peer.send(commands.Connection.CloseOk())
+        assert await peer.closed()
+    run(lambda: serve(handler, client))
+
+
+def test_a_good_login_is_not_held() -> None:
+    handler, _peer, _lost = make_handler()
+    handler.conn.receive(PROTOCOL_HEADER)
+    handler.conn.receive(frame.marshal(commands.Connection.StartOk(
+        mechanism="PLAIN", response="\x00guest\x00guest", locale="en_US"), 0))
+    assert handler.conn.hold_output_until == 0.0
