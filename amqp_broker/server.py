@@ -100,6 +100,7 @@ class Server:
         # the amqps listener's context, built (and its files checked) before anything starts
         self.tls_context = tls.server_context(config) if tls.enabled(config) else None
         self.tls_port: int | None = None  # the amqps port once listening
+        self.management_port: int | None = None  # the management API's port once listening
         self._stopping = False
         self._stop = anyio.Event()
         self.max_connections = max_connections_for(fd_limit())
@@ -122,6 +123,16 @@ class Server:
                 raise
             self.tls_port = tls_listener.extra(SocketAttribute.local_port)
             listeners.append((tls_listener, self.tls_context))
+        management_sockets: list[Any] = []
+        if self.config.management_port:
+            from .management import serve as management
+            try:  # bound now: a busy port is a start-up error, before "listening"
+                management_sockets = management.bind(self.config)
+            except BaseException:
+                for one, _ in listeners:
+                    await one.aclose()
+                raise
+            self.management_port = management.port_of(management_sockets)
         self._stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.broker.store.run)
@@ -129,6 +140,8 @@ class Server:
             tg.start_soon(self._redispatch_loop)
             if self.handle_signals:
                 tg.start_soon(self._signals)
+            if management_sockets:
+                tg.start_soon(management.serve, self.broker, self.config, management_sockets)
             if self.config.metrics_port:
                 from . import metrics
                 tg.start_soon(metrics.serve, self.broker, self.config.host or None,
@@ -154,6 +167,8 @@ class Server:
                 amqps["amqps_port"] = self.tls_port
                 if self._tls_host() != self.config.host:
                     amqps["amqps_host"] = self._tls_host() or "[::] and 0.0.0.0"
+            if self.management_port:
+                amqps["management_port"] = self.management_port
             self.log.info("listening", host=self.config.host or "[::] and 0.0.0.0", port=self.port,
                           **amqps,
                           data_dir=(os.path.abspath(self.config.data_dir)

@@ -51,6 +51,9 @@ class BrokerProcess:
     port: int = 0
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
+    # the management API's port: 0 (the default) keeps it off, so test brokers never
+    # compete for 15672; a test that wants it passes a free_port()
+    management_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -61,6 +64,10 @@ class BrokerProcess:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{self.host}:{self.management_port}"
 
     def log(self) -> str:
         try:
@@ -76,6 +83,8 @@ class BrokerProcess:
                 "--data-dir", str(self.data_dir) if self.data_dir else "none",
                 "--log-level", "warning", "--metrics-port", "0", "--disk-free-limit", "1000000",
                 *self.extra_args]
+        if "--management-port" not in self.extra_args:
+            args += ["--management-port", str(self.management_port)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
@@ -85,7 +94,8 @@ class BrokerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"broker exited with {self.proc.returncode} during "
                                    f"startup; log:\n{self.log()}")
-            if port_open(self.port, self.host):
+            if port_open(self.port, self.host) and (
+                    not self.management_port or port_open(self.management_port, self.host)):
                 return self
             time.sleep(0.05)
         self.stop()
