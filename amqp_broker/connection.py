@@ -128,6 +128,12 @@ class Connection:
         self.close_reason = ""
         self.last_received = time.monotonic()
         self.published = 0  # messages this connection published
+        # for the management API: local (host, port) (set by the shell), when it was
+        # opened (ms since the epoch), the login mechanism, octets in and out per batch
+        self.local: tuple[str, int] | None = None
+        self.connected_at = int(time.time() * 1000)
+        self.auth_mechanism = ""
+        self.recv_oct = self.send_oct = 0
         # input held: a durable reply waits for the disk, the store is backlogged, the
         # output is over its cap (throttled) or an alarm blocks it (alarm_blocked)
         self.paused = False
@@ -280,6 +286,7 @@ class Connection:
         if not out:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
+        self.send_oct += len(data)
         self._out = []
         self.out_size = 0
         self.in_flight = len(data)
@@ -315,6 +322,7 @@ class Connection:
         if self.state is ConnState.CLOSED:
             return
         self.last_received = time.monotonic()
+        self.recv_oct += len(data)
         published = self.published
         try:
             if self.state is ConnState.AWAIT_HEADER:
@@ -496,6 +504,7 @@ class Connection:
         """The handshake's login callback: the user name, or AMQPError(ACCESS_REFUSED)."""
         if mechanism not in self.mechanisms:
             raise ValueError(f"unsupported authentication mechanism {mechanism!r}")
+        self.auth_mechanism = mechanism
         if mechanism == sasl.EXTERNAL:
             name = self.peer_cert_login or ""
             self.user = name

@@ -421,6 +421,7 @@ class ConnectionHandler:
         self.output_queued = anyio.Event()  # the connection queued output
         self.input_resumed = anyio.Event()  # input it held may be read again
         self.conn = Connection(broker, (self.host, self.port), on_output=self._wake_writer)
+        self.conn.local = _local_of(stream)
         self.conn.on_resume = self._wake_reader
         if tls_session is not None:
             self.conn.use_tls(tls_session)
@@ -579,6 +580,15 @@ def _ssl_error_text(exc: ssl.SSLError) -> str:
     if reason:
         return str(reason).lower().replace("_", " ")
     return str(exc) or type(exc).__name__
+
+
+def _local_of(stream: ByteStream) -> tuple[str, int] | None:
+    """(host, port) this end of the connection is bound to; None when unknown."""
+    try:
+        local = stream.extra(SocketAttribute.local_address)
+    except Exception:
+        return None
+    return (local[0], local[1]) if isinstance(local, tuple) else None
 
 
 def _peer_of(stream: ByteStream) -> tuple[str, int]:
