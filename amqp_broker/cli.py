@@ -134,8 +134,8 @@ def parser() -> argparse.ArgumentParser:
         description="An AMQP 0-9-1 message broker that RabbitMQ clients use unmodified.",
         epilog="Each option may also be set by the environment variable in brackets, or in "
                "the configuration file. A flag wins over a variable, a variable over "
-               "RABBITMQ_DEFAULT_USER/_PASS/_VHOST, those over the file. Subcommand: "
-               f"{PROG} export-definitions FILE.")
+               "RABBITMQ_DEFAULT_USER/_PASS/_VHOST, those over the file. Subcommands: "
+               f"{PROG} export-definitions FILE; {PROG} ctl VERB (see {PROG} ctl --help).")
     p.add_argument("--config", metavar="FILE",
                    help=f"configuration file: TOML (see amqp-broker.example.toml), or "
                         f"RabbitMQ's rabbitmq.conf format when its name ends in .conf "
@@ -247,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] == "export-definitions":
         return export_definitions(arguments[1:])
+    if arguments and arguments[0] == "ctl":  # the management API client: amqp_broker.ctl
+        from . import ctl
+        return ctl.main(arguments[1:])
     try:
         config, warnings = load(arguments, os.environ)
     except ConfigError as exc:
