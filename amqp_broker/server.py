@@ -141,11 +141,11 @@ class Server:
             if self.handle_signals:
                 tg.start_soon(self._signals)
             if management_sockets:
-                tg.start_soon(management.serve, self.broker, self.config, management_sockets)
+                tg.start_soon(management.serve, self.broker, self.config, management_sockets,
+                              None, self)
             if self.config.metrics_port:
                 from . import metrics
-                tg.start_soon(metrics.serve, self.broker, self.config.host or None,
-                              self.config.metrics_port)
+                tg.start_soon(metrics.serve, self.broker, self.config)
             accepting = anyio.CancelScope()
             stopped_accepting = anyio.Event()
 

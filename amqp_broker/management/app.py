@@ -139,11 +139,13 @@ class ApiHeaders:
 
 
 def create_app(broker: Broker, config: Config | None = None,
-               modules: Iterable[str] = RESOURCE_MODULES) -> Starlette:
-    """The management app for a broker (its config by default)."""
+               modules: Iterable[str] = RESOURCE_MODULES, server: Any = None) -> Starlette:
+    """The management app for a broker (its config by default). server is the running
+    server.Server, when there is one (its listeners' actual ports, for /api/overview)."""
     app = Starlette(routes=collect_routes(modules), exception_handlers=EXCEPTION_HANDLERS)
     app.state.broker = broker
     app.state.config = config if config is not None else broker.config
+    app.state.server = server
     app.add_middleware(ApiHeaders, broker=broker)
     app.add_middleware(RawPath)
     return app

@@ -101,10 +101,31 @@ def uvicorn_config(app: Any) -> uvicorn.Config:
 
 
 async def serve(broker: Broker, config: Config, sockets: list[socket.socket],
-                app: Any = None) -> None:
-    """Serve the management API on the bound sockets until cancelled (then stop)."""
-    server = ManagementServer(uvicorn_config(app if app is not None else create_app(broker,
-                                                                                   config)))
+                app: Any = None, server: Any = None) -> None:
+    """Serve the management API on the bound sockets until cancelled (then stop); the
+    message rates sampler (rates.py) runs alongside. server: the broker's server.Server."""
+    if app is None:
+        app = create_app(broker, config, server=server)
+    async with anyio.create_task_group() as tg:
+        rates = _rates_sampler(broker)
+        if rates is not None:
+            tg.start_soon(rates)
+        await _serve_http(broker, config, sockets, app)
+        tg.cancel_scope.cancel()
+
+
+def _rates_sampler(broker: Broker) -> Any:
+    try:
+        from .rates import rates_for
+    except ImportError:  # rates.py not there yet
+        return None
+    sampler = rates_for(broker)
+    return None if sampler.running else sampler.run
+
+
+async def _serve_http(broker: Broker, config: Config, sockets: list[socket.socket],
+                      app: Any) -> None:
+    server = ManagementServer(uvicorn_config(app))
     host, _ = config.address("management")
     broker.log.info("management API", host=host or "[::] and 0.0.0.0", port=port_of(sockets))
     finished = False
