@@ -80,6 +80,10 @@
 Publishes, acks and definitions are appended to an in-memory batch; `run()`
 writes and fsyncs each batch in a worker thread while the next one fills, then
 calls the sync callbacks (publisher confirms). See storage.base for the contract.
+This module keeps the store's state and the write path; the rest of it lives in
+storage/records.py (the records above: encoders, header check, the Scanner that
+verifies them), storage/writer.py (the worker thread's file writes), storage/recovery.py
+(reading the logs and segments back on open) and storage/refs.py (a queue's references).
 """
 
 from __future__ import annotations
@@ -98,14 +102,16 @@ from zlib import crc32
 
 import anyio
 
-from . import segment as fmt
-from .base import MessageStore, RecoveredMessage, Recovery, StoreError, SyncCallback
+from . import records as fmt
+from .base import MessageStore, Recovery, StoreError, SyncCallback
+from .recovery import IndexState, SegmentLoader, read_log
+from .refs import DELIVERED, QueueRefs
+from .writer import Batch, Writer, fsync_dir
 
 log = logging.getLogger(__name__)
 
 INDEX_COMPACT_MIN = 2 * 1024 * 1024  # bytes of index.log before compaction is considered
 INDEX_COMPACT_RATIO = 4  # ... and only once it is this many times the compacted size
-DELIVERED = fmt.DELIVERED
 
 
 class DiskStore(MessageStore):
@@ -119,14 +125,14 @@ class DiskStore(MessageStore):
             raise ValueError(f"segment_size must be between {fmt.HEADER_SIZE} bytes and 4 GiB")
         self.root = Path(data_dir)
         self.segment_size = segment_size
-        self._writer = fmt.Writer(self.root, fsync)
+        self._writer = Writer(self.root, fsync)
         self._roll_dead_at = min(segment_size // 2, 1024 * 1024)
         self._lock_fd = -1
         self._opened = self._closed = False
         self._wakeup: anyio.Event | None = None
-        self._pending = fmt.Batch()
-        self._retry: list[fmt.Batch] = []
-        self._in_flight: fmt.Batch | None = None  # the last batch the writer thread has
+        self._pending = Batch()
+        self._retry: list[Batch] = []
+        self._in_flight: Batch | None = None  # the last batch the writer thread has
         # message table, sorted by msg_id: msg_id -> (segment, offset, record length), refcount
         self._ids = array("q")
         self._segs = array("I")
@@ -134,7 +140,7 @@ class DiskStore(MessageStore):
         self._lens = array("I")
         self._refs = array("I")
         self._dead = 0  # table entries whose refcount is 0
-        self._queues: dict[str, fmt.QueueRefs] = {}
+        self._queues: dict[str, QueueRefs] = {}
         self._seg_live: dict[int, int] = {}  # live messages per existing segment
         self._seg_first: dict[int, int] = {}  # first msg_id of each existing segment
         self._seg_no = 0
@@ -179,10 +185,10 @@ class DiskStore(MessageStore):
 
     def _recover(self) -> Recovery:
         recovery = Recovery()
-        index = fmt.IndexState()
+        index = IndexState()
         writer = self._writer
-        index_read = fmt.read_log(writer.index.path, fmt.INDEX_MAGIC, index)
-        defs_read = fmt.read_log(writer.defs.path, fmt.DEFS_MAGIC, index)
+        index_read = read_log(writer.index.path, fmt.INDEX_MAGIC, index)
+        defs_read = read_log(writer.defs.path, fmt.DEFS_MAGIC, index)
         if defs_read.end < 0 and index_read.end >= 0 and index_read.version != 1:
             log.warning("store %s: defs.log is missing or empty; definitions are read from "
                         "index.log only", self.root)
@@ -194,9 +200,13 @@ class DiskStore(MessageStore):
         if segments and index_read.end < 0:
             log.warning("store %s: index.log is missing or empty; every stored message is "
                         "recovered", self.root)
-        last_id = 0
+        loader = SegmentLoader(index, recovery, writer.do_fsync)
         for seg in segments:
-            last_id = self._recover_segment(seg, index, recovery, last_id)
+            loader.load(seg, writer.seg_path(seg))
+        self._ids, self._segs, self._offs = loader.ids, loader.segs, loader.offs
+        self._lens, self._refs = loader.lens, loader.refs
+        self._seg_live, self._seg_first = loader.seg_live, loader.seg_first
+        last_id = loader.last_id
         recovery.skipped_records += index.skipped
         self._dropped = {q.name: q.dropped_upto for q in index.by_raw.values()
                          if q.dropped_upto}
@@ -215,7 +225,7 @@ class DiskStore(MessageStore):
             self._seg_first.pop(seg, None)
             writer.seg_path(seg).unlink(missing_ok=True)
         if dead and writer.do_fsync:
-            fmt.fsync_dir(seg_dir)
+            fsync_dir(seg_dir)
         try:
             snapshot, defs_snapshot = self.snapshots()
             writer.replace_logs(snapshot, defs_snapshot)
@@ -232,87 +242,6 @@ class DiskStore(MessageStore):
                     raise StoreError(f"cannot write {log_file.path}: {exc2}") from exc2
             self._index_bytes = writer.index.off
         return recovery
-
-    def _recover_segment(self, seg: int, index: fmt.IndexState, recovery: Recovery,
-                         last_id: int) -> int:
-        """Load one segment's live messages; returns the highest msg_id seen."""
-        path = self._writer.seg_path(seg)
-        data = path.read_bytes()
-        self._seg_live[seg] = 0
-        if fmt.check_header(data, fmt.SEGMENT_MAGIC, path) < 0:
-            return last_id
-        scan = fmt.Scanner(data, fmt.HEADER_SIZE, str(path))
-        unpack_head, unpack_u16 = fmt.MSG_HEAD.unpack_from, fmt.U16.unpack_from
-        head_size, first = fmt.MSG_HEAD.size, 0
-        queues, envelopes = index.by_raw, index.envelopes
-        sizes: dict[int, int] = {}  # one int object per distinct body size
-        live_count = 0
-        add_id, add_seg, add_off = self._ids.append, self._segs.append, self._offs.append
-        add_len, add_refs = self._lens.append, self._refs.append
-        for pos, start, end in scan:
-            kind, msg_id, body_len, props_len, n_queues, ex_len, rk_len = unpack_head(data, start)
-            if kind != fmt.K_MESSAGE or msg_id <= last_id:
-                log.error("store file %s: unexpected record (kind %d, msg_id %d) at offset %d",
-                          path, kind, msg_id, pos)
-                recovery.skipped_records += 1
-                continue
-            last_id = msg_id
-            if not first:
-                first = msg_id
-            p = start + head_size
-            alive = []
-            for _ in range(n_queues):
-                n = unpack_u16(data, p)[0]
-                raw = data[p + 2:p + 2 + n]
-                p += 2 + n
-                q = queues.get(raw)
-                if q is None:
-                    q = index.queue(fmt.bytes_text(raw))
-                if msg_id <= q.dropped_upto or msg_id in q.removed:
-                    continue
-                if msg_id <= q.live_upto:  # compacted range: only LIVE-listed refs survive
-                    live, i = q.live, q.pos
-                    while i < len(live) and live[i] < msg_id:
-                        i += 1
-                    q.pos = i
-                    if i == len(live) or live[i] != msg_id:
-                        continue
-                alive.append(q)
-            if not alive:
-                continue
-            raw = data[p:p + ex_len + rk_len + props_len]
-            envelope = envelopes.get(raw)
-            if envelope is None:
-                envelope = envelopes[raw] = (fmt.bytes_text(raw[:ex_len]),
-                                             fmt.bytes_text(raw[ex_len:ex_len + rk_len]),
-                                             raw[ex_len + rk_len:])
-            exchange, routing_key, properties = envelope
-            body_len = sizes.setdefault(body_len, body_len)
-            for q in alive:
-                delivered = msg_id in q.delivered
-                q.messages.append(RecoveredMessage(msg_id, exchange, routing_key, properties,
-                                                   body_len, delivered))
-                refs = q.refs
-                if refs is None:
-                    refs = q.refs = fmt.QueueRefs()
-                refs.ids.append(msg_id)
-                refs.flags.append(DELIVERED if delivered else 0)
-            add_id(msg_id)
-            add_seg(seg)
-            add_off(pos)
-            add_len(end - pos)
-            add_refs(len(alive))
-            live_count += 1
-        self._seg_live[seg] = live_count
-        if first:
-            self._seg_first[seg] = first
-        recovery.skipped_records += scan.skipped
-        if scan.tail_bytes and live_count:
-            with open(path, "r+b") as f:
-                f.truncate(scan.end)
-                if self._writer.do_fsync:
-                    os.fsync(f.fileno())
-        return last_id
 
     async def run(self) -> None:
         while not self._closed:
@@ -366,12 +295,12 @@ class DiskStore(MessageStore):
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def _take_batch(self, compact: bool = True) -> fmt.Batch:
+    def _take_batch(self, compact: bool = True) -> Batch:
         """Swap in a fresh pending batch and finish encoding the old one."""
         if self._seg_off >= self._roll_dead_at and not self._seg_live.get(self._seg_no):
             self._retire_segment(self._seg_no)  # a full-of-garbage current segment
             self._seg_off = 0
-        b, self._pending = self._pending, fmt.Batch()
+        b, self._pending = self._pending, Batch()
         b.token = self._token
         for kind, per_queue in ((fmt.K_REMOVE, b.removes), (fmt.K_DELIVERED, b.delivered)):
             for queue, ids in per_queue.items():
@@ -388,7 +317,7 @@ class DiskStore(MessageStore):
             self._index_bytes = len(b.snapshot)
         return b
 
-    def _finish(self, batches: list[fmt.Batch], done: int, exc: OSError | None) -> None:
+    def _finish(self, batches: list[Batch], done: int, exc: OSError | None) -> None:
         """On the event loop after a commit: release bodies, call callbacks."""
         for i, b in enumerate(batches):
             ok = i < done
@@ -476,7 +405,7 @@ class DiskStore(MessageStore):
         for q in names:
             refs = self._queues.get(q)
             if refs is None:
-                refs = self._queues[q] = fmt.QueueRefs()
+                refs = self._queues[q] = QueueRefs()
             refs.ids.append(msg_id)
             refs.flags.append(0)
         self._unsynced[msg_id] = body
@@ -643,31 +572,12 @@ class DiskStore(MessageStore):
     def snapshots(self) -> tuple[bytes, bytes]:
         """The whole live state as a compacted index.log, and the definitions and queue
         deletions again as a compacted defs.log."""
-        seq, watermark = self._def_seq, self._last_msg_id
-        defs = [fmt.def_record(key, seq, json.dumps(record, separators=(",", ":")).encode())
-                for key, record in self._defs.items()]
+        watermark = self._last_msg_id
         # a deletion is kept while a segment may hold refs it removed
         oldest = min(self._seg_first.values(), default=watermark + 1)
         self._dropped = {q: w for q, w in self._dropped.items() if w >= oldest}
-        deleted = [fmt.key_record(fmt.K_DELETE_QUEUE, q, fmt.U64.pack(w))
-                   for q, w in self._dropped.items()]
-        parts = [fmt.file_header(fmt.INDEX_MAGIC), fmt.base_record(watermark, watermark + 1),
-                 *defs, *deleted]
-        n_live = 0
-        for queue, refs in self._queues.items():
-            if refs.removed:
-                refs._compact()
-            live = refs.ids[refs.head:]
-            if live:
-                parts.append(fmt.ids_record(fmt.K_LIVE, queue, live))
-                n_live += 1
-            delivered = array("q", (m for m, f in refs.live() if f & DELIVERED))
-            if delivered:
-                parts.append(fmt.ids_record(fmt.K_DELIVERED, queue, delivered))
-        parts.append(fmt.end_record(watermark, seq, len(defs), n_live))
-        defs_file = [fmt.file_header(fmt.DEFS_MAGIC), *defs, *deleted,
-                     fmt.end_record(watermark, seq, len(defs), 0)]
-        return b"".join(parts), b"".join(defs_file)
+        return fmt.compacted_logs(self._def_seq, watermark, self._defs, self._dropped,
+                                  self._queues)
 
     def ram_bytes(self) -> int:
         """Approximate bytes held by the message table and queue references."""
