@@ -74,6 +74,10 @@ class Channel:
         # transactions
         self.reply_to: tuple[str, bytes, str] | None = None  # direct reply-to consumer
         self.tx_mode = False
+        # the exchange this channel last had write permission on, and the permission
+        # generation then: a publisher's repeated check is two comparisons
+        self._writable: str | None = None
+        self._writable_generation = -1
         self.tx_publishes: list[tuple[str, bytes, bytes, str, int, bytes, bytes]] = []
         self.tx_settles: list[tuple[list[tuple[int, Delivery]], int]] = []
 
@@ -144,7 +148,10 @@ class Channel:
     # --- publish -------------------------------------------------------------
     def get_exchange_for_publish(self, name: str, routing_key: str) -> Any:
         # RabbitMQ's order: write permission, then 404, internal, topic permission
-        self.permit("exchange", name, "write")
+        access = self.connection.access.access
+        if name != self._writable or self._writable_generation != access.generation:
+            self.permit("exchange", name, "write")
+            self._writable, self._writable_generation = name, access.generation
         ex = self.vhost.exchanges.get(name)
         if ex is None:
             raise AMQPError(NOT_FOUND, f"no exchange '{name}' {self.vhost.where()}", 60, 40)

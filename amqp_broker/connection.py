@@ -101,6 +101,9 @@ class Connection:
             mechanisms=" ".join(self.mechanisms).encode(),
             limits=handshake.Limits(config.channel_max, config.frame_max, config.heartbeat),
             authenticate=self._authenticate, open_vhost=self._open_vhost)
+        # the handshake's state, copied after each of its transitions (_handle, _finish):
+        # read for every frame, so a plain attribute rather than a property
+        self.state = self.handshake.state
         self._out: list[bytes] = []
         self.out_size = 0  # queued for the shell, not yet taken
         self.in_flight = 0  # taken by the shell, being sent (until drained)
@@ -144,10 +147,6 @@ class Connection:
         self.routing: (tuple[TopicRouting, Channel, Callable[[], object], tuple[int, int]]
                        | None) = None
         self.finished_routes: Finished = {}  # its matches done so far
-
-    @property
-    def state(self) -> ConnState:
-        return self.handshake.state
 
     @property
     def tls(self) -> bool:
@@ -319,7 +318,7 @@ class Connection:
     # --- input ---------------------------------------------------------------
     def receive(self, data: bytes) -> None:
         """Process bytes from the socket; never raises."""
-        if self.state is ConnState.CLOSED:
+        if self.closed:  # (the property: the frame loop below may close it)
             return
         self.last_received = time.monotonic()
         self.recv_oct += len(data)
@@ -335,7 +334,7 @@ class Connection:
                 return
             for frame_type, channel, payload in self.reader.feed(data):
                 self._frame(frame_type, channel, payload)
-                if self.paused or self.closed:
+                if self.paused or self.state is ConnState.CLOSED:
                     break
         except AMQPError as exc:
             if exc.reply_code == FRAME_ERROR:
@@ -473,6 +472,7 @@ class Connection:
 
     def _handle(self, events: list[handshake.Event]) -> None:
         """Act on what the handshake state machine decided."""
+        self.state = self.handshake.state
         for event in events:
             if isinstance(event, handshake.Send):
                 self.write(method_frame(0, encode_method(event.method)))
@@ -548,7 +548,7 @@ class Connection:
     def _finish(self, reason: str) -> None:
         if not self.close_reason:
             self.close_reason = reason
-        self.handshake.state = ConnState.CLOSED
+        self.handshake.state = self.state = ConnState.CLOSED
         self._release()
 
     def _release(self) -> None:
@@ -575,6 +575,7 @@ class Connection:
             self.close_reason = "connection lost"
         self._release()
         self.handshake.lost()
+        self.state = ConnState.CLOSED
         if self.broker.session_closed(self):
             self.broker.log.info("connection closed", peer=_peer(self), user=self.user,
                                  vhost=self.vhost.name if self.vhost else None,
