@@ -100,6 +100,16 @@ class Broker:
         self.unroutable = 0
         self.channel_errors = 0
         self.connections_opened = 0
+        self.connections_closed = 0
+        self.channels_opened = 0
+        self.channels_closed = 0
+        self.queues_declared = 0
+        self.queues_created = 0
+        self.queues_deleted = 0
+        self.routed = 0  # queue copies of published messages
+        self.size_sum = 0  # bodies published, and their sizes by Channel.SIZE_BOUNDS bucket
+        self.size_counts = [0] * 9
+        self.retired: dict[str, int] = {}  # counters of closed channels (retire_channel)
         self.started = time.time()
         self.alarms: set[str] = set()  # resource alarms on: "memory", "disk"
         self.memory_alarm = MemoryAlarm(config.memory_high_water)
@@ -442,7 +452,15 @@ class Broker:
         if session not in self.connections:
             return False
         self.connections.discard(session)
+        self.connections_closed += 1
         return True
+
+    def retire_channel(self, ch: Any) -> None:
+        """A channel closed: keep its counters in the totals, which never go down."""
+        self.channels_closed += 1
+        retired = self.retired
+        for name in ch.COUNTERS:
+            retired[name] = retired.get(name, 0) + getattr(ch, name)
 
     def sweep(self, now: float) -> None:
         """Expire messages at queue heads, delete queues unused past x-expires, and

@@ -1,146 +1,669 @@
-"""Prometheus metrics, rendered at scrape time from the broker's plain counters.
+"""Prometheus metrics with the names, types and labels of RabbitMQ's rabbitmq_prometheus.
 
-Nothing on the message path touches prometheus_client: queues, channels and the
-broker keep ints, and this collector reads them when /metrics is fetched. The
-endpoint is served by a tiny HTTP responder on the broker's own event loop, so
-the collector never races the broker's state from another thread.
+Three endpoints, as RabbitMQ serves them on its Prometheus port (15692):
+
+- `/metrics`: aggregated. Every family is one unlabelled sum (no per-queue series),
+  so a scrape costs one pass over queues and channels however many there are.
+- `/metrics/per-object`: the same families with one series per queue
+  (`vhost`, `queue`), channel (`channel`) and connection.
+- `/metrics/detailed?family=...&vhost=...&queue=...`: only the families asked for,
+  per object, prefixed `rabbitmq_detailed_`; `vhost` keeps the queue families to
+  those vhosts, `queue` (a regex) to matching queue names.
+
+Nothing on the message path touches prometheus_client: the broker, channels and
+queues keep plain ints, and the collectors below read them when a scrape comes. A
+closed channel's counters are added to the broker's totals (Broker.retire_channel),
+so the `rabbitmq_global_*` counters never go down.
+
+The routes are a Starlette app (create_metrics_app) served by the management
+package's HTTP server on its own port (Config.address("prometheus")).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import platform
+import re
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from anyio.abc import SocketStream
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
+from . import __version__
+from .channel import Channel
 from .connection import Connection
 
 if TYPE_CHECKING:
     from .broker import Broker
+    from .config import Config
+    from .queue import Queue
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROTOCOL = "amqp091"
+QUEUE_TYPE = "rabbit_classic_queue"  # every queue here is a classic queue
+MAX_QUEUE_FILTER = 2000  # RabbitMQ's limit on the length of the `queue` regex
+
+# the bounds of Channel.SIZE_BOUNDS as Prometheus writes them (the dashboards' le="...")
+SIZE_LE = ("100.0", "1000.0", "10000.0", "100000.0", "1e+06", "1e+07", "5e+07", "1e+08", "+Inf")
+
+
+# --- names of objects, as labels -------------------------------------------
+def _address(addr: tuple[str, int] | None) -> str:
+    if not addr:
+        return "-"
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def connection_name(conn: Connection) -> str:
+    """As RabbitMQ's management names a connection: "PEER:PORT -> LOCAL:PORT"."""
+    return f"{_address(conn.peer)} -> {_address(conn.local)}"
+
+
+def channel_name(ch: Channel) -> str:
+    """As RabbitMQ's management names a channel: "CONNECTION (NUMBER)"."""
+    return f"{connection_name(ch.connection)} ({ch.number})"
+
+
+def node_name(broker: Broker) -> str:
+    name = getattr(broker, "node_name", None)
+    return name if isinstance(name, str) and name else broker.cluster_name
+
+
+# --- figures read at scrape time ---------------------------------------------
+def channel_totals(broker: Broker, channels: Iterable[Channel]) -> dict[str, int]:
+    """Every channel counter summed: closed channels' (kept by the broker) and open ones'."""
+    totals = dict.fromkeys(Channel.COUNTERS, 0)
+    totals.update(broker.retired)
+    for ch in channels:
+        for name in Channel.COUNTERS:
+            totals[name] += getattr(ch, name)
+    return totals
+
+
+def open_connections(broker: Broker) -> list[Connection]:
+    return [c for c in broker.connections if isinstance(c, Connection)]
+
+
+def open_channels(conns: Iterable[Connection]) -> list[Channel]:
+    return [ch for c in conns for ch in c.channels.values()]
+
+
+def resident_memory() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        # not Linux: the peak, which is what getrusage offers (kilobytes on Linux/BSD)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def max_fds() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def disk_free(broker: Broker) -> int:
+    try:
+        st = os.statvfs(broker.config.data_dir or os.getcwd())
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return ""
+
+
+# --- the families ------------------------------------------------------------
+class Family:
+    """One metric family: its RabbitMQ name (without prefix), type and help, and the
+    per-object label names."""
+
+    __slots__ = ("help", "kind", "labels", "name")
+
+    def __init__(self, name: str, kind: str, help: str, labels: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.labels = labels
+
+    def make(self, prefix: str, per_object: bool) -> Metric:
+        name = prefix + self.name
+        labels = list(self.labels) if per_object else []
+        if self.kind == "counter":
+            # prometheus_client adds _total when rendering a counter
+            return CounterMetricFamily(name.removesuffix("_total"), self.help, labels=labels)
+        if self.kind == "gauge":
+            return GaugeMetricFamily(name, self.help, labels=labels)
+        return UnknownMetricFamily(name, self.help, labels=labels)
+
+
+Q = ("vhost", "queue")
+CH = ("channel",)
+CH_VHOST = ("channel", "vhost")
+
+# each family group (RabbitMQ's "metric family" tables, as /metrics/detailed names them)
+# -> its metrics; a value function per metric takes the object (queue, channel, ...)
+QUEUE_COARSE = [
+    (Family("queue_messages_ready", "gauge", "Messages ready to be delivered to consumers", Q),
+     lambda q: len(q.ready)),
+    (Family("queue_messages_unacked", "gauge",
+            "Messages delivered to consumers but not yet acknowledged", Q),
+     lambda q: q.unacked),
+    (Family("queue_messages", "gauge",
+            "Sum of ready and unacknowledged messages - total queue depth", Q),
+     lambda q: len(q.ready) + q.unacked),
+]
+QUEUE_CONSUMER_COUNT = [
+    (Family("queue_consumers", "gauge", "Consumers on a queue", Q), lambda q: len(q.consumers)),
+]
+QUEUE_METRICS = QUEUE_CONSUMER_COUNT + [
+    (Family("queue_messages_ready_bytes", "gauge", "Size in bytes of ready messages", Q),
+     lambda q: q.ready_bytes),
+    (Family("queue_messages_ram_bytes", "gauge",
+            "Size of ready and unacknowledged messages stored in memory", Q),
+     lambda q: q.ram_bytes),
+    (Family("queue_messages_ready_ram", "gauge", "Ready messages stored in memory", Q),
+     lambda q: sum(1 for m in q.ready if m.body is not None)
+     if q.ram_bytes != q.ready_bytes else len(q.ready)),
+    (Family("queue_messages_paged_out", "gauge", "Messages paged out to disk", Q),
+     lambda q: 0 if q.ram_bytes == q.ready_bytes
+     else sum(1 for m in q.ready if m.body is None)),
+    (Family("queue_messages_paged_out_bytes", "gauge",
+            "Size in bytes of messages paged out to disk", Q),
+     lambda q: q.ready_bytes - q.ram_bytes),
+]
+CHANNEL_METRICS = [
+    (Family("channel_consumers", "gauge", "Consumers on a channel", CH),
+     lambda ch: len(ch.consumers)),
+    (Family("channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages",
+            CH), lambda ch: len(ch.unacked)),
+    (Family("channel_messages_unconfirmed", "gauge", "Published but not yet confirmed messages",
+            CH), lambda ch: ch.publish_seq - ch._confirm_told if ch.confirm_mode else 0),
+    (Family("channel_messages_uncommitted", "gauge",
+            "Messages received in a transaction but not yet committed", CH),
+     lambda ch: len(ch.tx_publishes)),
+    (Family("channel_acks_uncommitted", "gauge",
+            "Message acknowledgements in a transaction not yet committed", CH),
+     lambda ch: sum(len(taken) for taken, _action in ch.tx_settles)),
+    (Family("consumer_prefetch", "gauge", "Limit of unacknowledged messages for each consumer",
+            CH), lambda ch: ch.prefetch_count),
+    (Family("channel_prefetch", "gauge",
+            "Total limit of unacknowledged messages for all consumers on a channel", CH),
+     lambda ch: ch.global_prefetch),
+]
+CHANNEL_EXCHANGE = [
+    (Family("channel_messages_published_total", "counter",
+            "Total number of messages published into an exchange on a channel", CH_VHOST),
+     lambda t: t["published"]),
+    (Family("channel_messages_confirmed_total", "counter",
+            "Total number of messages published into an exchange and confirmed on the channel",
+            CH_VHOST), lambda t: t["_confirm_told"] - t["confirm_nacks"]),
+    (Family("channel_messages_unroutable_returned_total", "counter",
+            "Total number of messages published as mandatory into an exchange and returned to "
+            "the publisher as unroutable", CH_VHOST), lambda t: t["returned"]),
+    (Family("channel_messages_unroutable_dropped_total", "counter",
+            "Total number of messages published as non-mandatory into an exchange and dropped "
+            "as unroutable", CH_VHOST), lambda t: t["unroutable"] - t["returned"]),
+]
+CHANNEL_QUEUE = [
+    (Family("channel_get_ack_total", "counter",
+            "Total number of messages fetched with basic.get in manual acknowledgement mode",
+            CH_VHOST), lambda t: t["get_manual"]),
+    (Family("channel_get_total", "counter",
+            "Total number of messages fetched with basic.get in automatic acknowledgement mode",
+            CH_VHOST), lambda t: t["get_auto"]),
+    (Family("channel_messages_delivered_ack_total", "counter",
+            "Total number of messages delivered to consumers in manual acknowledgement mode",
+            CH_VHOST), lambda t: t["manual_delivered"] - t["get_manual"]),
+    (Family("channel_messages_delivered_total", "counter",
+            "Total number of messages delivered to consumers in automatic acknowledgement mode",
+            CH_VHOST), lambda t: t["next_tag"] - t["manual_delivered"] - t["get_auto"]),
+    (Family("channel_messages_redelivered_total", "counter",
+            "Total number of messages redelivered to consumers", CH_VHOST),
+     lambda t: t["redelivered"]),
+    (Family("channel_messages_acked_total", "counter",
+            "Total number of messages acknowledged by consumers", CH_VHOST),
+     lambda t: t["acked"]),
+    (Family("channel_get_empty_total", "counter",
+            "Total number of times basic.get operations fetched no message", CH_VHOST),
+     lambda t: t["get_empty"]),
+]
+CONNECTION_COARSE = [
+    (Family("connection_incoming_bytes_total", "counter",
+            "Total number of bytes received on a connection", CH),
+     lambda c: c.recv_oct),
+    (Family("connection_outgoing_bytes_total", "counter",
+            "Total number of bytes sent on a connection", CH),
+     lambda c: c.send_oct),
+]
+CONNECTION_METRICS = [
+    (Family("connection_channels", "gauge", "Channels on a connection", CH),
+     lambda c: len(c.channels)),
+]
+QUEUE_EXCHANGE = [
+    (Family("queue_messages_published_total", "counter",
+            "Total number of messages published to queues", Q), lambda q: q.published),
+]
+
+GLOBAL_MESSAGES: list[tuple[str, str, bool, Callable[[Broker, dict[str, int]], int]]] = [
+    # name, help, labelled by queue_type too, value from (broker, channel totals)
+    ("messages_received_total", "Total number of messages received from publishers", False,
+     lambda b, t: b.published),
+    ("messages_received_confirm_total",
+     "Total number of messages received from publishers expecting confirmations", False,
+     lambda b, t: t["publish_seq"]),
+    ("messages_routed_total", "Total number of messages routed to queues or streams", False,
+     lambda b, t: b.routed),
+    ("messages_unroutable_dropped_total",
+     "Total number of messages published as non-mandatory into an exchange and dropped as "
+     "unroutable", False, lambda b, t: b.unroutable - t["returned"]),
+    ("messages_unroutable_returned_total",
+     "Total number of messages published as mandatory into an exchange and returned to the "
+     "publisher as unroutable", False, lambda b, t: t["returned"]),
+    ("messages_confirmed_total", "Total number of messages confirmed to publishers", False,
+     lambda b, t: t["_confirm_told"] - t["confirm_nacks"]),
+    ("messages_delivered_total", "Total number of messages delivered to consumers", True,
+     lambda b, t: t["next_tag"]),
+    ("messages_delivered_consume_manual_ack_total",
+     "Total number of messages delivered to consumers using basic.consume with manual "
+     "acknowledgment", True, lambda b, t: t["manual_delivered"] - t["get_manual"]),
+    ("messages_delivered_consume_auto_ack_total",
+     "Total number of messages delivered to consumers using basic.consume with automatic "
+     "acknowledgment", True, lambda b, t: t["next_tag"] - t["manual_delivered"] - t["get_auto"]),
+    ("messages_delivered_get_manual_ack_total",
+     "Total number of messages delivered to consumers using basic.get with manual "
+     "acknowledgment", True, lambda b, t: t["get_manual"]),
+    ("messages_delivered_get_auto_ack_total",
+     "Total number of messages delivered to consumers using basic.get with automatic "
+     "acknowledgment", True, lambda b, t: t["get_auto"]),
+    ("messages_get_empty_total", "Total number of times basic.get operations fetched no message",
+     True, lambda b, t: t["get_empty"]),
+    ("messages_redelivered_total", "Total number of messages redelivered to consumers", True,
+     lambda b, t: t["redelivered"]),
+    ("messages_acknowledged_total", "Total number of messages acknowledged by consumers", True,
+     lambda b, t: t["acked"]),
+]
+
+# /metrics/detailed?family=NAME: RabbitMQ's family names -> what they hold here
+QUEUE_FAMILIES = {"queue_coarse_metrics": QUEUE_COARSE,
+                  "queue_consumer_count": QUEUE_CONSUMER_COUNT,
+                  "queue_metrics": QUEUE_METRICS,
+                  "queue_exchange_metrics": QUEUE_EXCHANGE}
+CHANNEL_FAMILIES = {"channel_metrics": CHANNEL_METRICS}
+CHANNEL_COUNTER_FAMILIES = {"channel_exchange_metrics": CHANNEL_EXCHANGE,
+                            "channel_queue_metrics": CHANNEL_QUEUE}
+CONNECTION_FAMILIES = {"connection_coarse_metrics": CONNECTION_COARSE,
+                       "connection_metrics": CONNECTION_METRICS}
+NODE_FAMILIES = ("connection_churn_metrics", "node_coarse_metrics", "node_metrics")
+CLUSTER_FAMILIES = ("vhost_status", "exchange_names", "exchange_bindings")
+FAMILIES = frozenset([*QUEUE_FAMILIES, *CHANNEL_FAMILIES, *CHANNEL_COUNTER_FAMILIES,
+                      *CONNECTION_FAMILIES, *NODE_FAMILIES, *CLUSTER_FAMILIES])
+
+
+class Scrape:
+    """What one scrape asks for: per object or summed, which families, which vhosts
+    and queue names (detailed)."""
+
+    def __init__(self, endpoint: str, prefix: str = "rabbitmq_",
+                 families: frozenset[str] = FAMILIES, vhosts: set[str] | None = None,
+                 queue_filter: re.Pattern[str] | None = None) -> None:
+        self.endpoint = endpoint  # aggregated, per-object, detailed
+        self.per_object = endpoint != "aggregated"
+        self.prefix = prefix
+        self.families = families
+        self.vhosts = vhosts
+        self.queue_filter = queue_filter
+
+    def wants_queue(self, q: Queue) -> bool:
+        if self.vhosts is not None and q.vhost.name not in self.vhosts:
+            return False
+        return self.queue_filter is None or self.queue_filter.search(q.name) is not None
 
 
 class BrokerCollector(Collector):
-    def __init__(self, broker: Broker) -> None:
+    """rabbitmq_prometheus's core, global and message size collectors in one."""
+
+    def __init__(self, broker: Broker, scrape: Scrape) -> None:
         self.broker = broker
+        self.scrape = scrape
 
     def collect(self) -> Iterator[Metric]:
+        b, s = self.broker, self.scrape
+        conns = open_connections(b)
+        channels = open_channels(conns)
+        wanted = s.families
+        detailed = s.endpoint == "detailed"
+        if "connection_churn_metrics" in wanted:
+            yield from self._churn()
+        if "node_coarse_metrics" in wanted or "node_metrics" in wanted:
+            yield from self._node(wanted)
+        queues = [q for q in b.queues() if s.wants_queue(q)] if (
+            s.vhosts is not None or s.queue_filter is not None) else list(b.queues())
+        for name, metrics in QUEUE_FAMILIES.items():
+            if name in wanted and not (name == "queue_consumer_count"
+                                       and "queue_metrics" in wanted):
+                yield from self._objects(metrics, queues, lambda q: [q.vhost.name, q.name])
+        for name, metrics in CHANNEL_FAMILIES.items():
+            if name in wanted:
+                yield from self._objects(metrics, channels, lambda ch: [channel_name(ch)])
+        for name, metrics in CHANNEL_COUNTER_FAMILIES.items():
+            if name in wanted:
+                yield from self._channel_counters(metrics, channels)
+        for name, metrics in CONNECTION_FAMILIES.items():
+            if name in wanted:
+                yield from self._objects(metrics, conns, lambda c: [connection_name(c)])
+        if detailed:
+            yield from self._cluster(wanted)
+            if any(f in wanted for f in QUEUE_FAMILIES):
+                yield self._queue_info(queues)
+        else:
+            yield from self._totals(conns, channels)
+            if s.per_object:
+                yield self._queue_info(queues)
+            yield from self._alarms()
+        yield from self._identity()
+        if not detailed:
+            yield from self._global(channels)
+            yield self._message_sizes()
+
+    # --- groups -------------------------------------------------------------
+    def _objects(self, metrics: list[Any], objects: list[Any],
+                 labels: Callable[[Any], list[str]]) -> Iterator[Metric]:
+        per_object = self.scrape.per_object
+        for family, value in metrics:
+            m = family.make(self.scrape.prefix, per_object)
+            if per_object:
+                for obj in objects:
+                    m.add_metric(labels(obj), value(obj))
+            else:
+                m.add_metric([], sum(value(obj) for obj in objects))
+            yield m
+
+    def _channel_counters(self, metrics: list[Any], channels: list[Channel]) -> Iterator[Metric]:
+        if not self.scrape.per_object:
+            totals = channel_totals(self.broker, channels)
+            for family, value in metrics:
+                m = family.make(self.scrape.prefix, False)
+                m.add_metric([], value(totals))
+                yield m
+            return
+        per_channel = [(ch, {n: getattr(ch, n) for n in Channel.COUNTERS}) for ch in channels]
+        for family, value in metrics:
+            m = family.make(self.scrape.prefix, True)
+            for ch, counts in per_channel:
+                m.add_metric([channel_name(ch), ch.vhost.name], value(counts))
+            yield m
+
+    def _churn(self) -> Iterator[Metric]:
+        b, p = self.broker, self.scrape.prefix
+        for name, help, value in (
+                ("connections_opened", "Total number of connections opened",
+                 b.connections_opened),
+                ("connections_closed", "Total number of connections closed or terminated",
+                 b.connections_closed),
+                ("channels_opened", "Total number of channels opened", b.channels_opened),
+                ("channels_closed", "Total number of channels closed", b.channels_closed),
+                ("queues_declared", "Total number of queues declared", b.queues_declared),
+                ("queues_created", "Total number of queues created", b.queues_created),
+                ("queues_deleted", "Total number of queues deleted", b.queues_deleted)):
+            yield CounterMetricFamily(p + name, help, value=value)
+
+    def _node(self, wanted: frozenset[str]) -> Iterator[Metric]:
+        b, p = self.broker, self.scrape.prefix
+        if "node_coarse_metrics" in wanted:
+            yield GaugeMetricFamily(p + "process_open_fds", "Open file descriptors",
+                                    value=open_fds())
+            yield GaugeMetricFamily(p + "process_resident_memory_bytes", "Memory used in bytes",
+                                    value=resident_memory())
+            yield GaugeMetricFamily(p + "disk_space_available_bytes",
+                                    "Disk space available in bytes", value=disk_free(b))
+        if "node_metrics" in wanted:
+            yield GaugeMetricFamily(p + "process_max_fds", "Open file descriptors limit",
+                                    value=max_fds())
+            yield GaugeMetricFamily(p + "resident_memory_limit_bytes",
+                                    "Memory high watermark in bytes",
+                                    value=b.memory_alarm.watermark)
+            yield GaugeMetricFamily(p + "disk_space_available_limit_bytes",
+                                    "Free disk space low watermark in bytes",
+                                    value=b.config.disk_free_limit)
+            yield GaugeMetricFamily(p + "erlang_uptime_seconds", "Node uptime",
+                                    value=round(time.time() - b.started, 3))
+
+    def _totals(self, conns: list[Connection], channels: list[Channel]) -> Iterator[Metric]:
         b = self.broker
-        conns = [c for c in b.connections if isinstance(c, Connection)]
-        channels = sum(len(c.channels) for c in conns)
-        yield GaugeMetricFamily("amqp_broker_connections", "Open client connections",
+        yield GaugeMetricFamily("rabbitmq_connections", "Connections currently open",
                                 value=len(conns))
-        yield GaugeMetricFamily("amqp_broker_channels", "Open channels", value=channels)
-        yield CounterMetricFamily("amqp_broker_connections_opened", "Connections opened",
-                                  value=b.connections_opened)
-        yield CounterMetricFamily("amqp_broker_messages_published", "Messages published",
-                                  value=b.published)
-        yield CounterMetricFamily("amqp_broker_messages_unroutable",
-                                  "Messages that matched no queue", value=b.unroutable)
-        yield CounterMetricFamily("amqp_broker_channel_errors", "Channels closed by an error",
-                                  value=b.channel_errors)
-        alarm = GaugeMetricFamily("amqp_broker_alarm", "1 while a resource alarm blocks "
-                                  "publishers", labels=["resource"])
-        for resource in ("memory", "disk"):
-            alarm.add_metric([resource], 1 if resource in b.alarms else 0)
-        yield alarm
+        yield GaugeMetricFamily("rabbitmq_channels", "Channels currently open",
+                                value=len(channels))
+        yield GaugeMetricFamily("rabbitmq_consumers", "Consumers currently connected",
+                                value=sum(len(ch.consumers) for ch in channels))
+        yield GaugeMetricFamily("rabbitmq_queues", "Queues available",
+                                value=sum(len(v.queues) for v in b.vhosts.values()))
 
-        labels = ["vhost", "queue"]
-        ready = GaugeMetricFamily("amqp_broker_queue_messages_ready",
-                                  "Messages ready for delivery", labels=labels)
-        ready_bytes = GaugeMetricFamily("amqp_broker_queue_messages_ready_bytes",
-                                        "Body bytes of ready messages", labels=labels)
-        unacked = GaugeMetricFamily("amqp_broker_queue_messages_unacked",
-                                    "Messages delivered and not yet acknowledged", labels=labels)
-        consumers = GaugeMetricFamily("amqp_broker_queue_consumers", "Consumers",
-                                      labels=labels)
-        published = CounterMetricFamily("amqp_broker_queue_messages_published",
-                                        "Messages enqueued", labels=labels)
-        delivered = CounterMetricFamily("amqp_broker_queue_messages_delivered",
-                                        "Messages delivered to consumers or basic.get",
-                                        labels=labels)
-        acked = CounterMetricFamily("amqp_broker_queue_messages_acked",
-                                    "Messages settled for good (ack, reject, nack)",
+    def _queue_info(self, queues: list[Queue]) -> Metric:
+        m = GaugeMetricFamily(
+            self.scrape.prefix + "queue_info",
+            "A metric with a constant '1' value and labels that provide some queue details",
+            labels=["vhost", "queue", "queue_type", "membership"])
+        for q in queues:
+            m.add_metric([q.vhost.name, q.name, QUEUE_TYPE, "leader"], 1)
+        return m
+
+    def _alarms(self) -> Iterator[Metric]:
+        alarms = self.broker.alarms
+        for name, help, on in (
+                ("file_descriptor_limit", "is 1 if file descriptor limit alarm is in effect",
+                 False),
+                ("free_disk_space_watermark",
+                 "is 1 if free disk space watermark alarm is in effect", "disk" in alarms),
+                ("memory_used_watermark", "is 1 if VM memory watermark alarm is in effect",
+                 "memory" in alarms)):
+            yield UnknownMetricFamily("rabbitmq_alarms_" + name, help, value=int(on))
+
+    def _cluster(self, wanted: frozenset[str]) -> Iterator[Metric]:
+        b, vhosts = self.broker, self.scrape.vhosts
+        if "vhost_status" in wanted:
+            m = GaugeMetricFamily("rabbitmq_cluster_vhost_status",
+                                  "Whether a given vhost is running", labels=["vhost"])
+            for name in b.vhosts:
+                if vhosts is None or name in vhosts:
+                    m.add_metric([name], 1)
+            yield m
+        if "exchange_names" in wanted:
+            m = GaugeMetricFamily("rabbitmq_cluster_exchange_name",
+                                  "Enumerates exchanges without any additional info. This "
+                                  "value is cluster-wide. A cheaper alternative to "
+                                  "`exchange_bindings`", labels=["vhost", "exchange", "type"])
+            for vname, vhost in b.vhosts.items():
+                if vhosts is not None and vname not in vhosts:
+                    continue
+                for ex in vhost.exchanges.values():
+                    if ex.name and not ex.internal:
+                        m.add_metric([vname, ex.name, ex.type_name], 1)
+            yield m
+
+    def _identity(self) -> Iterator[Metric]:
+        b = self.broker
+        build = UnknownMetricFamily(
+            "rabbitmq_build_info", "RabbitMQ & Erlang/OTP version info",
+            labels=["product_name", "product_version", "rabbitmq_version",
+                    "prometheus_plugin_version", "prometheus_client_version",
+                    "erlang_version"])
+        build.add_metric(["amqp-broker", __version__, __version__, __version__,
+                          _dist_version("prometheus_client"),
+                          f"Python {platform.python_version()}"], 1)
+        yield build
+        identity = UnknownMetricFamily(
+            "rabbitmq_identity_info", "RabbitMQ node & cluster identity info",
+            labels=["rabbitmq_node", "rabbitmq_cluster", "rabbitmq_cluster_permanent_id",
+                    "rabbitmq_endpoint"])
+        identity.add_metric([node_name(b), b.cluster_name, b.cluster_name,
+                             self.scrape.endpoint], 1)
+        yield identity
+
+    def _global(self, channels: list[Channel]) -> Iterator[Metric]:
+        b = self.broker
+        totals = channel_totals(b, channels)
+        consumers = GaugeMetricFamily("rabbitmq_global_consumers", "Current number of consumers",
+                                      labels=["protocol"])
+        consumers.add_metric([PROTOCOL], sum(len(ch.consumers) for ch in channels))
+        yield consumers
+        publishers = GaugeMetricFamily("rabbitmq_global_publishers",
+                                       "Current number of publishers", labels=["protocol"])
+        # a channel is a publisher once it has published (as RabbitMQ counts them)
+        publishers.add_metric([PROTOCOL], sum(1 for ch in channels if ch.published))
+        yield publishers
+        for name, help, by_type, value in GLOBAL_MESSAGES:
+            labels = ["protocol", "queue_type"] if by_type else ["protocol"]
+            m = CounterMetricFamily("rabbitmq_global_" + name.removesuffix("_total"), help,
                                     labels=labels)
-        for q in b.queues():
-            key = [q.vhost.name, q.name]
-            ready.add_metric(key, len(q.ready))
-            ready_bytes.add_metric(key, q.ready_bytes)
-            unacked.add_metric(key, q.unacked)
-            consumers.add_metric(key, len(q.consumers))
-            published.add_metric(key, q.published)
-            delivered.add_metric(key, q.delivered)
-            acked.add_metric(key, q.acked)
-        yield from (ready, ready_bytes, unacked, consumers, published, delivered, acked)
+            m.add_metric([PROTOCOL, QUEUE_TYPE] if by_type else [PROTOCOL], value(b, totals))
+            yield m
+
+    def _message_sizes(self) -> Metric:
+        b = self.broker
+        m = HistogramMetricFamily("rabbitmq_message_size_bytes",
+                                  "Size of messages received from publishers",
+                                  labels=["protocol"])
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for le, count in zip(SIZE_LE, b.size_counts, strict=True):
+            running += count
+            buckets.append((le, running))
+        m.add_metric([PROTOCOL], buckets, sum_value=b.size_sum)
+        return m
 
 
-def registry_for(broker: Broker) -> CollectorRegistry:
+# --- the HTTP side -------------------------------------------------------------
+def registry_for(broker: Broker, scrape: Scrape | None = None,
+                 process: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BrokerCollector(broker))
-    ProcessCollector(registry=registry)
+    registry.register(BrokerCollector(broker, scrape or Scrape("aggregated")))
+    if process:
+        ProcessCollector(registry=registry)
     return registry
 
 
-def respond(registry: CollectorRegistry, request_line: bytes) -> bytes:
-    """The whole HTTP/1.0 response for one request line."""
-    parts = request_line.split()
-    if len(parts) < 2 or parts[0] not in (b"GET", b"HEAD"):
-        return b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
-    if parts[1].split(b"?", 1)[0] not in (b"/metrics", b"/"):
-        return b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-    body = generate_latest(registry)
-    head = (f"HTTP/1.0 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
-    return head + (body if parts[0] == b"GET" else b"")
+class BadRequest(Exception):
+    pass
 
 
-async def serve(broker: Broker, host: str | None, port: int) -> None:
-    """Serve /metrics until cancelled."""
-    registry = registry_for(broker)
+def detailed_scrape(broker: Broker, params: Any) -> Scrape:
+    """Scrape for /metrics/detailed from its query: family and vhost may repeat (unknown
+    families and vhosts are ignored, as RabbitMQ does), queue is a regex."""
+    families = frozenset(f for f in params.getlist("family") if f in FAMILIES)
+    vhost_names = params.getlist("vhost")
+    vhosts = {v for v in vhost_names if v in broker.vhosts} if vhost_names else None
+    queue = params.get("queue") or ""
+    queue_filter = None
+    if len(queue) > MAX_QUEUE_FILTER:
+        raise BadRequest("'queue' regex too long")
+    if queue:
+        try:
+            queue_filter = re.compile(queue)
+        except re.error as exc:
+            raise BadRequest(f"Invalid 'queue' regex at position {exc.pos}: {exc.msg}") from None
+    return Scrape("detailed", "rabbitmq_detailed_", families, vhosts, queue_filter)
 
-    async def handle(stream: SocketStream) -> None:
-        async with stream:
-            data = b""
-            with anyio.move_on_after(5):
-                while b"\r\n\r\n" not in data and len(data) < 8192:
-                    try:
-                        data += await stream.receive(4096)
-                    except (anyio.EndOfStream, anyio.BrokenResourceError):
-                        break
-            try:
-                await stream.send(respond(registry, data.split(b"\r\n", 1)[0]))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                pass
 
+def create_metrics_app(broker: Broker) -> Starlette:
+    """The Prometheus endpoints as a Starlette app (GET and HEAD; 405 otherwise)."""
+    aggregated = registry_for(broker, Scrape("aggregated"))
+    per_object = registry_for(broker, Scrape("per-object"))
+
+    def render(registry: CollectorRegistry) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+
+    async def metrics(request: Request) -> Response:
+        return render(aggregated)
+
+    async def metrics_per_object(request: Request) -> Response:
+        return render(per_object)
+
+    async def metrics_detailed(request: Request) -> Response:
+        try:
+            scrape = detailed_scrape(broker, request.query_params)
+        except BadRequest as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return render(registry_for(broker, scrape, process=False))
+
+    return Starlette(routes=[
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics/per-object", metrics_per_object, methods=["GET"]),
+        Route("/metrics/detailed", metrics_detailed, methods=["GET"]),
+    ])
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for host:port: one for a host, else IPv4 and IPv6 (v6-only) on
+    every interface, as the AMQP and management listeners."""
+    from .management import serve as http
+
+    if host:
+        return [http._socket(http._family(host), host, port)]
+    v4 = http._socket(socket.AF_INET, "0.0.0.0", port)
     try:
-        listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    except OSError as exc:
-        # metrics are for operators; their absence must not stop the broker
-        broker.log.error("metrics endpoint unavailable", host=host, port=port, error=str(exc))
+        return [v4, http._socket(socket.AF_INET6, "::", v4.getsockname()[1])]
+    except OSError:
+        return [v4]  # no IPv6 here
+
+
+async def serve(broker: Broker, config: Config) -> None:
+    """Serve the Prometheus endpoints on config.address("prometheus") until cancelled,
+    with the management API's HTTP server (uvicorn in the broker's loop). A port that
+    cannot be bound is logged and the broker runs on: metrics are for operators."""
+    from .management import serve as http
+
+    host, port = config.address("prometheus")
+    if not port:
         return
-    broker.log.info("metrics endpoint", host=host, port=port, path="/metrics")
-
-    async def accept_loop(one: Any, tg: Any) -> None:
-        # unlike listener.serve, a failing accept() (out of descriptors) never ends it
-        failing = False
-        while True:
-            try:
-                stream = await one.accept()
-            except OSError as exc:
-                if not failing:
-                    failing = True
-                    broker.log.warning("metrics endpoint cannot accept, pausing",
-                                       error=str(exc))
-                await anyio.sleep(0.1)
-                continue
-            failing = False
-            tg.start_soon(handle, stream)
-
-    async with listener, anyio.create_task_group() as tg:
-        for one in getattr(listener, "listeners", [listener]):
-            tg.start_soon(accept_loop, one, tg)
+    try:
+        sockets = bind(host, port)
+    except OSError as exc:
+        broker.log.error("metrics endpoint unavailable", host=host or "[::] and 0.0.0.0",
+                         port=port, error=exc.strerror or str(exc))
+        return
+    server = http.ManagementServer(http.uvicorn_config(create_metrics_app(broker)))
+    broker.log.info("metrics endpoint", host=host or "[::] and 0.0.0.0",
+                    port=http.port_of(sockets), path="/metrics")
+    finished = False
+    try:
+        await server.serve(sockets=sockets)
+        finished = True
+    finally:
+        if not finished and server.started:
+            with anyio.CancelScope(shield=True):
+                server.force_exit = True  # do not wait for idle keep-alive connections
+                with anyio.move_on_after(http.SHUTDOWN_GRACE + 1):
+                    await server.shutdown(sockets=sockets)
+        for sock in sockets:
+            sock.close()

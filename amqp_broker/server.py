@@ -145,8 +145,7 @@ class Server:
                               None, self)
             if self.config.metrics_port:
                 from . import metrics
-                tg.start_soon(metrics.serve, self.broker, self.config.host or None,
-                              self.config.metrics_port)
+                tg.start_soon(metrics.serve, self.broker, self.config)
             accepting = anyio.CancelScope()
             stopped_accepting = anyio.Event()
 

@@ -80,9 +80,15 @@ def get(ch: Channel, method: commands.Basic.Get) -> None:
         raise AMQPError(INTERNAL_ERROR, f"cannot read the next message of queue '{q.name}' "
                         f"{ch.vhost.where()} from the message store", 60, 70) from None
     if taken is None:
+        ch.get_empty += 1
         ch.send(commands.Basic.GetEmpty)
         return
     msg, redelivered, body = taken
+    if method.no_ack:
+        ch.get_auto += 1
+    else:
+        ch.get_manual += 1
+    ch.redelivered += redelivered
     tag = ch.track(q, msg, None, method.no_ack)
     ch.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw, msg.properties,
                       body, message_count=q.message_count)
