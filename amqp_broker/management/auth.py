@@ -137,7 +137,8 @@ def require_vhost_access(request: HTTPConnection, vhost: str, *,
     """The user, who may act in vhost: administrators anywhere, others where they have
     permissions (with monitor_reads, monitoring users anywhere: for GET of per-vhost
     lists and objects). A vhost that does not exist is 404 "Object Not Found" (unless
-    must_exist is false); one the user may not see is 404 "not_found", as RabbitMQ."""
+    must_exist is false); one the user has no permissions in is 401 "User not
+    authorised to access virtual host", as RabbitMQ 3.10 answers."""
     user = login(request)
     exists = vhost_exists(request, vhost)
     if not exists:
@@ -161,7 +162,7 @@ def require_policy_access(request: HTTPConnection, vhost: str | None) -> Login:
         raise not_authorised("User not authorised to access object")
     if vhost is not None and vhost_exists(request, vhost) and not has_vhost_access(
             request, user, vhost):
-        raise vhost_not_visible()
+        raise not_authorised("User not authorised to access object")
     return user
 
 

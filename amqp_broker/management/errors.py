@@ -19,9 +19,10 @@ AUTH_REALM = 'Basic realm="RabbitMQ Management"'
 
 
 class ApiError(Exception):
-    """An HTTP error reply: status, RabbitMQ's `error` word and a `reason` text."""
+    """An HTTP error reply: status, RabbitMQ's `error` word and a `reason` (a text, or
+    the JSON list RabbitMQ sends for some, e.g. ["no_such_user", "bob"])."""
 
-    def __init__(self, status: int, error: str, reason: str,
+    def __init__(self, status: int, error: str, reason: Any,
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(f"{status} {error}: {reason}")
         self.status = status
@@ -58,11 +59,11 @@ def no_credentials() -> ApiError:
 
 
 def vhost_not_visible() -> ApiError:
-    """404 for a vhost the user may not see (rabbit_web_dispatch's not_found)."""
-    return ApiError(404, "not_found", "Not Found")
+    """401 for a vhost the user has no permissions in (RabbitMQ 3.10's reply)."""
+    return ApiError(401, "not_authorised", "User not authorised to access virtual host")
 
 
-def json_error(status: int, error: str, reason: str,
+def json_error(status: int, error: str, reason: Any,
                headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "reason": reason}, status_code=status,
                         headers=headers)

@@ -73,7 +73,7 @@ def _server(request: Request) -> Any:
     return getattr(request.app.state, "server", None)
 
 
-def _ports(request: Request) -> dict[str, int]:
+def listener_ports(request: Request) -> dict[str, int]:
     """protocol -> port of each listener that is on (the actual ports when running)."""
     config = request.app.state.config
     server = _server(request)
@@ -101,7 +101,7 @@ def listeners(request: Request) -> list[dict[str, Any]]:
     broker = broker_of(request)
     config = request.app.state.config
     out = []
-    for protocol, port in _ports(request).items():
+    for protocol, port in listener_ports(request).items():
         host, _ = config.address(_ADDRESS_OF[protocol])
         opts: Any
         if protocol.startswith("http"):
@@ -121,7 +121,7 @@ def contexts(request: Request, with_node: bool = True) -> list[dict[str, Any]]:
     """The web contexts (management, prometheus) as RabbitMQ lists them."""
     broker = broker_of(request)
     config = request.app.state.config
-    ports = _ports(request)
+    ports = listener_ports(request)
     out = []
     for protocol, description in (("http", "RabbitMQ Management"),
                                   ("http/prometheus", "RabbitMQ Prometheus")):

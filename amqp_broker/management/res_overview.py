@@ -45,12 +45,37 @@ def _float_param(request: Request, name: str) -> float | None:
         raise bad_request(f"invalid value for {name}: {raw!r}") from None
 
 
-def _rates(broker: Any) -> Any:
+def _rates_module() -> Any:
     try:
-        from .rates import rates_for
-    except ImportError:
+        from . import rates
+    except ImportError:  # message rates not available
         return None
-    return rates_for(broker)
+    return rates
+
+
+def _message_counts(rates: Any, broker: Any, sessions: list[Any], everyone: bool,
+                    queues: list[Any]) -> dict[str, int]:
+    """The message_stats counts: broker-wide for monitoring users, else those of the
+    user's own connections' channels (rates.py keeps the counters)."""
+    counts = dict.fromkeys(MESSAGE_STATS, 0)
+    if rates is not None and hasattr(rates, "broker_counts"):
+        if everyone:
+            found = rates.broker_counts(broker)
+        else:
+            found = {}
+            for session in sessions:
+                for ch in getattr(session, "channels", {}).values():
+                    for field, value in rates.channel_counts(ch).items():
+                        found[field] = found.get(field, 0) + value
+        for field in MESSAGE_STATS:
+            counts[field] = int(found.get(field, 0))
+        return counts
+    if everyone:
+        counts["publish"] = broker.published
+        counts["drop_unroutable"] = broker.unroutable
+    counts["deliver_get"] = sum(getattr(q, "delivered", 0) for q in queues)
+    counts["ack"] = sum(getattr(q, "acked", 0) for q in queues)
+    return counts
 
 
 def overview(request: Request) -> dict[str, Any]:
@@ -67,35 +92,30 @@ def overview(request: Request) -> dict[str, Any]:
     consumers = sum(len(q.consumers) for q in queues)
     ready = sum(len(q.ready) for q in queues)
     unacked = sum(q.unacked for q in queues)
-    counters = dict.fromkeys(MESSAGE_STATS, 0)
-    counters["publish"] = broker.published
-    counters["drop_unroutable"] = broker.unroutable
-    counters["deliver_get"] = sum(getattr(q, "delivered", 0) for q in queues)
-    counters["ack"] = sum(getattr(q, "acked", 0) for q in queues)
     totals = {"messages": ready + unacked, "messages_ready": ready,
               "messages_unacknowledged": unacked}
-
-    rates = _rates(broker)
-    now = rates.total_rates() if rates is not None else {}
+    rates = _rates_module()
+    counters = _message_counts(rates, broker, sessions, user.is_monitor, queues)
+    sampler = rates.rates_for(broker) if rates is not None else None
     msg_age = _float_param(request, "msg_rates_age")
     msg_incr = _float_param(request, "msg_rates_incr")
     len_age = _float_param(request, "lengths_age")
     len_incr = _float_param(request, "lengths_incr")
 
-    def details(field: str, value: int, age: float | None, incr: float | None) -> Any:
-        rate = float(now.get(field, 0.0))
-        if rates is not None and field in now:
-            return rates.total_details(field, age, incr, rate, value)
-        return {"rate": rate}
+    def details(field: str, age: float | None, incr: float | None) -> Any:
+        # broker-wide rates (and their history) only for users who see everything
+        if sampler is None or not user.is_monitor or field not in rates.TOTAL_FIELDS:
+            return {"rate": 0.0}
+        return sampler.total_details(field, age, incr)
 
     message_stats: dict[str, Any] = {}
     for field in MESSAGE_STATS:
         message_stats[field] = counters[field]
-        message_stats[field + "_details"] = details(field, counters[field], msg_age, msg_incr)
+        message_stats[field + "_details"] = details(field, msg_age, msg_incr)
     queue_totals: dict[str, Any] = {}
     for field in QUEUE_TOTALS:
         queue_totals[field] = totals[field]
-        queue_totals[field + "_details"] = details(field, totals[field], len_age, len_incr)
+        queue_totals[field + "_details"] = details(field, len_age, len_incr)
     churn: dict[str, Any] = {}
     for field, value in sorted(churn_counters(broker).items()):
         churn[field] = value

@@ -1,0 +1,407 @@
+"""Policies, operator policies, runtime parameters and global parameters
+(rabbit_mgmt_wm_policies, _policy, _operator_policies, _parameters, _parameter,
+_global_parameters, _global_parameter):
+
+    GET            /api/policies, /api/policies/{vhost}
+    GET/PUT/DELETE /api/policies/{vhost}/{name}
+    GET            /api/operator-policies, /api/operator-policies/{vhost}
+    GET/PUT/DELETE /api/operator-policies/{vhost}/{name}
+    GET            /api/parameters, /api/parameters/{component}, .../{component}/{vhost}
+    GET/PUT/DELETE /api/parameters/{component}/{vhost}/{name}
+    GET            /api/global-parameters
+    GET/PUT/DELETE /api/global-parameters/{name}
+
+Listing policies is for any management user (the vhosts it has permissions in);
+changing them, and everything about parameters, is for administrators and policymakers
+with permissions in the vhost; global parameters for policymakers. The broker keeps them
+(Broker.runtime, durable); a policy's keys are checked against RabbitMQ's known policy
+settings, with its "Validation failed" texts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .auth import (
+    broker_of,
+    login,
+    require_policy_access,
+    require_tag,
+    require_vhost_access,
+    visible_vhosts,
+)
+from .errors import ApiError, bad_request, json_object, not_authorised, not_found
+from .listing import reply_item, reply_list
+
+# policy keys RabbitMQ 3.10 recognises, and the check of each value
+_NON_NEG_INT = "non_neg_int"
+_POS_INT = "pos_int"
+_STRING = "string"
+POLICY_KEYS: dict[str, str] = {
+    "alternate-exchange": _STRING, "dead-letter-exchange": _STRING,
+    "dead-letter-routing-key": _STRING, "dead-letter-strategy": _STRING,
+    "message-ttl": _NON_NEG_INT, "expires": _POS_INT, "max-length": _NON_NEG_INT,
+    "max-length-bytes": _NON_NEG_INT, "max-in-memory-length": _NON_NEG_INT,
+    "max-in-memory-bytes": _NON_NEG_INT, "delivery-limit": _NON_NEG_INT,
+    "overflow": _STRING, "queue-mode": _STRING, "queue-version": _POS_INT,
+    "queue-master-locator": _STRING, "ha-mode": _STRING, "ha-params": "any",
+    "ha-sync-mode": _STRING, "ha-sync-batch-size": _POS_INT,
+    "ha-promote-on-shutdown": _STRING, "ha-promote-on-failure": _STRING,
+    "federation-upstream": _STRING, "federation-upstream-set": _STRING,
+    "max-age": _STRING, "stream-max-segment-size-bytes": _NON_NEG_INT,
+    "initial-cluster-size": _POS_INT, "consumer-timeout": _NON_NEG_INT,
+}
+OPERATOR_POLICY_KEYS = ("expires", "message-ttl", "max-length", "max-length-bytes",
+                        "max-in-memory-length", "max-in-memory-bytes", "delivery-limit",
+                        "queue-mode", "overflow", "ha-mode", "ha-params", "ha-sync-mode")
+VALUE_TEXT = {"message-ttl": "time-to-live", "expires": "expires",
+              "max-length": "maximum length", "max-length-bytes": "maximum length in bytes"}
+COMPONENTS = ("vhost-limits", "operator_policy", "federation-upstream",
+              "federation-upstream-set", "shovel", "policy")
+APPLY_TO = ("all", "queues", "exchanges", "classic_queues", "quorum_queues", "streams")
+POLICY_SORT = ("vhost", "name")
+
+
+def _erl(value: Any) -> str:
+    """A JSON value roughly as Erlang prints it in RabbitMQ's texts (HTML-escaped there)."""
+    if isinstance(value, str):
+        return f'&lt;&lt;"{value}"&gt;&gt;'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _validation(text: str) -> ApiError:
+    return bad_request(f"Validation failed\n\n{text}\n")
+
+
+def _check_value(key: str, value: Any, kind: str) -> None:
+    ok = True
+    if kind == _NON_NEG_INT:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    elif kind == _POS_INT:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    elif kind == _STRING:
+        ok = isinstance(value, str)
+    if not ok:
+        what = VALUE_TEXT.get(key, key)
+        raise _validation(f"{_erl(value)} is not a valid {what}")
+
+
+def check_policy(body: dict[str, Any], operator: bool = False) -> dict[str, Any]:
+    """pattern, definition, priority and apply-to of a PUT body, checked."""
+    missing = [key for key in ("pattern", "definition") if key not in body]
+    if missing:
+        raise bad_request("[" + ",".join(f"{{key_missing,{k}}}" for k in missing) + "]")
+    pattern = body["pattern"]
+    if not isinstance(pattern, str):
+        raise _validation(f"pattern should be a string, actually was {_erl(pattern)}")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise _validation("pattern should be regular expression but is invalid: "
+                          f'{{"{exc.msg}",{exc.pos or 0}}}') from None
+    definition = body["definition"]
+    if not isinstance(definition, dict) or not definition:
+        raise _validation("definition must be a non-empty object")
+    known = OPERATOR_POLICY_KEYS if operator else tuple(POLICY_KEYS)
+    unknown = [key for key in definition if key not in known]
+    if unknown:
+        items = ",".join(f"{{{_erl(k)},{_erl(definition[k])}}}" for k in unknown)
+        raise _validation(f"[{items}] are not recognised policy settings")
+    for key, value in definition.items():
+        _check_value(key, value, POLICY_KEYS.get(key, "any"))
+    priority = body.get("priority", 0)
+    if isinstance(priority, str) and priority.strip().lstrip("-").isdigit():
+        priority = int(priority)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise _validation(f"priority should be a number, actually was {_erl(priority)}")
+    apply_to = body.get("apply-to", "all")
+    if apply_to not in APPLY_TO:
+        raise _validation(f"apply-to '{apply_to}' unrecognised; should be 'queues', "
+                          "'exchanges' or 'all'")
+    return {"pattern": pattern, "apply-to": apply_to, "definition": definition,
+            "priority": priority}
+
+
+def _vhost_for_put(request: Request) -> str:
+    vhost: str = request.path_params["vhost"]
+    if vhost not in broker_of(request).vhosts:
+        raise ApiError(404, "not_found", "vhost_not_found")
+    return vhost
+
+
+# --- policies ---------------------------------------------------------------------------
+def _policies(request: Request, vhost: str | None) -> list[dict[str, Any]]:
+    runtime = broker_of(request).runtime
+    return [p for (v, _), p in runtime.policies.items() if vhost is None or v == vhost]
+
+
+async def list_policies(request: Request) -> JSONResponse:
+    login(request)
+    visible = set(visible_vhosts(request, monitor_sees_all=False))
+    return reply_list(request, [p for p in _policies(request, None) if p["vhost"] in visible],
+                      default_sort=POLICY_SORT)
+
+
+async def vhost_policies(request: Request) -> JSONResponse:
+    vhost = request.path_params["vhost"]
+    require_vhost_access(request, vhost)
+    return reply_list(request, _policies(request, vhost), default_sort=POLICY_SORT)
+
+
+async def get_policy(request: Request) -> JSONResponse:
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    require_policy_access(request, vhost)
+    found = broker_of(request).runtime.policies.get((vhost, name))
+    if found is None:
+        raise not_found()
+    return reply_item(request, found)
+
+
+async def put_policy(request: Request) -> Response:
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    require_policy_access(request, vhost)
+    body = await json_object(request)
+    policy = check_policy(body)
+    _vhost_for_put(request)
+    runtime = broker_of(request).runtime
+    existed = (vhost, name) in runtime.policies
+    runtime.set_policy({"vhost": vhost, "name": name, **policy})
+    return Response(status_code=204 if existed else 201)
+
+
+async def delete_policy(request: Request) -> Response:
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    require_policy_access(request, vhost)
+    runtime = broker_of(request).runtime
+    if (vhost, name) not in runtime.policies:
+        raise not_found()
+    runtime.clear_policy(vhost, name)
+    return Response(status_code=204)
+
+
+# --- operator policies: parameters of component operator_policy ----------------------------
+OPERATOR = "operator_policy"
+
+
+def _operator_policies(request: Request, vhost: str | None) -> list[dict[str, Any]]:
+    runtime = broker_of(request).runtime
+    out = []
+    for (v, component, name), param in runtime.parameters.items():
+        if component == OPERATOR and (vhost is None or v == vhost):
+            value = param.get("value")
+            value = value if isinstance(value, dict) else {}
+            out.append({"vhost": v, "name": name, "pattern": value.get("pattern", ""),
+                        "apply-to": value.get("apply-to", "all"),
+                        "definition": value.get("definition", {}),
+                        "priority": value.get("priority", 0)})
+    return out
+
+
+def _require_admin_in(request: Request, vhost: str | None) -> None:
+    """Operator policies are for administrators (in any vhost)."""
+    require_tag(request, "administrator")
+
+
+async def list_operator_policies(request: Request) -> JSONResponse:
+    _require_admin_in(request, None)
+    return reply_list(request, _operator_policies(request, None), default_sort=POLICY_SORT)
+
+
+async def vhost_operator_policies(request: Request) -> JSONResponse:
+    vhost = request.path_params["vhost"]
+    _require_admin_in(request, vhost)
+    if vhost not in broker_of(request).vhosts:
+        raise not_found()
+    return reply_list(request, _operator_policies(request, vhost), default_sort=POLICY_SORT)
+
+
+async def get_operator_policy(request: Request) -> JSONResponse:
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    _require_admin_in(request, vhost)
+    for policy in _operator_policies(request, vhost):
+        if policy["name"] == name:
+            return reply_item(request, policy)
+    raise not_found()
+
+
+async def put_operator_policy(request: Request) -> Response:
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    _require_admin_in(request, vhost)
+    body = await json_object(request)
+    policy = check_policy(body, operator=True)
+    _vhost_for_put(request)
+    runtime = broker_of(request).runtime
+    existed = (vhost, OPERATOR, name) in runtime.parameters
+    runtime.set_parameter({"vhost": vhost, "component": OPERATOR, "name": name,
+                           "value": policy})
+    return Response(status_code=204 if existed else 201)
+
+
+async def delete_operator_policy(request: Request) -> Response:
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    _require_admin_in(request, vhost)
+    runtime = broker_of(request).runtime
+    if (vhost, OPERATOR, name) not in runtime.parameters:
+        raise not_found()
+    runtime.clear_parameter(vhost, OPERATOR, name)
+    return Response(status_code=204)
+
+
+# --- parameters -------------------------------------------------------------------------
+def _parameters(request: Request, component: str | None,
+                vhost: str | None) -> list[dict[str, Any]]:
+    user = login(request)
+    runtime = broker_of(request).runtime
+    visible = None if user.is_admin else set(visible_vhosts(request, monitor_sees_all=False))
+    return [p for (v, c, _), p in runtime.parameters.items()
+            if (component is None or c == component) and (vhost is None or v == vhost)
+            and (visible is None or v in visible)]
+
+
+async def list_parameters(request: Request) -> JSONResponse:
+    require_policy_access(request, None)
+    return reply_list(request, _parameters(request, None, None),
+                      default_sort=("vhost", "component", "name"))
+
+
+async def component_parameters(request: Request) -> JSONResponse:
+    require_policy_access(request, None)
+    return reply_list(request, _parameters(request, request.path_params["component"], None),
+                      default_sort=("vhost", "name"))
+
+
+async def vhost_component_parameters(request: Request) -> JSONResponse:
+    vhost = request.path_params["vhost"]
+    require_policy_access(request, vhost)
+    if vhost not in broker_of(request).vhosts:
+        raise not_found()
+    return reply_list(request, _parameters(request, request.path_params["component"], vhost),
+                      default_sort=("vhost", "name"))
+
+
+async def get_parameter(request: Request) -> JSONResponse:
+    params = request.path_params
+    require_policy_access(request, params["vhost"])
+    found = broker_of(request).runtime.parameters.get(
+        (params["vhost"], params["component"], params["name"]))
+    if found is None:
+        raise not_found()
+    return reply_item(request, found)
+
+
+async def put_parameter(request: Request) -> Response:
+    params = request.path_params
+    vhost, component, name = params["vhost"], params["component"], params["name"]
+    require_policy_access(request, vhost)
+    body = await json_object(request)
+    if "value" not in body:
+        raise bad_request("[{key_missing,value}]")
+    if component not in COMPONENTS:
+        raise _validation(f"component {component} not found")
+    if component == OPERATOR:
+        value = body["value"]
+        check_policy(value if isinstance(value, dict) else {}, operator=True)
+    _vhost_for_put(request)
+    runtime = broker_of(request).runtime
+    existed = (vhost, component, name) in runtime.parameters
+    runtime.set_parameter({"value": body["value"], "vhost": vhost, "component": component,
+                           "name": name})
+    return Response(status_code=204 if existed else 201)
+
+
+async def delete_parameter(request: Request) -> Response:
+    params = request.path_params
+    vhost, component, name = params["vhost"], params["component"], params["name"]
+    require_policy_access(request, vhost)
+    runtime = broker_of(request).runtime
+    if (vhost, component, name) not in runtime.parameters:
+        raise not_found()
+    runtime.clear_parameter(vhost, component, name)
+    return Response(status_code=204)
+
+
+# --- global parameters ------------------------------------------------------------------
+def _require_policymaker(request: Request) -> None:
+    user = login(request)
+    if not user.is_policymaker:
+        raise not_authorised("User not authorised to access object")
+
+
+def _global_parameters(request: Request) -> list[dict[str, Any]]:
+    broker = broker_of(request)
+    params = dict(broker.runtime.global_parameters)
+    params.setdefault("cluster_name", {"name": "cluster_name", "value": broker.cluster_name})
+    return list(params.values())
+
+
+async def list_global_parameters(request: Request) -> JSONResponse:
+    _require_policymaker(request)
+    return reply_list(request, _global_parameters(request), default_sort=("name",))
+
+
+async def get_global_parameter(request: Request) -> JSONResponse:
+    _require_policymaker(request)
+    name = request.path_params["name"]
+    for param in _global_parameters(request):
+        if param["name"] == name:
+            return reply_item(request, param)
+    raise not_found()
+
+
+async def put_global_parameter(request: Request) -> Response:
+    _require_policymaker(request)
+    name = request.path_params["name"]
+    body = await json_object(request)
+    if "value" not in body:
+        raise bad_request("[{key_missing,value}]")
+    runtime = broker_of(request).runtime
+    existed = name in runtime.global_parameters
+    runtime.set_global_parameter({"name": name, "value": body["value"]})
+    return Response(status_code=204 if existed else 201)
+
+
+async def delete_global_parameter(request: Request) -> Response:
+    _require_policymaker(request)
+    name = request.path_params["name"]
+    runtime = broker_of(request).runtime
+    if name not in runtime.global_parameters:
+        raise not_found()
+    runtime.clear_global_parameter(name)
+    return Response(status_code=204)
+
+
+def routes() -> list[BaseRoute]:
+    one = "/api/policies/{vhost}/{name}"
+    op = "/api/operator-policies/{vhost}/{name}"
+    param = "/api/parameters/{component}/{vhost}/{name}"
+    glob = "/api/global-parameters/{name}"
+    return [
+        Route("/api/policies", list_policies, methods=["GET"]),
+        Route("/api/policies/{vhost}", vhost_policies, methods=["GET"]),
+        Route(one, get_policy, methods=["GET"]),
+        Route(one, put_policy, methods=["PUT"]),
+        Route(one, delete_policy, methods=["DELETE"]),
+        Route("/api/operator-policies", list_operator_policies, methods=["GET"]),
+        Route("/api/operator-policies/{vhost}", vhost_operator_policies, methods=["GET"]),
+        Route(op, get_operator_policy, methods=["GET"]),
+        Route(op, put_operator_policy, methods=["PUT"]),
+        Route(op, delete_operator_policy, methods=["DELETE"]),
+        Route("/api/parameters", list_parameters, methods=["GET"]),
+        Route("/api/parameters/{component}", component_parameters, methods=["GET"]),
+        Route("/api/parameters/{component}/{vhost}", vhost_component_parameters,
+              methods=["GET"]),
+        Route(param, get_parameter, methods=["GET"]),
+        Route(param, put_parameter, methods=["PUT"]),
+        Route(param, delete_parameter, methods=["DELETE"]),
+        Route("/api/global-parameters", list_global_parameters, methods=["GET"]),
+        Route(glob, get_global_parameter, methods=["GET"]),
+        Route(glob, put_global_parameter, methods=["PUT"]),
+        Route(glob, delete_global_parameter, methods=["DELETE"]),
+    ]
