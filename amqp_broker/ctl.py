@@ -270,41 +270,42 @@ def parser() -> argparse.ArgumentParser:
                         "ones, e.g. message_stats.publish)")
 
     v = verb("add-user", "create a user, or update its password and tags")
-    v.add_argument("name")
+    v.add_argument("name", metavar="NAME")
     v.add_argument("new_password", nargs="?", metavar="PASSWORD",
                    help="the user's password; - reads it from standard input")
-    v.add_argument("--tags", default="",
+    v.add_argument("--tags", default="", metavar="TAGS",
                    help="comma-separated tags, e.g. administrator or monitoring")
-    v.add_argument("--password-hash", help="a RabbitMQ password hash instead of a password")
+    v.add_argument("--password-hash", metavar="HASH",
+                   help="a RabbitMQ password hash instead of a password")
     v = verb("delete-user", "delete a user")
-    v.add_argument("name")
+    v.add_argument("name", metavar="NAME")
 
     v = verb("add-vhost", "create a virtual host")
-    v.add_argument("name")
-    v.add_argument("--description")
-    v.add_argument("--tags", help="comma-separated tags")
-    v.add_argument("--default-queue-type", help="classic, quorum or stream")
+    v.add_argument("name", metavar="NAME")
+    v.add_argument("--description", metavar="TEXT")
+    v.add_argument("--tags", metavar="TAGS", help="comma-separated tags")
+    v.add_argument("--default-queue-type", metavar="TYPE", help="classic, quorum or stream")
     v = verb("delete-vhost", "delete a virtual host and everything in it")
-    v.add_argument("name")
+    v.add_argument("name", metavar="NAME")
 
     v = verb("set-permissions", "grant a user permissions in a vhost (regular expressions)")
-    v.add_argument("user")
-    v.add_argument("configure")
-    v.add_argument("write")
-    v.add_argument("read")
+    v.add_argument("user", metavar="USER")
+    v.add_argument("configure", metavar="CONFIGURE")
+    v.add_argument("write", metavar="WRITE")
+    v.add_argument("read", metavar="READ")
     v = verb("clear-permissions", "revoke a user's permissions in a vhost")
-    v.add_argument("user")
+    v.add_argument("user", metavar="USER")
 
     v = verb("purge-queue", "delete every ready message of a queue")
-    v.add_argument("name")
+    v.add_argument("name", metavar="NAME")
     v = verb("delete-queue", "delete a queue")
-    v.add_argument("name")
+    v.add_argument("name", metavar="NAME")
     v.add_argument("--if-empty", action="store_true", help="only if it holds no messages")
     v.add_argument("--if-unused", action="store_true", help="only if it has no consumers")
 
     v = verb("close-connection", "close a client connection (names from list connections)")
-    v.add_argument("name")
-    v.add_argument("--reason", help="text sent to the client in connection.close")
+    v.add_argument("name", metavar="NAME")
+    v.add_argument("--reason", metavar="TEXT", help="text sent to the client in connection.close")
 
     v = verb("export-definitions", "save users, vhosts, permissions, queues, exchanges, "
                                    "bindings and policies as JSON")

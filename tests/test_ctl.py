@@ -623,13 +623,18 @@ def _served(*modules: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ours() -> Iterator[str]:
+def broker() -> Iterator[Any]:
     if importlib.util.find_spec("amqp_broker.management") is None:
         pytest.skip("the management API (amqp_broker/management) has not landed yet")
     from amqp_broker.testing import running_broker
-    with running_broker(management_port=free_port()) as broker:
-        assert broker.management_url is not None
-        yield broker.management_url
+    with running_broker(management_port=free_port()) as running:
+        assert running.management_url is not None
+        yield running
+
+
+@pytest.fixture
+def ours(broker: Any) -> str:
+    return str(broker.management_url)
 
 
 def test_ours_ping_and_status(ours: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -681,3 +686,42 @@ def test_ours_queues_and_definitions(ours: str, capsys: pytest.CaptureFixture[st
     result = run(capsys, "delete-queue", "ctl-q", url=ours)
     assert (result.code, result.err) == (1, "amqp-broker ctl: queue 'ctl-q' in vhost '/' "
                                             "not found\n")
+
+
+def test_ours_connections_channels_consumers(broker: Any, ours: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    _served("res_connections", "res_channels", "res_consumers", "res_bindings",
+            "res_exchanges")
+    pika = pytest.importorskip("pika")
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        channel = connection.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, "amq.topic", "ctl.#")
+        channel.basic_consume(queue, lambda *args: None)
+        for kind in ("connections", "channels", "consumers", "bindings", "exchanges"):
+            result = run(capsys, "list", kind, url=ours)
+            assert result.code == 0, result.err
+            headers = [header for header, _ in ctl.LISTINGS[kind].columns]
+            assert result.out.splitlines()[0].split() == headers
+            assert len(result.out.splitlines()) >= 2, kind
+        consumers = run(capsys, "--json", "list", "consumers", url=ours).json()
+        assert queue in [consumer["queue"]["name"] for consumer in consumers]
+        bindings = run(capsys, "list", "bindings", "-p", "/", "source", "routing_key",
+                       url=ours).out
+        assert "amq.topic  ctl.#" in bindings
+        [name] = [c["name"] for c in run(capsys, "--json", "list", "connections",
+                                         url=ours).json()]
+        result = run(capsys, "close-connection", name, "--reason", "bye from ctl", url=ours)
+        assert result.code == 0, result.err
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            for _ in range(500):
+                connection.process_data_events(0.01)
+        assert closed.value.reply_code == 320
+        assert "bye from ctl" in closed.value.reply_text
+        result = run(capsys, "close-connection", name, url=ours)
+        assert (result.code, result.err) == (1, f"amqp-broker ctl: connection {name!r} "
+                                                "not found\n")
+    finally:
+        if connection.is_open:
+            connection.close()
