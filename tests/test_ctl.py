@@ -15,6 +15,7 @@ import importlib.util
 import io
 import json
 import pathlib
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -184,6 +185,38 @@ def test_ping_wrong_password(stub: Stub, capsys: pytest.CaptureFixture[str]) -> 
     assert result.code == 1
     assert result.err.startswith(f"amqp-broker ctl: {stub.url}: user 'guest' refused "
                                  "(Login failed); check --user/--password")
+
+
+def test_ping_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        result = run(capsys, "--timeout", "0.2", "ping", url=url)
+    assert result.code == 1
+    assert result.err == f"amqp-broker ctl: cannot reach {url}: no answer within 0.2 s\n"
+
+
+def test_ping_not_http(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as listener:  # an AMQP port: answers with a protocol header
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+        def answer() -> None:
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(65536)
+                peer.sendall(b"AMQP\x00\x00\x09\x01")
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        result = run(capsys, "ping", url=url)
+        thread.join()
+    assert result.code == 1
+    assert result.err.startswith(f"amqp-broker ctl: cannot reach {url}: ")
+    assert "HTTP" in result.err
+    assert "Traceback" not in result.err
 
 
 def test_status_healthy(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
