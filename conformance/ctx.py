@@ -84,6 +84,27 @@ def describe_exc(exc: BaseException) -> dict:
 
 PIKA_ERRORS = (pex.AMQPError,)
 
+# AMQP port -> management HTTP port of each broker under test; the runner fills it in before
+# it forks the scenario children (RabbitMQ's is its AMQP port + 10000: 5673 -> 15673)
+MANAGEMENT_PORTS: dict[int, int] = {}
+
+
+def shape(value: Any) -> Any:
+    """The structure of a JSON value without its data: objects keep their keys (sorted),
+    lists the shape of their first item, scalars become their JSON type name. Management
+    API scenarios log shapes where values differ between brokers (versions, node names)."""
+    if isinstance(value, dict):
+        return {k: shape(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if value is None:
+        return "null"
+    return "string"
+
 
 class Ctx:
     """What a scenario gets. ``log`` records an observation; ``name`` makes run-unique names."""
@@ -115,6 +136,47 @@ class Ctx:
             self.log(label, **fields, **describe_exc(exc))
         else:
             self.log(label, **fields, outcome="ok")
+
+    # --- the management HTTP API ---------------------------------------------------------------
+    @property
+    def management_port(self) -> int:
+        return MANAGEMENT_PORTS.get(self.port, self.port + 10000)
+
+    def api(self, method: str, path: str, body: Any = None, *, user: str | None = None,
+            password: str | None = None, raw: bytes | None = None,
+            content_type: str = "application/json") -> tuple[int, Any]:
+        """One management API request (path from "/api/..."): (status, parsed JSON body, or
+        the text when it is not JSON, or None when empty). HTTP errors are returned, not
+        raised; auth is this context's user unless given (user="" sends none)."""
+        import json
+        import urllib.error
+        import urllib.request
+        url = f"http://{self.host}:{self.management_port}{path}"
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            req.add_header("content-type", content_type)
+        login = self.user if user is None else user
+        if login:
+            secret = self.password if password is None else password
+            token = base64.b64encode(f"{login}:{secret}".encode()).decode()
+            req.add_header("authorization", f"Basic {token}")
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+                return None  # a 3xx is the answer to observe, not to follow
+
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(req, timeout=10) as resp:
+                status, payload = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, payload = exc.code, exc.read()
+        if not payload:
+            return status, None
+        try:
+            return status, json.loads(payload)
+        except ValueError:
+            return status, payload.decode("utf-8", "replace")
 
     # --- names --------------------------------------------------------------------------------
     def name(self, logical: str) -> str:

@@ -82,6 +82,7 @@ class OurBroker:
 
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
+        self.management_port = free_port()
         self.proc: subprocess.Popen | None = None
         self.data_dir = tempfile.mkdtemp(prefix="conformance-data-")
         self.log_path = Path(tempfile.mkstemp(prefix="conformance-broker-", suffix=".log")[1])
@@ -90,7 +91,8 @@ class OurBroker:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", "--host", HOST, "--port", str(self.port),
-             "--data-dir", self.data_dir, "--metrics-port", "0", "--disk-free-limit", "1000000"],
+             "--data-dir", self.data_dir, "--metrics-port", "0", "--disk-free-limit", "1000000",
+             "--management-port", str(self.management_port)],
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()
@@ -99,7 +101,9 @@ class OurBroker:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"our broker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if port_open(self.port):
+            if port_open(self.port) and port_open(self.management_port):
+                from .ctx import MANAGEMENT_PORTS
+                MANAGEMENT_PORTS[self.port] = self.management_port
                 return
             time.sleep(0.1)
         self.stop()

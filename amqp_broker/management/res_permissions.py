@@ -164,7 +164,8 @@ async def put_topic_permission(request: Request) -> Response:
     _missing(body, ("exchange", "write", "read"))
     vhost, user = _vhost_and_user(request)
     access = broker_of(request).access
-    existed = body["exchange"] in access.topic_permissions.get((user, vhost), {})
+    # 204 when the user had any topic permissions in the vhost (RabbitMQ's resource)
+    existed = bool(access.topic_permissions.get((user, vhost)))
     try:
         access.set_topic_permissions(user, vhost, body["exchange"], body["write"],
                                      body["read"])
