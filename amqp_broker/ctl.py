@@ -5,10 +5,12 @@ standard library talks HTTP (urllib.request): the command works in a minimal ins
 
 Where and who: --url (default http://127.0.0.1:15672), --user and --password (default
 guest/guest); variables AMQP_BROKER_CTL_URL, _USER and _PASSWORD when the flags are
-absent (a password in a variable stays out of `ps`). Output is an aligned table for
-people, or the API's JSON with --json. Exit status: 0 done, 1 failed (unreachable,
-refused, not found, a failed health check, an active alarm), 2 bad usage. Every
-failure is one line on stderr starting `amqp-broker ctl:`.
+absent (a password in a variable stays out of `ps`); without those, the broker's own
+AMQP_BROKER_DEFAULT_USER/_PASS (or RABBITMQ_DEFAULT_USER/_PASS) and
+AMQP_BROKER_MANAGEMENT_PORT, so it works unconfigured inside the broker's container.
+Output is an aligned table for people, or the API's JSON with --json. Exit status: 0
+done, 1 failed (unreachable, refused, not found, a failed health check, an active
+alarm), 2 bad usage. Every failure is one line on stderr starting `amqp-broker ctl:`.
 
 `ping` is a liveness probe (the API answers and every virtual host runs; with --vhost,
 RabbitMQ's aliveness test in that vhost); `status` also fails while a resource alarm
@@ -44,6 +46,12 @@ DEFAULT_TIMEOUT = 10.0
 ENV_URL = "AMQP_BROKER_CTL_URL"
 ENV_USER = "AMQP_BROKER_CTL_USER"
 ENV_PASSWORD = "AMQP_BROKER_CTL_PASSWORD"  # noqa: S105
+# the broker's own variables, read when the AMQP_BROKER_CTL_* ones are unset, so
+# `amqp-broker ctl ping` run inside the broker's container (a HEALTHCHECK) logs in as the
+# default user the container was started with, on its management port; the first set wins
+BROKER_USER_VARIABLES = ("AMQP_BROKER_DEFAULT_USER", "RABBITMQ_DEFAULT_USER")
+BROKER_PASSWORD_VARIABLES = ("AMQP_BROKER_DEFAULT_PASS", "RABBITMQ_DEFAULT_PASS")
+BROKER_PORT_VARIABLE = "AMQP_BROKER_MANAGEMENT_PORT"
 
 
 class CtlError(Exception):
@@ -214,14 +222,17 @@ LISTINGS: dict[str, Listing] = {
 COMMON: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--url",), {
         "dest": "opt_url", "metavar": "URL",
-        "help": f"management API base URL [{ENV_URL}] (default {DEFAULT_URL})"}),
+        "help": f"management API base URL [{ENV_URL}] (default {DEFAULT_URL}, or the "
+                f"port in {BROKER_PORT_VARIABLE})"}),
     (("-u", "--user"), {
         "dest": "opt_user", "metavar": "USER",
-        "help": f"user to log in as [{ENV_USER}] (default guest)"}),
+        "help": f"user to log in as [{ENV_USER}] (default: the broker's default user "
+                f"from {' or '.join(BROKER_USER_VARIABLES)}, else guest)"}),
     (("--password",), {
         "dest": "opt_password", "metavar": "PASSWORD",
-        "help": f"its password [{ENV_PASSWORD}] (default guest); the variable keeps it "
-                "out of the process list"}),
+        "help": f"its password [{ENV_PASSWORD}] (default: "
+                f"{' or '.join(BROKER_PASSWORD_VARIABLES)}, else guest); the variable keeps "
+                "it out of the process list"}),
     (("-p", "--vhost"), {
         "dest": "opt_vhost", "metavar": "VHOST",
         "help": "virtual host (default: every vhost for list and the definitions, / for "
@@ -379,8 +390,19 @@ def _setting(args: argparse.Namespace, name: str, env: str, default: str) -> str
     return str(value)
 
 
+def _first_variable(names: Sequence[str]) -> str:
+    return next((os.environ[name] for name in names if os.environ.get(name)), "")
+
+
+def _default_url() -> str:
+    port = os.environ.get(BROKER_PORT_VARIABLE, "").strip()
+    if port.isdigit() and 0 < int(port) < 65536:
+        return f"http://127.0.0.1:{int(port)}"
+    return DEFAULT_URL
+
+
 def _context(args: argparse.Namespace) -> Context:
-    url = _setting(args, "opt_url", ENV_URL, DEFAULT_URL)
+    url = _setting(args, "opt_url", ENV_URL, _default_url())
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--url must be http://HOST[:PORT] or https://..., not {url!r}")
@@ -395,6 +417,8 @@ def _context(args: argparse.Namespace) -> Context:
         password = password or urllib.parse.unquote(parts.password or "")
         netloc = parts.netloc.rpartition("@")[2]
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    user = user or _first_variable(BROKER_USER_VARIABLES)
+    password = password or _first_variable(BROKER_PASSWORD_VARIABLES)
     timeout = getattr(args, "opt_timeout", None)
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     if timeout <= 0:

@@ -119,7 +119,8 @@ def stub(stub_url: str) -> Stub:
 
 @pytest.fixture(autouse=True)
 def _no_ctl_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (ctl.ENV_URL, ctl.ENV_USER, ctl.ENV_PASSWORD):
+    for name in (ctl.ENV_URL, ctl.ENV_USER, ctl.ENV_PASSWORD, *ctl.BROKER_USER_VARIABLES,
+                 *ctl.BROKER_PASSWORD_VARIABLES, ctl.BROKER_PORT_VARIABLE):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -589,6 +590,28 @@ def test_credentials(stub: Stub, capsys: pytest.CaptureFixture[str],
     monkeypatch.delenv(ctl.ENV_PASSWORD)
     assert run(capsys, "ping", url=f"http://url%40user:p%3Aw@{host}/").code == 0
     assert _login(stub.last()) == "url@user:p:w"
+
+
+def test_the_brokers_own_variables(stub: Stub, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # inside the broker's container: its default user and management port, unconfigured
+    port = stub.url.rpartition(":")[2]
+    monkeypatch.setenv("AMQP_BROKER_MANAGEMENT_PORT", port)
+    monkeypatch.setenv("RABBITMQ_DEFAULT_USER", "rabbit-user")
+    monkeypatch.setenv("RABBITMQ_DEFAULT_PASS", "rabbit-pw")
+    assert run(capsys, "ping").code == 0
+    assert _login(stub.last()) == "rabbit-user:rabbit-pw"
+    monkeypatch.setenv("AMQP_BROKER_DEFAULT_USER", "broker-user")  # wins, as in the broker
+    monkeypatch.setenv("AMQP_BROKER_DEFAULT_PASS", "broker-pw")
+    assert run(capsys, "ping").code == 0
+    assert _login(stub.last()) == "broker-user:broker-pw"
+    monkeypatch.setenv(ctl.ENV_USER, "ctl-user")  # the ctl variables win over both
+    monkeypatch.setenv(ctl.ENV_PASSWORD, "ctl-pw")
+    assert run(capsys, "ping").code == 0
+    assert _login(stub.last()) == "ctl-user:ctl-pw"
+    for off in ("0", "none", "99999"):  # disabled or not a port: the default URL stays
+        monkeypatch.setenv("AMQP_BROKER_MANAGEMENT_PORT", off)
+        assert ctl._default_url() == "http://127.0.0.1:15672"
 
 
 def test_a_user_argument_is_not_the_login(stub: Stub,
