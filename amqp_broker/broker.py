@@ -26,6 +26,7 @@ import structlog
 from . import reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
+from .counters import BrokerCounters, Count, channel_counts
 from .definitions import RuntimeParameters, VHostInfo, vhost_key
 from .exchanges.topic import Finished, TopicRouting
 from .permissions import FULL, AccessControl, UserContext
@@ -78,6 +79,18 @@ class Session(Protocol):
 
 
 class Broker:
+    # the counters as Broker attributes, for readers (the message path uses self.counters)
+    published = Count("received")
+    unroutable = Count("unroutable")
+    channel_errors = Count("channel_errors")
+    connections_opened = Count("connections_opened")
+    connections_closed = Count("connections_closed")
+    channels_opened = Count("channels_opened")
+    channels_closed = Count("channels_closed")
+    queues_declared = Count("queues_declared")
+    queues_created = Count("queues_created")
+    queues_deleted = Count("queues_deleted")
+
     def __init__(self, config: Config, store: MessageStore | None = None) -> None:
         self.config = config
         self.log = structlog.get_logger("amqp_broker")
@@ -88,6 +101,8 @@ class Broker:
         self.access = AccessControl(self.vhosts, self.save_definition)  # users, permissions
         self.runtime = RuntimeParameters(self.save_definition)  # policies, parameters
         self.connections: set[Session] = set()  # open client sessions (connections)
+        # plain counters, read by the metrics collector and the management API when asked
+        self.counters = BrokerCounters()
         self._msg_id = 0
         # no definition is written until the store is open (recover) and while recovering
         self._recovering = True
@@ -95,21 +110,6 @@ class Broker:
             self.add_vhost(name, "Default virtual host" if name == config.default_vhost else "")
         self._add_default_user()
         self._recovering = False
-        # plain counters, rendered by the metrics collector at scrape time
-        self.published = 0
-        self.unroutable = 0
-        self.channel_errors = 0
-        self.connections_opened = 0
-        self.connections_closed = 0
-        self.channels_opened = 0
-        self.channels_closed = 0
-        self.queues_declared = 0
-        self.queues_created = 0
-        self.queues_deleted = 0
-        self.routed = 0  # queue copies of published messages
-        self.size_sum = 0  # bodies published, and their sizes by Channel.SIZE_BOUNDS bucket
-        self.size_counts = [0] * 9
-        self.retired: dict[str, int] = {}  # counters of closed channels (retire_channel)
         self.started = time.time()
         self.alarms: set[str] = set()  # resource alarms on: "memory", "disk"
         self.memory_alarm = MemoryAlarm(config.memory_high_water)
@@ -445,22 +445,22 @@ class Broker:
     # --- lifecycle hooks -----------------------------------------------------
     def session_opened(self, session: Session) -> None:
         self.connections.add(session)
-        self.connections_opened += 1
+        self.counters.connections_opened += 1
 
     def session_closed(self, session: Session) -> bool:
         """Forget a session; False when it never opened (closed during the handshake)."""
         if session not in self.connections:
             return False
         self.connections.discard(session)
-        self.connections_closed += 1
+        self.counters.connections_closed += 1
         return True
 
     def retire_channel(self, ch: Any) -> None:
         """A channel closed: keep its counters in the totals, which never go down."""
-        self.channels_closed += 1
-        retired = self.retired
-        for name in ch.COUNTERS:
-            retired[name] = retired.get(name, 0) + getattr(ch, name)
+        self.counters.channels_closed += 1
+        retired = self.counters.retired
+        for name, count in channel_counts(ch).items():
+            retired[name] = retired.get(name, 0) + count
 
     def sweep(self, now: float) -> None:
         """Expire messages at queue heads, delete queues unused past x-expires, and

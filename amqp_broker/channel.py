@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pamqp import commands
 
 from . import permissions, pipeline, reply_to
+from .counters import SIZE_BOUNDS, ChannelCounters
 from .exchanges.topic import Finished, RouteDeferred
 from .protocol import fast
 from .protocol.assembler import Command, ContentAssembler
@@ -41,18 +42,11 @@ if TYPE_CHECKING:
 ACK, DROP, REQUEUE = 0, 1, 2
 UNACKED_SAMPLE = 32  # deliveries sampled to estimate what a channel's unacked ones hold
 _NACK = -1  # confirm token of a publish an overflow policy refused
-# upper bounds of the message size histogram's buckets (RabbitMQ's), the last is +Inf
-SIZE_BOUNDS = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 50_000_000, 100_000_000)
 
 Delivery = tuple[Message, Queue, "Consumer | None"]
 
 
 class Channel:
-    # counters kept in the broker's totals when the channel closes (Broker.retire_channel)
-    COUNTERS = ("published", "unroutable", "returned", "publish_seq", "_confirm_told",
-                "confirm_nacks", "next_tag", "manual_delivered", "get_manual", "get_auto",
-                "get_empty", "redelivered", "acked")
-
     def __init__(self, connection: Connection, number: int) -> None:
         self.connection = connection
         self.broker = connection.broker
@@ -88,20 +82,9 @@ class Channel:
         self._writable_generation = -1
         self.tx_publishes: list[tuple[str, bytes, bytes, str, int, bytes, bytes]] = []
         self.tx_settles: list[tuple[list[tuple[int, Delivery]], int]] = []
-        # counters for metrics (amqp_broker.metrics), plain ints; more are derived:
-        # deliveries = next_tag, received with confirms = publish_seq, confirmed =
-        # _confirm_told - confirm_nacks. Added into the broker's totals at shutdown.
-        self.published = 0
-        self.unroutable = 0  # of which returned (mandatory); the rest were dropped
-        self.returned = 0
-        self.confirm_nacks = 0
-        self.manual_delivered = 0  # deliveries that wait for an ack (consume or get)
-        self.get_manual = 0
-        self.get_auto = 0
-        self.get_empty = 0
-        self.redelivered = 0
-        self.acked = 0  # messages settled by basic.ack
-        self.broker.channels_opened += 1
+        # counters for metrics, added into the broker's totals at shutdown
+        self.counters = ChannelCounters()
+        self.broker.counters.channels_opened += 1
 
     # --- output ------------------------------------------------------------
     def send(self, method: type[Method], **values: Any) -> None:
@@ -212,21 +195,22 @@ class Channel:
                 exchange, ex_raw, rk_raw, routing_key, mandatory, props, body,
                 conn.finished_routes))
             return 0
-        broker = self.broker
-        broker.published += 1
-        self.published += 1
+        totals = self.broker.counters
+        totals.received += 1
+        self.counters.published += 1
         self.connection.published += 1
-        broker.size_sum += len(body)
-        broker.size_counts[bisect_left(SIZE_BOUNDS, len(body))] += 1
+        size = len(body)
+        totals.size_sum += size
+        totals.size_counts[bisect_left(SIZE_BOUNDS, size)] += 1
         token, refused, taken = pipeline.publish(self.vhost, ex.name, ex_raw, routing_key, rk_raw,
                                                  props, body, queues, expires)
         if taken:
-            broker.routed += len(queues)
+            totals.routed += len(queues)
         elif not refused:
-            broker.unroutable += 1
-            self.unroutable += 1
+            totals.unroutable += 1
+            self.counters.unroutable += 1
             if mandatory:
-                self.returned += 1
+                self.counters.returned += 1
                 self.connection.write(method_frame(self.number, encode_method(make(
                     commands.Basic.Return, reply_code=NO_ROUTE, reply_text="NO_ROUTE",
                     exchange=exchange, routing_key=routing_key))))
@@ -260,7 +244,7 @@ class Channel:
 
     def _nack(self, seq: int, _ok: bool) -> None:
         if self.state is ChannelState.OPEN:
-            self.confirm_nacks += 1
+            self.counters.confirm_nacks += 1
             self.flush_confirms()
             self.send(commands.Basic.Nack, delivery_tag=seq, multiple=False, requeue=False)
             self._confirm_told = self._confirm_ready = seq
@@ -305,7 +289,8 @@ class Channel:
     def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool,
                 body: bytes) -> None:
         tag = self.track(queue, msg, consumer, consumer.no_ack)
-        self.redelivered += redelivered
+        if redelivered:
+            self.counters.redelivered += 1
         self.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw,
                             msg.properties, body, consumer.tag_raw)
 
@@ -337,7 +322,7 @@ class Channel:
         else:
             self.unacked[tag] = (msg, queue, consumer)
             self.unacked_count += 1
-            self.manual_delivered += 1
+            self.counters.manual_delivered += 1
             queue.unacked += 1
             if consumer is not None:
                 consumer.unacked += 1
@@ -382,7 +367,7 @@ class Channel:
 
     def apply_settle(self, taken: list[tuple[int, Delivery]], action: int) -> None:
         if action == ACK:
-            self.acked += len(taken)
+            self.counters.acked += len(taken)
         requeue: dict[Queue, list[Message]] = {}
         removed: dict[Queue, list[int]] = {}
         dead: dict[Queue, list[Message]] = {}

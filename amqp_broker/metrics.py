@@ -49,6 +49,7 @@ from starlette.routing import Route
 from . import __version__
 from .channel import Channel
 from .connection import Connection
+from .counters import CHANNEL_ATTRIBUTES, ChannelCounters, channel_counts
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -90,11 +91,11 @@ def node_name(broker: Broker) -> str:
 # --- figures read at scrape time ---------------------------------------------
 def channel_totals(broker: Broker, channels: Iterable[Channel]) -> dict[str, int]:
     """Every channel counter summed: closed channels' (kept by the broker) and open ones'."""
-    totals = dict.fromkeys(Channel.COUNTERS, 0)
-    totals.update(broker.retired)
+    totals = dict.fromkeys([*ChannelCounters.__slots__, *CHANNEL_ATTRIBUTES], 0)
+    totals.update(broker.counters.retired)
     for ch in channels:
-        for name in Channel.COUNTERS:
-            totals[name] += getattr(ch, name)
+        for name, count in channel_counts(ch).items():
+            totals[name] += count
     return totals
 
 
@@ -277,15 +278,15 @@ QUEUE_EXCHANGE = [
 GLOBAL_MESSAGES: list[tuple[str, str, bool, Callable[[Broker, dict[str, int]], int]]] = [
     # name, help, labelled by queue_type too, value from (broker, channel totals)
     ("messages_received_total", "Total number of messages received from publishers", False,
-     lambda b, t: b.published),
+     lambda b, t: b.counters.received),
     ("messages_received_confirm_total",
      "Total number of messages received from publishers expecting confirmations", False,
      lambda b, t: t["publish_seq"]),
     ("messages_routed_total", "Total number of messages routed to queues or streams", False,
-     lambda b, t: b.routed),
+     lambda b, t: b.counters.routed),
     ("messages_unroutable_dropped_total",
      "Total number of messages published as non-mandatory into an exchange and dropped as "
-     "unroutable", False, lambda b, t: b.unroutable - t["returned"]),
+     "unroutable", False, lambda b, t: b.counters.unroutable - t["returned"]),
     ("messages_unroutable_returned_total",
      "Total number of messages published as mandatory into an exchange and returned to the "
      "publisher as unroutable", False, lambda b, t: t["returned"]),
@@ -416,7 +417,7 @@ class BrokerCollector(Collector):
                 m.add_metric([], value(totals))
                 yield m
             return
-        per_channel = [(ch, {n: getattr(ch, n) for n in Channel.COUNTERS}) for ch in channels]
+        per_channel = [(ch, channel_counts(ch)) for ch in channels]
         for family, value in metrics:
             m = family.make(self.scrape.prefix, True)
             for ch, counts in per_channel:
@@ -424,7 +425,7 @@ class BrokerCollector(Collector):
             yield m
 
     def _churn(self) -> Iterator[Metric]:
-        b, p = self.broker, self.scrape.prefix
+        b, p = self.broker.counters, self.scrape.prefix
         for name, help, value in (
                 ("connections_opened", "Total number of connections opened",
                  b.connections_opened),
@@ -540,7 +541,7 @@ class BrokerCollector(Collector):
         publishers = GaugeMetricFamily("rabbitmq_global_publishers",
                                        "Current number of publishers", labels=["protocol"])
         # a channel is a publisher once it has published (as RabbitMQ counts them)
-        publishers.add_metric([PROTOCOL], sum(1 for ch in channels if ch.published))
+        publishers.add_metric([PROTOCOL], sum(1 for ch in channels if ch.counters.published))
         yield publishers
         for name, help, by_type, value in GLOBAL_MESSAGES:
             labels = ["protocol", "queue_type"] if by_type else ["protocol"]
@@ -550,7 +551,7 @@ class BrokerCollector(Collector):
             yield m
 
     def _message_sizes(self) -> Metric:
-        b = self.broker
+        b = self.broker.counters
         m = HistogramMetricFamily("rabbitmq_message_size_bytes",
                                   "Size of messages received from publishers",
                                   labels=["protocol"])

@@ -190,7 +190,7 @@ class VHost:
         """Returns (queue, created). authorize(name, new) runs once the name is known."""
         if passive:
             return self.get_queue(name, connection), False
-        self.broker.queues_declared += 1
+        self.broker.counters.queues_declared += 1
         if name == "":
             queue_args.check_server_named(arguments)
             name = "amq.gen-" + secrets.token_urlsafe(16)
@@ -215,7 +215,7 @@ class VHost:
         q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments,
                   args)
         self.queues[name] = q
-        self.broker.queues_created += 1
+        self.broker.counters.queues_created += 1
         if q.refusing:
             self.refusing_queues += 1
         if q.ttl is not None or q.args.expires is not None:
@@ -256,7 +256,7 @@ class VHost:
         if q.deleted:
             return 0
         q.deleted = True
-        self.broker.queues_deleted += 1
+        self.broker.counters.queues_deleted += 1
         self.queues.pop(q.name, None)
         count = len(q.ready)
         for consumer in list(q.consumers):

@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.testclient import TestClient
 
 from amqp_broker.broker import Broker
-from amqp_broker.channel import SIZE_BOUNDS
+from amqp_broker.counters import SIZE_BOUNDS
 from amqp_broker.metrics import SIZE_LE, create_metrics_app
 from tests.helpers import free_port, pika_connect
 from tests.inproc import Client, make_broker, of_type

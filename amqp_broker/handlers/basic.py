@@ -79,16 +79,17 @@ def get(ch: Channel, method: commands.Basic.Get) -> None:
                             "from the store", queue=q.name, vhost=ch.vhost.name, error=str(exc))
         raise AMQPError(INTERNAL_ERROR, f"cannot read the next message of queue '{q.name}' "
                         f"{ch.vhost.where()} from the message store", 60, 70) from None
+    counters = ch.counters
     if taken is None:
-        ch.get_empty += 1
+        counters.get_empty += 1
         ch.send(commands.Basic.GetEmpty)
         return
     msg, redelivered, body = taken
     if method.no_ack:
-        ch.get_auto += 1
+        counters.get_auto += 1
     else:
-        ch.get_manual += 1
-    ch.redelivered += redelivered
+        counters.get_manual += 1
+    counters.redelivered += redelivered
     tag = ch.track(q, msg, None, method.no_ack)
     ch.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw, msg.properties,
                       body, message_count=q.message_count)
