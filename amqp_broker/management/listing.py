@@ -169,16 +169,20 @@ def paginate(request: Request, items: list[Item]) -> dict[str, Any] | None:
 def reply_list(request: Request, items: list[Item],
                default_sort: Sequence[str] = ("vhost", "name"),
                paginated: bool = True) -> JSONResponse:
-    """A list endpoint's reply: columns, sort and (when `page` is given and the endpoint
-    is paginated in RabbitMQ) the page."""
+    """A list endpoint's reply: sort, (when `page` is given and the endpoint is paginated
+    in RabbitMQ) the page, then columns (as RabbitMQ: sorting and the name filter see
+    every field, whichever columns are shown)."""
     columns = columns_of(request)
     sort = request.query_params.get("sort") or None
     reverse = request.query_params.get("sort_reverse") == "true"
-    if columns is not None:
-        items = [select_columns(item, columns) for item in items]
     ordered = sort_items(items, default_sort, sort, reverse)
     page = paginate(request, ordered) if paginated else None
-    return JSONResponse(ordered if page is None else page)
+    if page is None:
+        return JSONResponse(ordered if columns is None else
+                            [select_columns(item, columns) for item in ordered])
+    if columns is not None:
+        page["items"] = [select_columns(item, columns) for item in page["items"]]
+    return JSONResponse(page)
 
 
 def reply_item(request: Request, item: Item) -> JSONResponse:
