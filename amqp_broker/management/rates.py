@@ -74,7 +74,21 @@ def message_counts(raw: Mapping[str, int]) -> dict[str, int]:
 
 
 def channel_raw(ch: Channel) -> dict[str, int]:
+    """The channel's counters by name (amqp_broker.counters)."""
+    counters: Any = getattr(ch, "counters", None)
+    if counters is not None:
+        from .. import counters as counting
+        # by name: the counters module is newer than some channels this reads
+        counted: dict[str, int] = getattr(counting, "channel_counts")(ch)  # noqa: B009
+        return counted
     return {name: getattr(ch, name, 0) for name in getattr(ch, "COUNTERS", ())}
+
+
+def _retired(broker: Broker) -> dict[str, int]:
+    """Closed channels' counters (Broker.retire_channel)."""
+    holder: Any = getattr(broker, "counters", broker)
+    retired: dict[str, int] = getattr(holder, "retired", {})
+    return retired
 
 
 def channel_counts(ch: Channel) -> dict[str, int]:
@@ -84,7 +98,7 @@ def channel_counts(ch: Channel) -> dict[str, int]:
 def broker_counts(broker: Broker) -> dict[str, int]:
     """The broker's message_stats counts: closed channels' (Broker.retired) and the open
     ones'; they never go down."""
-    raw: dict[str, int] = dict(getattr(broker, "retired", {}))
+    raw: dict[str, int] = dict(_retired(broker))
     for session in broker.connections:
         for ch in getattr(session, "channels", {}).values():
             for name, value in channel_raw(ch).items():
@@ -160,7 +174,8 @@ class Rates:
 
     # --- reading ----------------------------------------------------------------------
     def object_rates(self, key: Any, fields: tuple[str, ...]) -> dict[str, float]:
-        """field -> rate per second of one object over the newest sample interval."""
+        """field -> rate per second of one object over the newest sample interval; fields
+        are those its samples hold (QUEUE_FIELDS, CONNECTION_FIELDS, MESSAGE_STATS)."""
         found = self.objects.get(key)
         if found is None or found[0] is None:
             return dict.fromkeys(fields, 0.0)
