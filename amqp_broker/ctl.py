@@ -566,7 +566,10 @@ def do_delete_queue(ctx: Context) -> int:
 
 def do_close_connection(ctx: Context) -> int:
     name, reason = ctx.args.name, ctx.args.reason
-    headers = {"X-Reason": reason} if reason else {}
+    if reason and not reason.isprintable():
+        raise UsageError("--reason must be one line of printable text")
+    # an HTTP header carries bytes: the reason's UTF-8, which RabbitMQ reads as such
+    headers = {"X-Reason": reason.encode().decode("latin-1")} if reason else {}
     try:
         ctx.api.call("DELETE", f"/connections/{quote(name)}", headers=headers)
     except HttpError as exc:

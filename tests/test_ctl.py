@@ -437,6 +437,17 @@ def test_verb_request(args: list[str], method: str, path: str, body: Any,
     assert run(capsys, "--json", *args, url=stub.url).out == ""
 
 
+def test_close_reason_beyond_latin1(stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
+    stub.answer("DELETE", "/api/connections/c1", 204)
+    assert run(capsys, "close-connection", "c1", "--reason", "maintenance \u2014 ok",
+               url=stub.url).code == 0
+    sent = stub.last().headers["x-reason"]  # http.server reads header bytes as Latin-1
+    assert sent.encode("latin-1").decode() == "maintenance \u2014 ok"
+    result = run(capsys, "close-connection", "c1", "--reason", "two\nlines", url=stub.url)
+    assert result.code == 2
+    assert "--reason must be one line" in result.err
+
+
 def test_password_from_stdin(stub: Stub, capsys: pytest.CaptureFixture[str],
                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("from stdin\n"))
