@@ -270,6 +270,18 @@ def test_publish(broker: Broker, api: ApiClient) -> None:
         400, "406 PRECONDITION_FAILED - invalid expiration 'abc': no_integer")
 
 
+def test_publish_refused_by_a_full_queue(broker: Broker, api: ApiClient) -> None:
+    api.put(q("full"), json={"arguments": {"x-max-length": 1, "x-overflow": "reject-publish"}})
+    body = {"routing_key": "full", "payload": "x", "payload_encoding": "string",
+            "properties": {}}
+    url = "/api/exchanges/%2F/amq.default/publish"
+    assert api.post(url, json=body).json() == {"routed": True}
+    refused = api.post(url, json=body)
+    assert (refused.status_code, refused.json()["reason"]) == (
+        400, "rejected Unable to publish message. Check queue limits.")
+    assert broker.counters.received == 2 and broker.vhosts["/"].queues["full"].message_count == 1
+
+
 def test_publish_needs_write_permission(broker: Broker, api: ApiClient) -> None:
     add_user(broker, "reader", ("management",))
     broker.access.set_permissions("reader", "/", "", "", ".*")

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .. import counters as counting
+
 if TYPE_CHECKING:
     from ..broker import Broker
     from ..channel import Channel
@@ -75,20 +77,7 @@ def message_counts(raw: Mapping[str, int]) -> dict[str, int]:
 
 def channel_raw(ch: Channel) -> dict[str, int]:
     """The channel's counters by name (amqp_broker.counters)."""
-    counters: Any = getattr(ch, "counters", None)
-    if counters is not None:
-        from .. import counters as counting
-        # by name: the counters module is newer than some channels this reads
-        counted: dict[str, int] = getattr(counting, "channel_counts")(ch)  # noqa: B009
-        return counted
-    return {name: getattr(ch, name, 0) for name in getattr(ch, "COUNTERS", ())}
-
-
-def _retired(broker: Broker) -> dict[str, int]:
-    """Closed channels' counters (Broker.retire_channel)."""
-    holder: Any = getattr(broker, "counters", broker)
-    retired: dict[str, int] = getattr(holder, "retired", {})
-    return retired
+    return counting.channel_counts(ch)
 
 
 def channel_counts(ch: Channel) -> dict[str, int]:
@@ -98,7 +87,7 @@ def channel_counts(ch: Channel) -> dict[str, int]:
 def broker_counts(broker: Broker) -> dict[str, int]:
     """The broker's message_stats counts: closed channels' (Broker.retired) and the open
     ones'; they never go down."""
-    raw: dict[str, int] = dict(_retired(broker))
+    raw: dict[str, int] = dict(broker.counters.retired)
     for session in broker.connections:
         for ch in getattr(session, "channels", {}).values():
             for name, value in channel_raw(ch).items():

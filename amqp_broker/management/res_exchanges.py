@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import pipeline
+from ..counters import SIZE_BOUNDS
 from ..definitions import plain
 from ..exchanges.topic import RouteDeferred
 from ..protocol import fast
@@ -198,7 +200,7 @@ def publish(broker: Broker, actor: Actor, vhost: VHost, exchange: str, routing_k
             props: bytes, body: bytes) -> tuple[bool, int]:
     """Route and enqueue one message as the user's channel would (permissions, internal
     exchanges, user_id and expiration checks, the publish pipeline); (routed, the store
-    token its confirm waits for). Counted in Broker.published like any publish."""
+    token its confirm waits for). Counted in the broker's totals like any publish."""
     actor.permit("exchange", exchange, "write")
     ex = vhost.exchanges.get(exchange)
     if ex is None:
@@ -226,14 +228,19 @@ def publish(broker: Broker, actor: Actor, vhost: VHost, exchange: str, routing_k
         queues = vhost.route(ex, routing_key, lambda: fast.message_headers(props))
     except RouteDeferred:  # only when routing in slices, which this call does not ask for
         queues = ()
-    broker.published += 1
+    totals = broker.counters
+    totals.received += 1
+    totals.size_sum += len(body)
+    totals.size_counts[bisect_left(SIZE_BOUNDS, len(body))] += 1
     token, refused, taken = pipeline.publish(vhost, ex.name, fast.shortstr(ex.name),
                                              routing_key, fast.shortstr(routing_key), props,
                                              body, queues, expires)
-    if refused and not taken:
-        raise bad_request("Unable to publish message. Check queue limits.")
-    if not taken:
-        broker.unroutable += 1
+    if taken:
+        totals.routed += len(queues)
+    elif not refused:
+        totals.unroutable += 1
+    if refused:  # a reject-publish queue turned it away: the confirm would be a nack
+        raise bad_request("rejected Unable to publish message. Check queue limits.")
     return taken, token
 
 
