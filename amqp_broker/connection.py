@@ -27,7 +27,7 @@ from .exchanges.topic import Finished, TopicRouting
 from .handlers import HANDLERS
 from .protocol import channels, fast, handshake, sasl
 from .protocol.channels import Action, ChannelState
-from .protocol.codec import Method, decode_method, encode_method, make
+from .protocol.codec import Method, decode_method, encode_method, make, name_of
 from .protocol.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
@@ -343,7 +343,7 @@ class Connection:
                 self.reader = FrameReader(self.frame_max)
             self.close_with(exc)
         except Exception as exc:  # a bug must cost one connection, not the broker
-            self.broker.log.exception("internal error handling frame", peer=self.peer)
+            self.broker.log.exception("internal error handling frame", peer=_peer(self))
             self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
         self._flush_confirms_due()
         if self.broker.store_backlogged and self.published != published:
@@ -459,7 +459,13 @@ class Connection:
             self.flush()
 
     def _close_channel(self, ch: Channel, exc: AMQPError) -> None:
-        self.broker.channel_errors += 1
+        self.broker.counters.channel_errors += 1
+        # as RabbitMQ, every channel exception is logged with its code, text and method
+        self.broker.log.error("channel error", peer=_peer(self), user=self.user,
+                              vhost=self.vhost.name if self.vhost else None, channel=ch.number,
+                              reply_code=exc.reply_code, reply_text=exc.reply_text,
+                              method=name_of((exc.class_id, exc.method_id))
+                              if exc.class_id else None)
         ch.shutdown()
         ch.state = ChannelState.CLOSING
         self.send_method(ch.number, commands.Channel.Close, reply_code=exc.reply_code,
@@ -494,7 +500,7 @@ class Connection:
                 self._release()
             elif isinstance(event, handshake.Closed):
                 if event.handshake_error:
-                    self.broker.log.warning("handshake error", peer=self.peer,
+                    self.broker.log.warning("handshake error", peer=_peer(self),
                                             reason=event.reason)
                 self._finish(event.reason)
             elif isinstance(event, handshake.ProtocolHeader):
@@ -517,7 +523,7 @@ class Connection:
             refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
                                                self.peer_host)
         if refusal:
-            self.broker.log.warning("authentication failed", peer=self.peer, user=name,
+            self.broker.log.warning("authentication failed", peer=_peer(self), user=name,
                                     reason=refusal)
             self.hold_output_until = time.monotonic() + AUTH_FAILURE_DELAY
             raise AMQPError(ACCESS_REFUSED, f"Login was refused using authentication mechanism "
@@ -532,7 +538,7 @@ class Connection:
         try:
             permissions.check_vhost_access(self.broker.access, self.user, name)
         except AMQPError as exc:
-            self.broker.log.warning("vhost access refused", peer=self.peer, user=self.user,
+            self.broker.log.warning("vhost access refused", peer=_peer(self), user=self.user,
                                     vhost=name)
             raise exc.with_method(10, 40) from None
         return vhost
@@ -540,6 +546,14 @@ class Connection:
     # --- closing -------------------------------------------------------------
     def close_with(self, exc: AMQPError) -> None:
         """Close the connection with an error (or CONNECTION_FORCED at shutdown)."""
+        if exc.reply_code != CONNECTION_FORCED and self.state is not ConnState.CLOSED:
+            # forced closes (shutdown, a deleted vhost or user, the management API) are
+            # told by the "connection closed" line and its reason
+            self.broker.log.error("connection error", peer=_peer(self), user=self.user or None,
+                                  vhost=self.vhost.name if self.vhost else None,
+                                  reply_code=exc.reply_code, reply_text=exc.reply_text,
+                                  method=name_of((exc.class_id, exc.method_id))
+                                  if exc.class_id else None)
         self._handle(self.handshake.close(exc))
 
     def force_close(self, text: str = "broker shutdown") -> None:
@@ -616,7 +630,7 @@ class Connection:
             elif ch.state is ChannelState.OPEN:
                 self._close_channel(ch, exc)
         except Exception as exc:  # a bug must cost one connection, not the broker
-            self.broker.log.exception("internal error routing a publish", peer=self.peer)
+            self.broker.log.exception("internal error routing a publish", peer=_peer(self))
             self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
         if self.routing is None:
             self.finished_routes.clear()

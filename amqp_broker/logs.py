@@ -1,9 +1,18 @@
-"""structlog setup: console or JSON lines, stdlib logging routed through it."""
+"""structlog setup: console or JSON lines, stdlib logging routed through it.
+
+Every line is one event: `timestamp` (ISO 8601, UTC), `level`, `event` (a fixed
+phrase) and the event's fields (`peer` as "host:port", `user`, `vhost`, `channel`,
+`reply_code`, `reply_text`, `method`, ...). Lines from stdlib loggers (the storage
+package) also carry `logger`, the fields passed with `extra={...}`, and the values of a
+%-style message as `args`, so JSON mode keeps them as fields.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -34,7 +43,20 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder(),
+                           _positional_args, *shared],
+        pass_foreign_args=True))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+
+
+def _positional_args(logger: Any, name: str,
+                     event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A stdlib record's %-style values as the `args` field (the formatted text alone
+    would lose them in JSON mode)."""
+    args = event.pop("positional_args", None)
+    if isinstance(args, tuple) and args:
+        event["args"] = [a if isinstance(a, (int, float, bool)) or a is None else str(a)
+                         for a in args]
+    return event
