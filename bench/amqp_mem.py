@@ -478,6 +478,8 @@ class OurBroker:
             self.data_dir,
             "--metrics-port",
             "0",
+            "--management-port",
+            "0",
             "--log-level",
             "warning",
         ]

@@ -93,7 +93,7 @@ class Broker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--port", str(self.port),
              "--data-dir", str(self.data_dir), "--log-level", "info", "--log-format", "json",
-             "--metrics-port", "0"],
+             "--metrics-port", "0", "--management-port", "0"],
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         while time.monotonic() - t0 < timeout:

@@ -225,7 +225,7 @@ class OurBroker:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1", "--port",
                  str(self.port), "--data-dir", "none", "--metrics-port", "0",
-                 "--log-level", "warning"],
+                 "--management-port", "0", "--log-level", "warning"],
                 cwd=self.src, env=env, stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

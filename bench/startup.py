@@ -119,7 +119,8 @@ def measure_subprocess(runs: int) -> list[float]:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "amqp_broker", "--host", "127.0.0.1",
                                  "--port", str(port), "--data-dir", "none",
-                                 "--metrics-port", "0", "--log-level", "warning"],
+                                 "--metrics-port", "0", "--management-port", "0",
+                                 "--log-level", "warning"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = t0 + 30

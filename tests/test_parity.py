@@ -356,7 +356,7 @@ def test_default_listener_is_dual_stack(tmp_path: Path) -> None:
     with open(tmp_path / "broker.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "amqp_broker", "--port", str(port), "--data-dir", "none",
-             "--metrics-port", "0", "--log-level", "warning"],
+             "--metrics-port", "0", "--management-port", "0", "--log-level", "warning"],
             cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 15
