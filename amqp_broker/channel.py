@@ -201,7 +201,8 @@ class Channel:
         self.connection.published += 1
         size = len(body)
         totals.size_sum += size
-        totals.size_counts[bisect_left(SIZE_BOUNDS, size)] += 1
+        if size > SIZE_BOUNDS[0]:  # the first bucket is derived (metrics.size_buckets)
+            totals.size_counts[bisect_left(SIZE_BOUNDS, size)] += 1
         token, refused, taken = pipeline.publish(self.vhost, ex.name, ex_raw, routing_key, rk_raw,
                                                  props, body, queues, expires)
         if taken:
