@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Checks the container files without a Docker engine:
 #   1. static: entrypoint syntax, the Dockerfile's required directives, compose.yaml parses and its
-#      healthcheck matches the image's; hadolint (and shellcheck) when installable, skipped otherwise;
+#      healthcheck matches the image's; the monitoring stack's files parse (Prometheus config and
+#      alert rules checked and unit-tested by promtool when installed); hadolint (and shellcheck)
+#      when installable, skipped otherwise;
 #   2. runtime: installs the package like the image does (pip install ".[fast]") into a throwaway virtualenv,
 #      runs docker/entrypoint.sh with the image's ENV (data dir and port swapped for temporary ones),
-#      checks the AMQP handshake answer, runs the image's HEALTHCHECK command against it, then stops the
-#      broker by pid (SIGTERM, SIGKILL after 5 s).
+#      checks the AMQP handshake answer and the Prometheus endpoint, runs the image's HEALTHCHECK command
+#      (amqp-broker ctl ping) against it, then stops the broker by pid (SIGTERM, SIGKILL after 5 s).
 # Usage: docker/check.sh [--no-install]   (--no-install: use `amqp-broker` from PATH, or `python -m amqp_broker`)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,7 +56,8 @@ check() {  # check DESCRIPTION COMMAND...: ok if the command succeeds
 check "entrypoint.sh parses" sh -n "$here/entrypoint.sh"
 check "entrypoint.sh is executable" test -x "$here/entrypoint.sh"
 check "entrypoint execs amqp-broker \"\$@\"" grep -q 'exec amqp-broker "\$@"' "$here/entrypoint.sh"
-for want in '^FROM python:3.11-slim' '^USER [^r0]' '^EXPOSE .*5672' '^VOLUME .*/var/lib/amqp-broker' \
+for want in '^FROM python:3.11-slim' '^USER [^r0]' '^EXPOSE .*5672' '^EXPOSE .*15672' '^EXPOSE .*15692' \
+            'org.opencontainers.image.title=' 'org.opencontainers.image.version=' '^VOLUME .*/var/lib/amqp-broker' \
             'AMQP_BROKER_HOST=0.0.0.0' 'AMQP_BROKER_DATA_DIR=/var/lib/amqp-broker' '^HEALTHCHECK' \
             'pip install "\.\[fast\]"' '^ENTRYPOINT .*entrypoint'; do
   check "Dockerfile has $want" grep -Eq "$want" "$here/Dockerfile"
@@ -85,6 +88,27 @@ EOF
   else fail "compose.yaml check"; fi
 else
   skip "compose.yaml check (PyYAML not installed)"
+fi
+
+# the monitoring stack (compose: prometheus, grafana); tests/test_docker_stack.py checks the rest
+if "$python" - "$here" <<'EOF'
+import json, sys, yaml
+here = sys.argv[1]
+yaml.safe_load(open(f"{here}/prometheus/prometheus.yml"))
+yaml.safe_load(open(f"{here}/prometheus/alerts.yml"))
+json.load(open(f"{here}/grafana/dashboards/amqp-broker.json"))
+for f in ("datasources/prometheus.yml", "dashboards/dashboards.yml"):
+    yaml.safe_load(open(f"{here}/grafana/provisioning/{f}"))
+EOF
+then pass "prometheus.yml, alerts.yml, grafana provisioning and dashboard parse"
+else fail "monitoring stack files"; fi
+if command -v promtool >/dev/null; then
+  check "promtool check config (with its alert rules)" \
+    sh -c "cd '$here/prometheus' && promtool check config prometheus.yml >/dev/null"
+  check "promtool test rules (alerts fire as expected)" \
+    sh -c "cd '$here/prometheus' && promtool test rules alerts_test.yml >/dev/null"
+else
+  skip "promtool (Debian package prometheus not installed)"
 fi
 
 hadolint_bin=$(command -v hadolint || true)
@@ -137,8 +161,13 @@ for m in re.finditer(r"^ENV\s+(.*)$", text, re.M):
             print(f"export {k}={shlex.quote(v)}")
 EOF
 )"
-export AMQP_BROKER_DATA_DIR=$work/data AMQP_BROKER_PORT=$port
-echo "env: AMQP_BROKER_HOST=${AMQP_BROKER_HOST:-} AMQP_BROKER_PORT=$port AMQP_BROKER_DATA_DIR=$AMQP_BROKER_DATA_DIR"
+free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+mgmt_port=$(free_port)
+metrics_port=$(free_port)
+export AMQP_BROKER_DATA_DIR=$work/data AMQP_BROKER_PORT=$port AMQP_BROKER_MANAGEMENT_PORT=$mgmt_port \
+       AMQP_BROKER_METRICS_PORT=$metrics_port
+echo "env: AMQP_BROKER_HOST=${AMQP_BROKER_HOST:-} AMQP_BROKER_PORT=$port AMQP_BROKER_MANAGEMENT_PORT=$mgmt_port" \
+     "AMQP_BROKER_METRICS_PORT=$metrics_port AMQP_BROKER_DATA_DIR=$AMQP_BROKER_DATA_DIR"
 (cd "$work" && PATH=$bindir:$PATH exec "$here/entrypoint.sh" --log-level warning) >"$work/broker.log" 2>&1 &
 broker_pid=$!
 up=0
@@ -175,12 +204,26 @@ EOF
 then pass "AMQP handshake: connection.start (0-9) answered; bound to 0.0.0.0 as the image's env asks"
 else fail "AMQP handshake check"; fi
 
-# the image's HEALTHCHECK, run as Docker would run it (exec form), with the same env
+if "$python" - "$metrics_port" <<'EOF'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
+assert 'rabbitmq_identity_info{' in text and "rabbitmq_global_messages_received_total" in text, text[:500]
+EOF
+then pass "Prometheus endpoint answers on AMQP_BROKER_METRICS_PORT with RabbitMQ's metric names"
+else fail "Prometheus endpoint check"; fi
+
+# the image's HEALTHCHECK, run as Docker would run it (exec form), with the same env; the
+# management API comes up with the broker, give it a few tries as Docker's retries would
 mapfile -t hc < <("$python" -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))))' "$work/healthcheck.json")
-if PATH=$bindir:$PATH timeout 10 "${hc[@]}"; then pass "HEALTHCHECK passes against the running broker"
-else fail "HEALTHCHECK fails against the running broker"; fi
-if ! AMQP_BROKER_PORT=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])') \
-     timeout 10 "${hc[@]}" 2>/dev/null; then pass "HEALTHCHECK fails when nothing listens"
+healthy=0
+for _ in 1 2 3 4 5; do
+  if PATH=$bindir:$PATH timeout 10 "${hc[@]}" >"$work/healthcheck.out" 2>&1; then healthy=1; break; fi
+  sleep 1
+done
+if [ "$healthy" = 1 ]; then pass "HEALTHCHECK passes against the running broker"
+else fail "HEALTHCHECK fails against the running broker: $(tail -n 2 "$work/healthcheck.out")"; fi
+if ! AMQP_BROKER_MANAGEMENT_PORT=$(free_port) PATH=$bindir:$PATH \
+     timeout 10 "${hc[@]}" >/dev/null 2>&1; then pass "HEALTHCHECK fails when nothing listens"
 else fail "HEALTHCHECK passes with nothing listening"; fi
 
 stop_broker
