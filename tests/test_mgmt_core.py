@@ -169,6 +169,24 @@ def test_a_failing_handler_is_500_in_json_and_the_app_goes_on(
     assert api.get("/api/whoami").status_code == 200
 
 
+def test_options_and_405_list_the_methods_of_the_path(api: ApiClient) -> None:
+    r = api.request("OPTIONS", "/api/vhosts/%2F", auth=None)
+    assert (r.status_code, r.headers["allow"]) == (200, "HEAD, GET, PUT, DELETE, OPTIONS")
+    r = api.request("PATCH", "/api/vhosts/%2F")
+    assert (r.status_code, r.headers["allow"]) == (405, "HEAD, GET, PUT, DELETE, OPTIONS")
+
+
+def test_a_body_over_the_limit_is_refused(api: ApiClient,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from amqp_broker.management import errors
+    monkeypatch.setattr(errors, "MAX_BODY", 100)
+    big = json.dumps({"description": "x" * 200})
+    r = api.put("/api/vhosts/big", content=big)
+    assert r.json() == {"error": "bad_request",
+                        "reason": "Exceeded HTTP request body size limit"}
+    assert api.put("/api/vhosts/small", json={}).status_code == 201
+
+
 def test_api_replies_are_not_cached(api: ApiClient) -> None:
     assert api.get("/api/whoami").headers["cache-control"] == "no-cache"
 
@@ -239,6 +257,16 @@ def test_overview_fields(api: ApiClient, broker: Broker) -> None:
     mine = mgmt.get("/api/overview").json()
     assert "node" not in mine and "listeners" not in mine
     assert mine["object_totals"]["queues"] == 0  # no permissions in "/"
+
+
+def test_cluster_name(api: ApiClient, broker: Broker) -> None:
+    assert api.get("/api/cluster-name").json() == {"name": broker.cluster_name}
+    assert api.put("/api/cluster-name", json={"name": "blue"}).status_code == 204
+    assert api.get("/api/cluster-name").json() == {"name": "blue"}
+    assert api.get("/api/overview").json()["cluster_name"] == "blue"
+    assert api.put("/api/cluster-name", json={}).json()["reason"] == "[{key_missing,name}]"
+    mgmt = add_user(api, "m", "management")
+    assert mgmt.put("/api/cluster-name", json={"name": "x"}).status_code == 401
 
 
 def test_nodes(api: ApiClient, broker: Broker) -> None:

@@ -20,12 +20,14 @@ from typing import Any
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..broker import Broker
 from ..config import Config
-from .errors import EXCEPTION_HANDLERS
+from .errors import EXCEPTION_HANDLERS, allowed_methods
 
 # the resource modules, in routing order; the web UI (serving "/") comes last
 RESOURCE_MODULES = (
@@ -99,6 +101,24 @@ class RawPath:
         await self.app(scope, receive, send)
 
 
+class Options:
+    """OPTIONS on an API path: 200 with the allowed methods (what RabbitMQ answers, and
+    what a CORS preflight needs), no login needed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS" and scope[
+                "path"].startswith("/api/"):
+            allowed = allowed_methods(Request(scope), scope["path"])
+            if allowed:
+                await Response(status_code=200, headers={"allow": ", ".join(allowed)})(
+                    scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class ApiHeaders:
     """`cache-control: no-cache` on API replies; anything a handler raised that is not an
     API error is logged in one line and answered 500 (no traceback, nothing crashes)."""
@@ -147,5 +167,6 @@ def create_app(broker: Broker, config: Config | None = None,
     app.state.config = config if config is not None else broker.config
     app.state.server = server
     app.add_middleware(ApiHeaders, broker=broker)
+    app.add_middleware(Options)
     app.add_middleware(RawPath)
     return app

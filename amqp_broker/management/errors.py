@@ -84,9 +84,28 @@ async def _http_exception(_request: Request, exc: Exception) -> Response:
         return json_error(404, "Object Not Found", "Not Found")
     if exc.status_code == 405:
         # RabbitMQ (cowboy) sends 405 with an allow header and no body
-        return Response(status_code=405, headers=dict(exc.headers or {}))
+        allowed = allowed_methods(_request, _request.scope["path"])
+        headers = {"allow": ", ".join(allowed)} if allowed else dict(exc.headers or {})
+        return Response(status_code=405, headers=headers)
     return json_error(exc.status_code, _ERROR_WORDS.get(exc.status_code, "error"),
                       str(exc.detail))
+
+
+_METHOD_ORDER = ("HEAD", "GET", "PUT", "POST", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request, path: str) -> list[str]:
+    """The methods the app's routes serve on path (raw, percent-encoded), in cowboy's
+    order, OPTIONS included: every route module gives one Route per method."""
+    from starlette.routing import Route
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    if not methods:
+        return []
+    methods.add("OPTIONS")
+    return [m for m in _METHOD_ORDER if m in methods] + sorted(methods - set(_METHOD_ORDER))
 
 
 _ERROR_WORDS = {400: "bad_request", 401: "not_authorised", 403: "not_authorised",
@@ -95,10 +114,34 @@ _ERROR_WORDS = {400: "bad_request", 401: "not_authorised", 403: "not_authorised"
 EXCEPTION_HANDLERS: dict[Any, Any] = {ApiError: _api_error, HTTPException: _http_exception}
 
 
+MAX_BODY = 20_000_000  # bytes: RabbitMQ's management.http.max_body_size default
+
+
+def body_too_large() -> ApiError:
+    return bad_request("Exceeded HTTP request body size limit")
+
+
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The request body, refused (400, RabbitMQ's text) past limit bytes (MAX_BODY)
+    before it is all read."""
+    limit = MAX_BODY if limit is None else limit
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise body_too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request, *, empty: Any = None) -> Any:
     """The request's JSON body, parsed: 400 `not_json` (RabbitMQ's reply) when it is not
     JSON; an empty body is `empty` (an empty object unless given)."""
-    raw = await request.body()
+    raw = await read_body(request)
     if not raw.strip():
         return {} if empty is None else empty
     try:

@@ -23,8 +23,9 @@ from starlette.routing import BaseRoute, Route
 
 from ..definitions import DefinitionsError
 from ..users import DefinitionError
+from . import errors
 from .auth import broker_of, require_admin
-from .errors import ApiError, bad_request
+from .errors import ApiError, bad_request, body_too_large, read_body
 
 VHOST_SECTIONS = ("parameters", "policies", "queues", "exchanges", "bindings")
 STRIPPED = ("queues", "exchanges", "bindings")  # their vhost field is left out per vhost
@@ -71,7 +72,10 @@ async def _payload(request: Request) -> tuple[bytes, str | None]:
     neither JSON nor a multipart form."""
     content_type = request.headers.get("content-type", "application/json").lower()
     if content_type.startswith("multipart/form-data"):
-        form = await request.form()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > errors.MAX_BODY:
+            raise body_too_large()
+        form = await request.form(max_part_size=errors.MAX_BODY)
         try:
             upload = form.get("file")
             redirect = form.get("redirect")
@@ -90,7 +94,7 @@ async def _payload(request: Request) -> tuple[bytes, str | None]:
     if not (content_type.startswith("application/json") or content_type == ""):
         raise ApiError(415, "unsupported_media_type",
                        f"definitions are JSON or a multipart form, not {content_type}")
-    return await request.body(), None
+    return await read_body(request), None
 
 
 def _parse(data: bytes) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """GET /api/nodes and /api/nodes/{name}: the one node this broker is (rabbit_mgmt_wm_nodes,
-rabbit_mgmt_wm_node), for monitoring users. Also the node facts /api/overview shares:
-`node_name`, `listeners`, `contexts`, `exchange_types`.
+rabbit_mgmt_wm_node), for monitoring users; GET/PUT /api/cluster-name. Also the node facts
+/api/overview shares: `node_name`, `cluster_name`, `listeners`, `contexts`,
+`exchange_types`.
 
 RabbitMQ reports Erlang VM figures (processes, GC, mnesia, io); the fields are kept with
 this process's closest figures (asyncio tasks as processes) or zero, so clients reading
@@ -17,13 +18,13 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import __version__
 from ..broker import Broker
-from .auth import broker_of, require_monitor
-from .errors import not_found
+from .auth import broker_of, login, require_admin, require_monitor
+from .errors import bad_request, json_object, not_found
 from .listing import reply_item, reply_list
 
 # the RabbitMQ release whose management API this one follows (clients check it for features)
@@ -61,6 +62,14 @@ CHURN_FIELDS = {"connection_created": "connections_opened",
 def node_name(broker: Broker) -> str:
     """This broker's node name (the `node` field of connections, queues, ...)."""
     return broker.cluster_name
+
+
+def cluster_name(broker: Broker) -> str:
+    """The cluster name: the global parameter cluster_name when set (PUT /api/cluster-name,
+    definitions), else the broker's."""
+    param = broker.runtime.global_parameters.get("cluster_name")
+    value = param.get("value") if isinstance(param, dict) else None
+    return value if isinstance(value, str) and value else broker.cluster_name
 
 
 def exchange_types() -> list[dict[str, Any]]:
@@ -242,6 +251,24 @@ async def get_node(request: Request) -> JSONResponse:
     return reply_item(request, node(request))
 
 
+async def get_cluster_name(request: Request) -> JSONResponse:
+    login(request)
+    return JSONResponse({"name": cluster_name(broker_of(request))})
+
+
+async def put_cluster_name(request: Request) -> Response:
+    require_admin(request)
+    body = await json_object(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad_request("[{key_missing,name}]" if "name" not in body
+                          else "name must be a non-empty string")
+    broker_of(request).runtime.set_global_parameter({"name": "cluster_name", "value": name})
+    return Response(status_code=204)
+
+
 def routes() -> list[BaseRoute]:
     return [Route("/api/nodes", list_nodes, methods=["GET"]),
-            Route("/api/nodes/{name}", get_node, methods=["GET"])]
+            Route("/api/nodes/{name}", get_node, methods=["GET"]),
+            Route("/api/cluster-name", get_cluster_name, methods=["GET"]),
+            Route("/api/cluster-name", put_cluster_name, methods=["PUT"])]

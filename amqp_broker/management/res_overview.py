@@ -23,6 +23,7 @@ from .res_nodes import (
     PRODUCT_NAME,
     RABBITMQ_VERSION,
     churn_counters,
+    cluster_name,
     contexts,
     exchange_types,
     listeners,
@@ -130,7 +131,7 @@ def overview(request: Request) -> dict[str, Any]:
         "product_version": __version__,
         "product_name": PRODUCT_NAME,
         "rabbitmq_version": RABBITMQ_VERSION,
-        "cluster_name": broker.cluster_name,
+        "cluster_name": cluster_name(broker),
         "erlang_version": platform.python_version(),  # the runtime's version
         "erlang_full_version": f"Python {sys.version}",
         "release_series_support_status": "supported",

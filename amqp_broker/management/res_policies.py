@@ -37,6 +37,7 @@ from .auth import (
 )
 from .errors import ApiError, bad_request, json_object, not_authorised, not_found
 from .listing import reply_item, reply_list
+from .res_nodes import cluster_name
 
 # policy keys RabbitMQ 3.10 recognises, and the check of each value
 _NON_NEG_INT = "non_neg_int"
@@ -337,7 +338,7 @@ def _require_policymaker(request: Request) -> None:
 def _global_parameters(request: Request) -> list[dict[str, Any]]:
     broker = broker_of(request)
     params = dict(broker.runtime.global_parameters)
-    params.setdefault("cluster_name", {"name": "cluster_name", "value": broker.cluster_name})
+    params.setdefault("cluster_name", {"name": "cluster_name", "value": cluster_name(broker)})
     return list(params.values())
 
 
