@@ -145,16 +145,21 @@ class Broker:
         if refusal is None and user in self.config.loopback_users and not is_loopback(
                 peer_host):
             refusal = f"user '{user}' can only connect via localhost"
+        self.counters.auth_attempts += 1
+        self.counters.auth_failed += refusal is not None
         return refusal
 
     def authenticate_external(self, username: str, peer_host: str) -> str | None:
         """The EXTERNAL mechanism (a verified TLS client certificate named the user):
         None when that user exists (no password involved), else the reason."""
+        refusal = None
         if username not in self.access.users:
-            return f"user '{username}' - invalid credentials"
-        if username in self.config.loopback_users and not is_loopback(peer_host):
-            return f"user '{username}' can only connect via localhost"
-        return None
+            refusal = f"user '{username}' - invalid credentials"
+        elif username in self.config.loopback_users and not is_loopback(peer_host):
+            refusal = f"user '{username}' can only connect via localhost"
+        self.counters.auth_attempts += 1
+        self.counters.auth_failed += refusal is not None
+        return refusal
 
     def user_context(self, username: str) -> UserContext:
         """What a logged-in connection checks permissions against (permissions.py)."""

@@ -201,7 +201,7 @@ class Channel:
         self.connection.published += 1
         size = len(body)
         totals.size_sum += size
-        if size > SIZE_BOUNDS[0]:  # the first bucket is derived (metrics.size_buckets)
+        if size > 100:  # SIZE_BOUNDS[0]: the first bucket is derived (metrics.size_buckets)
             totals.size_counts[bisect_left(SIZE_BOUNDS, size)] += 1
         token, refused, taken = pipeline.publish(self.vhost, ex.name, ex_raw, routing_key, rk_raw,
                                                  props, body, queues, expires)

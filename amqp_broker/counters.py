@@ -18,7 +18,8 @@ SIZE_BOUNDS = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 50_000_000, 1
 class BrokerCounters:
     """Totals since start: never go down (a closing channel adds its counts to `retired`)."""
 
-    __slots__ = ("channel_errors", "channels_closed", "channels_opened", "connections_closed",
+    __slots__ = ("auth_attempts", "auth_failed", "channel_errors", "channels_closed",
+                 "channels_opened", "connections_closed",
                  "connections_opened", "queues_created", "queues_declared", "queues_deleted",
                  "received", "retired", "routed", "size_counts", "size_sum", "unroutable")
 
@@ -32,6 +33,8 @@ class BrokerCounters:
         self.size_sum = 0
         self.size_counts = [0] * (len(SIZE_BOUNDS) + 1)
         self.channel_errors = 0
+        self.auth_attempts = 0  # logins checked (AMQP and the management API), and refused
+        self.auth_failed = 0
         self.connections_opened = 0
         self.connections_closed = 0
         self.channels_opened = 0

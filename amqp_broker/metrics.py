@@ -330,7 +330,8 @@ CHANNEL_COUNTER_FAMILIES = {"channel_exchange_metrics": CHANNEL_EXCHANGE,
                             "channel_queue_metrics": CHANNEL_QUEUE}
 CONNECTION_FAMILIES = {"connection_coarse_metrics": CONNECTION_COARSE,
                        "connection_metrics": CONNECTION_METRICS}
-NODE_FAMILIES = ("connection_churn_metrics", "node_coarse_metrics", "node_metrics")
+NODE_FAMILIES = ("connection_churn_metrics", "node_coarse_metrics", "node_metrics",
+                 "auth_attempt_metrics")
 CLUSTER_FAMILIES = ("vhost_status", "exchange_names", "exchange_bindings")
 FAMILIES = frozenset([*QUEUE_FAMILIES, *CHANNEL_FAMILIES, *CHANNEL_COUNTER_FAMILIES,
                       *CONNECTION_FAMILIES, *NODE_FAMILIES, *CLUSTER_FAMILIES])
@@ -373,6 +374,8 @@ class BrokerCollector(Collector):
             yield from self._churn()
         if "node_coarse_metrics" in wanted or "node_metrics" in wanted:
             yield from self._node(wanted)
+        if "auth_attempt_metrics" in wanted:
+            yield from self._auth()
         queues = [q for q in b.queues() if s.wants_queue(q)] if (
             s.vhosts is not None or s.queue_filter is not None) else list(b.queues())
         for name, metrics in QUEUE_FAMILIES.items():
@@ -442,6 +445,16 @@ class BrokerCollector(Collector):
                 ("queues_declared", "Total number of queues declared", b.queues_declared),
                 ("queues_created", "Total number of queues created", b.queues_created),
                 ("queues_deleted", "Total number of queues deleted", b.queues_deleted)):
+            yield CounterMetricFamily(p + name, help, value=value)
+
+    def _auth(self) -> Iterator[Metric]:
+        b, p = self.broker.counters, self.scrape.prefix
+        for name, help, value in (
+                ("auth_attempts", "Total number of authentication attempts", b.auth_attempts),
+                ("auth_attempts_succeeded", "Total number of successful authentication attempts",
+                 b.auth_attempts - b.auth_failed),
+                ("auth_attempts_failed", "Total number of failed authentication attempts",
+                 b.auth_failed)):
             yield CounterMetricFamily(p + name, help, value=value)
 
     def _node(self, wanted: frozenset[str]) -> Iterator[Metric]:

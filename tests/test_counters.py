@@ -5,7 +5,7 @@ from __future__ import annotations
 from pamqp import commands
 
 from amqp_broker.broker import Broker
-from amqp_broker.counters import BrokerCounters, channel_counts
+from amqp_broker.counters import SIZE_BOUNDS, BrokerCounters, channel_counts
 from tests.inproc import Client, make_broker
 
 # CPython keeps an instance's attributes in its compact, specialisable layout only up to
@@ -46,3 +46,12 @@ def test_channel_counts_and_retirement() -> None:
     assert broker.counters.channels_opened == broker.counters.channels_closed == 1
     assert broker.counters.retired["published"] == 1
     assert broker.counters.retired["manual_delivered"] == 1
+
+
+def test_publish_path_small_message_bound_is_the_first_bucket() -> None:
+    # Channel.publish compares with the literal 100 (cheaper than indexing SIZE_BOUNDS)
+    import inspect
+
+    from amqp_broker.channel import Channel
+    assert SIZE_BOUNDS[0] == 100
+    assert "if size > 100:" in inspect.getsource(Channel.publish)

@@ -214,6 +214,17 @@ def test_queue_churn_counters() -> None:
     assert value(s, "rabbitmq_queues") == 1
 
 
+def test_auth_attempts() -> None:
+    broker = make_broker()
+    Client(broker)  # logs in
+    assert broker.authenticate("guest", "wrong", "127.0.0.1") is not None
+    assert broker.authenticate_external("nobody", "127.0.0.1") is not None
+    s, _ = scrape(broker)
+    assert value(s, "rabbitmq_auth_attempts_total") == 3
+    assert value(s, "rabbitmq_auth_attempts_succeeded_total") == 1
+    assert value(s, "rabbitmq_auth_attempts_failed_total") == 2
+
+
 # --- the three endpoints -----------------------------------------------------------
 def test_aggregated_has_no_per_object_series_and_every_dashboard_metric() -> None:
     broker = make_broker()
