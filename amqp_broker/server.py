@@ -125,8 +125,13 @@ class Server:
             listeners.append((tls_listener, self.tls_context))
         management_sockets: list[Any] = []
         if self.config.management_port:
-            from .management import serve as management
             try:  # bound now: a busy port is a start-up error, before "listening"
+                try:
+                    from .management import serve as management
+                except ImportError as exc:  # one line at start-up, not a traceback
+                    raise OSError(f"the management API cannot start: {exc} (install "
+                                  "amqp-broker's dependencies, or --management-port 0)"
+                                  ) from None
                 management_sockets = management.bind(self.config)
             except BaseException:
                 for one, _ in listeners:

@@ -468,6 +468,23 @@ def test_parameters_and_global_parameters(api: ApiClient, broker: Broker) -> Non
     assert "g" not in broker.runtime.global_parameters
 
 
+def test_vhost_limits(api: ApiClient, broker: Broker) -> None:
+    assert api.get("/api/vhost-limits").json() == []
+    assert api.put("/api/vhost-limits/%2F/max-queues", json={"value": 5}).status_code == 204
+    assert api.put("/api/vhost-limits/%2F/max-connections", json={"value": 7}
+                   ).status_code == 204
+    assert api.get("/api/vhost-limits/%2F").json() == [
+        {"vhost": "/", "value": {"max-queues": 5, "max-connections": 7}}]
+    assert broker.runtime.parameters[("/", "vhost-limits", "limits")]["value"] == {
+        "max-queues": 5, "max-connections": 7}
+    assert api.put("/api/vhost-limits/%2F/bogus", json={"value": 1}).status_code == 400
+    assert api.put("/api/vhost-limits/%2F/max-queues", json={"value": "x"}).status_code == 400
+    assert api.delete("/api/vhost-limits/%2F/max-queues").status_code == 204
+    assert api.delete("/api/vhost-limits/%2F/max-connections").status_code == 204
+    assert ("/", "vhost-limits", "limits") not in broker.runtime.parameters
+    assert api.get("/api/vhost-limits/nope").status_code == 404
+
+
 # --- definitions --------------------------------------------------------------------------
 
 def test_definitions_round_trip_as_json_and_as_an_upload(api: ApiClient) -> None:

@@ -8,6 +8,8 @@ _global_parameters, _global_parameter):
     GET/PUT/DELETE /api/operator-policies/{vhost}/{name}
     GET            /api/parameters, /api/parameters/{component}, .../{component}/{vhost}
     GET/PUT/DELETE /api/parameters/{component}/{vhost}/{name}
+    GET            /api/vhost-limits, /api/vhost-limits/{vhost}
+    PUT/DELETE     /api/vhost-limits/{vhost}/{max-connections|max-queues}
     GET            /api/global-parameters
     GET/PUT/DELETE /api/global-parameters/{name}
 
@@ -328,6 +330,70 @@ async def delete_parameter(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- vhost limits: the vhost-limits parameter named "limits" ------------------------------
+LIMITS = ("vhost-limits", "limits")
+LIMIT_NAMES = ("max-connections", "max-queues")
+
+
+def _limits(request: Request, vhost: str) -> dict[str, Any]:
+    param = broker_of(request).runtime.parameters.get((vhost, *LIMITS))
+    value = param.get("value") if param is not None else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+async def list_vhost_limits(request: Request) -> JSONResponse:
+    login(request)
+    items = [{"vhost": v, "value": limits} for v in visible_vhosts(request)
+             if (limits := _limits(request, v))]
+    return reply_list(request, items, default_sort=("vhost",))
+
+
+async def vhost_limits(request: Request) -> JSONResponse:
+    vhost = request.path_params["vhost"]
+    require_vhost_access(request, vhost, monitor_reads=True)
+    limits = _limits(request, vhost)
+    return reply_list(request, [{"vhost": vhost, "value": limits}] if limits else [],
+                      default_sort=("vhost",))
+
+
+def _set_limits(request: Request, vhost: str, limits: dict[str, Any]) -> None:
+    runtime = broker_of(request).runtime
+    if limits:
+        runtime.set_parameter({"value": limits, "vhost": vhost, "component": LIMITS[0],
+                               "name": LIMITS[1]})
+    else:
+        runtime.clear_parameter(vhost, *LIMITS)
+
+
+async def put_vhost_limit(request: Request) -> Response:
+    require_tag(request, "administrator")
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    body = await json_object(request)
+    if "value" not in body:
+        raise bad_request("[{key_missing,value}]")
+    value = body["value"]
+    if name not in LIMIT_NAMES:
+        raise _validation(f"Unrecognised terms [{{{_erl(name)},{_erl(value)}}}] in limits")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _validation(f"{name} should be a number, actually was {_erl(value)}")
+    if vhost not in broker_of(request).vhosts:
+        raise not_found()
+    _set_limits(request, vhost, {**_limits(request, vhost), name: value})
+    return Response(status_code=204)
+
+
+async def delete_vhost_limit(request: Request) -> Response:
+    require_tag(request, "administrator")
+    vhost, name = request.path_params["vhost"], request.path_params["name"]
+    if vhost not in broker_of(request).vhosts:
+        raise not_found()
+    limits = _limits(request, vhost)
+    if name in limits:
+        del limits[name]
+        _set_limits(request, vhost, limits)
+    return Response(status_code=204)
+
+
 # --- global parameters ------------------------------------------------------------------
 def _require_policymaker(request: Request) -> None:
     user = login(request)
@@ -401,6 +467,10 @@ def routes() -> list[BaseRoute]:
         Route(param, get_parameter, methods=["GET"]),
         Route(param, put_parameter, methods=["PUT"]),
         Route(param, delete_parameter, methods=["DELETE"]),
+        Route("/api/vhost-limits", list_vhost_limits, methods=["GET"]),
+        Route("/api/vhost-limits/{vhost}", vhost_limits, methods=["GET"]),
+        Route("/api/vhost-limits/{vhost}/{name}", put_vhost_limit, methods=["PUT"]),
+        Route("/api/vhost-limits/{vhost}/{name}", delete_vhost_limit, methods=["DELETE"]),
         Route("/api/global-parameters", list_global_parameters, methods=["GET"]),
         Route(glob, get_global_parameter, methods=["GET"]),
         Route(glob, put_global_parameter, methods=["PUT"]),
