@@ -125,9 +125,16 @@ def _rates_sampler(broker: Broker) -> Any:
 
 async def _serve_http(broker: Broker, config: Config, sockets: list[socket.socket],
                       app: Any) -> None:
-    server = ManagementServer(uvicorn_config(app))
     host, _ = config.address("management")
     broker.log.info("management API", host=host or "[::] and 0.0.0.0", port=port_of(sockets))
+    await serve_app(app, sockets)
+
+
+async def serve_app(app: Any, sockets: list[socket.socket]) -> None:
+    """Serve an ASGI app with uvicorn on bound sockets until cancelled, then close the
+    listeners and the connections still open (without waiting for idle keep-alive ones);
+    the sockets are closed in the end. The Prometheus endpoint uses it too."""
+    server = ManagementServer(uvicorn_config(app))
     finished = False
     try:
         await server.serve(sockets=sockets)
@@ -135,7 +142,7 @@ async def _serve_http(broker: Broker, config: Config, sockets: list[socket.socke
     finally:
         if not finished and server.started:
             with anyio.CancelScope(shield=True):
-                server.force_exit = True  # do not wait for idle keep-alive connections
+                server.force_exit = True
                 with anyio.move_on_after(SHUTDOWN_GRACE + 1):
                     await server.shutdown(sockets=sockets)
         for sock in sockets:
