@@ -13,6 +13,7 @@ missing.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pika
 import pytest
 from starlette.applications import Starlette
@@ -146,8 +148,12 @@ def browser() -> Iterator[Any]:
                  "--window-size=1400,1000", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    downloads = Path(profile) / "downloads"
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
     # the driver path given: selenium does not go looking for (or downloading) one
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.downloads = downloads  # where the definitions export lands
     try:
         yield driver
     finally:
@@ -202,6 +208,28 @@ class Page:
             d.find_element(self.by.CSS_SELECTOR, css).click()
             return True
         self.wait.until(check, f"could not click {css}")
+
+    def fill(self, form: str, **values: str) -> None:
+        """Type into the form's fields (selects: the option's value; the menus of vhosts
+        and users fill in after the page loads) and submit it."""
+        from selenium.webdriver.support.ui import Select
+
+        el = self.find(f"#{form}")
+        for name, value in values.items():
+            field = el.find_element(self.by.NAME, name.replace("_", "-") if name == "apply_to"
+                                    else name)
+            if field.tag_name == "select":
+                self.wait.until(lambda d, f=field, v=value: Select(f).select_by_value(v) or True,
+                                f"{form}: no option {value!r} for {name}")
+            elif field.get_attribute("type") == "file":
+                field.send_keys(value)
+            else:
+                field.clear()
+                field.send_keys(value)
+        el.find_element(self.by.CSS_SELECTOR, "button[type=submit]").click()
+
+    def flashed(self, text: str, kind: str = "ok") -> None:
+        self.text_has(f"#flash .flash.{kind}", text)
 
     def attribute_is(self, css: str, name: str, value: str) -> None:
         def check(d: Any) -> bool:
@@ -338,3 +366,115 @@ def test_walk_through_queue_publish_get_purge(browser: Any, broker: RunningBroke
         print(f"\nUI screenshots: {ARTIFACTS}")
     finally:
         conn.close()
+
+
+def test_admin_pages_change_the_broker(browser: Any, broker: RunningBroker,
+                                       tmp_path: Path) -> None:
+    """Every form of the admin and exchange pages does what it says, checked through the API."""
+    base = broker.management_url
+    page = Page(browser, base)
+    api = httpx.Client(base_url=f"{base}api/", auth=("guest", "guest"))
+
+    def until(check: Any, what: str) -> None:
+        page.wait.until(lambda _d: check(), what)
+
+    def status(path: str) -> int:
+        return api.get(path).status_code
+
+    params = pika.URLParameters(broker.url)
+    params.client_properties = {"connection_name": "ui-test-victim"}
+    victim = pika.BlockingConnection(params)
+    try:
+        victim.channel().queue_declare("inbox")
+        page.login("guest", "guest")
+        page.find("#logout")
+
+        page.go("vhosts", '#vhosts tr[data-name="/"]')
+        page.fill("add-vhost", name="staging", description="for the UI test")
+        page.flashed("Virtual host staging added.")
+        page.find('#vhosts tr[data-name="staging"]')
+        assert api.get("vhosts/staging").json()["description"] == "for the UI test"
+
+        page.go("users", '#users tr[data-name="guest"]')
+        page.fill("add-user", name="ann", password="s3cret", tags="monitoring")
+        page.flashed("User ann saved.")
+        assert api.get("users/ann").json()["tags"] in (["monitoring"], "monitoring")
+        page.fill("set-permission", user="ann", vhost="staging", configure="^ann\\.",
+                  write=".*", read=".*")
+        page.flashed("Permissions of ann in staging set.")
+        assert api.get("permissions/staging/ann").json()["configure"] == "^ann\\."
+        page.find('#permissions tr[data-name="ann@staging"]')
+
+        page.go("policies", "#policies")
+        page.fill("add-policy", vhost="staging", name="cap", pattern="^ann\\.",
+                  definition="[1]")
+        page.flashed("Definition: not a JSON object", "error")
+        page.fill("add-policy", vhost="staging", name="cap", pattern="^ann\\.",
+                  apply_to="queues", priority="3", definition='{"max-length": 10}')
+        page.flashed("Policy cap saved.")
+        policy = api.get("policies/staging/cap").json()
+        assert (policy["apply-to"], policy["priority"], policy["definition"]) == \
+            ("queues", 3, {"max-length": 10})
+
+        # an exchange: declared, bound to a queue from its page, published through, unbound
+        page.go("exchanges", '#exchanges tr[data-name="amq.topic"]')
+        page.fill("add-exchange", vhost="/", name="events", type="topic")
+        page.flashed("Exchange events declared.")
+        page.click('#exchanges tr[data-name="events"] a')
+        page.find("#exchange-info dl")
+        page.fill("add-binding", kind="q", other="inbox", routing_key="user.*")
+        page.flashed("Bound.")
+        page.find('#exchange-bindings tbody tr td[data-col="To"]')
+        page.fill("publish", routing_key="user.created", payload="ann")
+        page.text_is("#publish-result", "Message published.")
+        until(lambda: api.get("queues/%2F/inbox").json()["messages"] == 1, "inbox got nothing")
+        page.screenshot("exchange-bound")
+        page.click("#exchange-bindings td.actions button")
+        page.flashed("Binding removed.")
+        assert api.get("exchanges/%2F/events/bindings/source").json() == []
+        page.click("#delete-exchange")
+        browser.switch_to.alert.accept()
+        page.flashed("Exchange events deleted.")
+        assert status("exchanges/%2F/events") == 404
+
+        # a connection closed from the list
+        name = next(c["name"] for c in api.get("connections").json()
+                    if c["client_properties"].get("connection_name") == "ui-test-victim")
+        page.go("connections", f'#connections tr[data-name="{name}"]')
+        page.click(f'#connections tr[data-name="{name}"] td.actions button')
+        browser.switch_to.alert.accept()
+        page.flashed(f"Connection {name} closed.")
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker):
+            victim.process_data_events(time_limit=5)
+
+        # definitions: the export downloads a file the import takes back
+        page.go("definitions", "#export-submit")
+        page.fill("export")
+        page.flashed("Definitions downloaded.")
+        until(lambda: any(browser.downloads.glob("definitions_*.json")), "no download")
+        exported = json.loads(next(browser.downloads.glob("definitions_*.json")).read_text())
+        assert {"name": "staging"} in [{"name": v["name"]} for v in exported["vhosts"]]
+        upload = tmp_path / "more.json"
+        upload.write_text(json.dumps({"queues": [{"name": "imported", "vhost": "staging",
+                                                  "durable": True, "auto_delete": False,
+                                                  "arguments": {}}]}))
+        page.fill("import", file=str(upload), vhost="")
+        page.flashed("Definitions imported from more.json.")
+        assert status("queues/staging/imported") == 200
+
+        # and the deletions
+        page.go("users", '#users tr[data-name="ann"]')
+        page.click('#users tr[data-name="ann"] td.actions button')
+        browser.switch_to.alert.accept()
+        page.flashed("User ann deleted.")
+        assert status("users/ann") == 404
+        page.go("vhosts", '#vhosts tr[data-name="staging"]')
+        page.click('#vhosts tr[data-name="staging"] td.actions button')
+        browser.switch_to.alert.accept()
+        page.flashed("Virtual host staging deleted.")
+        assert status("vhosts/staging") == 404
+        assert page.js_errors() == []
+    finally:
+        if victim.is_open:
+            victim.close()
+        api.close()

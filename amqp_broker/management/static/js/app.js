@@ -23,7 +23,8 @@ const state = { user: null, overview: null, samples: [], timers: [], page: null,
 export function flash(text, kind = "ok") {
   const box = document.getElementById("flash");
   if (!box) return;
-  const item = h("div", { class: `flash ${kind}`, role: kind === "error" ? "alert" : "status" },
+  const item = h("div", { class: `flash ${kind}`, role: kind === "error" ? "alert" : "status",
+                          dataset: { shown: String(Date.now()) } },
                  h("span", {}, text), button("×", () => item.remove(), { class: "dismiss",
                                                                           title: "Dismiss" }));
   box.append(item);
@@ -222,7 +223,10 @@ onUnauthorized((err) => {
   showLogin(`Logged out: ${err.message || "not authorised"}`);
 });
 window.addEventListener("hashchange", () => {
-  for (const f of document.querySelectorAll("#flash .flash:not(.error)")) f.remove();
+  // a page change clears older news, not what the action that moved here just said
+  for (const f of document.querySelectorAll("#flash .flash:not(.error)")) {
+    if (Date.now() - Number(f.dataset.shown) > 1000) f.remove();
+  }
   route();
 });
 state.refreshMs = Number(sessionStorage.getItem("amqp-broker-ui.refresh") ?? 5000);

@@ -229,7 +229,7 @@ function bindingsTable(id, { showSource = true, showDestination = true } = {}) {
     id, rowKey: (b) => `${b.source}|${b.destination_type}|${b.destination}|${b.properties_key}`,
     empty: "No bindings.",
     actions: (b) => (b.source === "" ? null : button("Unbind", () => act(
-      () => del(`bindings/${path(b.vhost, b.source)}/${b.destination_type === "queue"
+      () => del(`bindings/${path(b.vhost)}/e/${path(b.source)}/${b.destination_type === "queue"
         ? "q" : "e"}/${path(b.destination, b.properties_key)}`), "Binding removed."))),
   });
 }
@@ -246,8 +246,8 @@ function bindForm(vhost, { source, destination }) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const f = Object.fromEntries(new FormData(form));
-    const url = source ? `bindings/${path(vhost, source)}/${f.kind}/${path(f.other)}`
-                       : `bindings/${path(vhost, f.other)}/q/${path(destination)}`;
+    const url = source ? `bindings/${path(vhost)}/e/${path(source)}/${f.kind}/${path(f.other)}`
+                       : `bindings/${path(vhost)}/e/${path(f.other)}/q/${path(destination)}`;
     act(async () => post(url, { routing_key: f.routing_key,
                                 arguments: parseJson(f.arguments, "Arguments") }), "Bound.");
   });
