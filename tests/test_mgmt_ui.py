@@ -251,7 +251,10 @@ class Page:
         return path
 
     def login(self, user: str, password: str) -> None:
+        # a fresh start: no login kept from an earlier test
         self.d.get(self.base)
+        self.d.execute_script("sessionStorage.clear()")
+        self.d.refresh()
         self.find("#login-user").send_keys(user)
         self.find("#login-pass").send_keys(password)
         self.find("#login-submit").click()
@@ -272,6 +275,24 @@ def test_login_with_a_wrong_password_is_refused(browser: Any, broker: RunningBro
     assert browser.find_elements(page.by.ID, "logout") == []
     assert browser.execute_script("return sessionStorage.getItem('amqp-broker-ui.login')") is None
     page.screenshot("login-refused")
+
+
+def test_a_monitoring_user_sees_no_admin_pages(browser: Any, broker: RunningBroker) -> None:
+    """A 401 for missing tags is shown as an error; only a failing login ends the session."""
+    base = broker.management_url
+    with httpx.Client(base_url=f"{base}api/", auth=("guest", "guest")) as api:
+        assert api.put("users/watcher", json={"password": "pw", "tags": "monitoring"}
+                       ).status_code in (201, 204)
+    page = Page(browser, base)
+    page.login("watcher", "pw")
+    page.text_is("#whoami", "watcher")
+    links = [a.get_attribute("id") for a in browser.find_elements(page.by.CSS_SELECTOR,
+                                                                  "header nav a")]
+    assert "nav-queues" in links and "nav-users" not in links and "nav-definitions" not in links
+    browser.get(f"{base}#/users")
+    page.flashed("Not administrator user", "error")
+    page.find("#logout").click()
+    page.find("#login-user")
 
 
 def test_walk_through_queue_publish_get_purge(browser: Any, broker: RunningBroker) -> None:

@@ -72,10 +72,24 @@ export async function api(method, url, body, { authorization, headers = {} } = {
     const err = data && typeof data === "object" ? data : {};
     const e = new ApiError(response.status, err.error || response.statusText,
                            err.reason || (typeof data === "string" ? data : ""));
-    if (response.status === 401 && !authorization) unauthorized(e);
+    // RabbitMQ answers 401 both to a bad login and to a user whose tags do not allow the
+    // request ("Not administrator user"): only the first ends the session
+    if (response.status === 401 && !authorization && auth && !(await loginStillValid(auth))) {
+      unauthorized(e);
+    }
     throw e;
   }
   return data;
+}
+
+async function loginStillValid(authorization) {
+  try {
+    const r = await fetch("api/whoami", { credentials: "omit",
+                                          headers: { Authorization: authorization } });
+    return r.ok;
+  } catch {
+    return true; // the broker is unreachable, not the login wrong
+  }
 }
 
 export const get = (url) => api("GET", url);

@@ -7,10 +7,12 @@ import { pages } from "./pages.js";
 import { adminPages } from "./admin.js";
 
 const ROUTES = { ...pages, ...adminPages };
+// [page, title, tags that may use it (none: any user the API lets in)], as RabbitMQ decides
 const NAV = [
   ["overview", "Overview"], ["connections", "Connections"], ["channels", "Channels"],
-  ["exchanges", "Exchanges"], ["queues", "Queues"], ["users", "Users"],
-  ["vhosts", "Virtual hosts"], ["policies", "Policies"], ["definitions", "Definitions"],
+  ["exchanges", "Exchanges"], ["queues", "Queues"], ["users", "Users", ["administrator"]],
+  ["vhosts", "Virtual hosts"], ["policies", "Policies", ["administrator", "policymaker"]],
+  ["definitions", "Definitions", ["administrator"]],
 ];
 const SAMPLE_MS = 5000;
 const KEEP_MS = 10 * 60 * 1000;
@@ -32,7 +34,7 @@ export function flash(text, kind = "ok") {
 }
 
 export function failed(err) {
-  if (err instanceof ApiError && err.status === 401) return; // back at the login form
+  if (err instanceof ApiError && err.status === 401 && !state.user) return; // at the login form
   flash(err instanceof ApiError ? `${err.error}: ${err.message}` : String(err.message || err),
         "error");
 }
@@ -133,8 +135,9 @@ function logout() {
 
 function start(me) {
   state.user = me;
-  const nav = h("nav", {}, NAV.map(([id, text]) => h("a", { href: `#/${id}`, id: `nav-${id}` },
-                                                       text)));
+  const mine = new Set(typeof me.tags === "string" ? me.tags.split(",") : me.tags || []);
+  const nav = h("nav", {}, NAV.filter(([, , tags]) => !tags || tags.some((t) => mine.has(t)))
+    .map(([id, text]) => h("a", { href: `#/${id}`, id: `nav-${id}` }, text)));
   const refresh = h("select", { id: "refresh", title: "Refresh the page every",
                                 onchange: (e) => setRefresh(Number(e.target.value)) },
     [[2000, "every 2 s"], [5000, "every 5 s"], [10000, "every 10 s"], [30000, "every 30 s"],
