@@ -6,8 +6,9 @@ RabbitMQ's management plugin does it through a direct AMQP channel
   channel of that user would, in the same order as the AMQP handlers.
 - AMQP errors become RabbitMQ's HTTP replies: `direct_error` for declares, deletes and
   bindings (404 not_found with the text, 401 "Access refused." for 403/530, else 400
-  bad_request with the text), `channel_error` for publish and get (the text keeps its
-  "NAME - " prefix; other codes are "CODE NAME - text").
+  bad_request with the text), `channel_error` for get (404 and 401 keep the "NAME - "
+  prefix; other codes are 400 "CODE NAME - text"), `publish_error` for publish (every
+  code 400 "CODE NAME - text").
 - `wait_synced` holds a reply until the durable definitions it is about are on disk,
   as the AMQP handlers' replies do.
 - Request body values are checked as RabbitMQ checks them (`parse_bool`); some of its
@@ -80,6 +81,13 @@ def channel_error(exc: AMQPError) -> ApiError:
         return ApiError(404, "not_found", f"{name} - {exc.text}")
     if exc.reply_code == ACCESS_REFUSED:
         return ApiError(401, "not_authorised", f"{name} - {exc.text}")
+    return bad_request(f"{exc.reply_code} {name} - {exc.text}")
+
+
+def publish_error(exc: AMQPError) -> ApiError:
+    """An AMQP error of a publish: RabbitMQ's API publishes on a channel it watches, and
+    any channel error is a 400 with the code ("404 NOT_FOUND - no exchange ...")."""
+    name = REPLY_NAMES.get(exc.reply_code, "ERROR")
     return bad_request(f"{exc.reply_code} {name} - {exc.text}")
 
 

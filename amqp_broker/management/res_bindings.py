@@ -237,7 +237,10 @@ async def create_binding(request: Request) -> Response:
         raise direct_error(exc) from None
     await wait_synced(broker, vhost.binding_definition_keys(source, dest, routing_key,
                                                             arguments))
-    location = f"{_quote(dest_name)}/{properties_key(routing_key, arguments)}"
+    # RabbitMQ quotes each path segment of the address, the properties key again too
+    props = properties_key(routing_key, arguments)
+    location = "/".join(quote_plus(part, safe="", errors="surrogateescape")
+                        for part in (dest_name, props))
     return Response(status_code=201, headers={"location": location})
 
 

@@ -26,9 +26,9 @@ from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 from .auth import broker_of, visible_vhosts
 from .direct import (
     Actor,
-    channel_error,
     direct_error,
     parse_bool,
+    publish_error,
     query_flag,
     term_error,
     vhost_of,
@@ -266,7 +266,7 @@ async def publish_message(request: Request) -> JSONResponse:
         routed, token = publish(broker, actor, vhost, exchange_id(request.path_params["name"]),
                                 routing_key, props, payload)
     except AMQPError as exc:
-        raise channel_error(exc) from None
+        raise publish_error(exc) from None
     await wait_token(broker, token)  # a persistent message is confirmed once on disk
     return JSONResponse({"routed": routed})
 
