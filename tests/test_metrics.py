@@ -373,3 +373,37 @@ def test_busy_metrics_port_is_logged_and_the_broker_runs(broker_factory: Any) ->
         assert conn.is_open
         conn.close()
     assert "metrics endpoint unavailable" in b.log_path.read_text()
+
+
+def test_scrape_streams_family_by_family_letting_the_broker_run() -> None:
+    """A big per-object scrape is rendered a family at a time with the event loop free
+    in between (other tasks run: the broker is not stalled for the whole scrape)."""
+    import anyio
+
+    from amqp_broker.metrics import Scrape, registry_for, stream
+
+    broker = make_broker()
+    for i in range(500):
+        broker.vhosts["/"].declare_queue(f"q{i}", False, False, False, False, {}, None)
+    registry = registry_for(broker, Scrape("per-object"))
+    ticks: list[int] = []
+    chunks: list[bytes] = []
+
+    async def main() -> None:
+        async def ticker() -> None:
+            while True:
+                ticks.append(len(chunks))
+                await anyio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            async for chunk in stream(registry):
+                chunks.append(chunk)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert len(chunks) > 20
+    # the other task ran while the scrape was half done
+    assert any(0 < n < len(chunks) for n in ticks)
+    text = b"".join(chunks).decode()
+    assert value(parse(text)[0], "rabbitmq_queue_messages_ready", vhost="/", queue="q499") == 0
