@@ -491,6 +491,8 @@ def test_bindings_create_list_get_delete(broker: Broker, api: ApiClient) -> None
     assert [(b["source"], b["destination"], b["routing_key"]) for b in everything] == [
         ("", "bq", "bq"), ("src", "bq", ""), ("src", "bq", "a.#"), ("src", "dst", "b~c")]
     assert api.get("/api/bindings").json() == everything
+    # binding lists are never paginated in RabbitMQ (reply_list, not reply_list_or_paginate)
+    assert api.get("/api/bindings/%2F?page=1&page_size=1").json() == everything
     one = api.get(f"/api/bindings/%2F/e/src/q/bq/{quote(key, safe='')}")
     assert one.status_code == 200 and one.json()["arguments"] == {"k": "v"}
     assert api.get("/api/bindings/%2F/e/src/q/bq/a.%2523~zzzzzz").status_code == 404

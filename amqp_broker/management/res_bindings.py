@@ -170,14 +170,14 @@ async def list_bindings(request: Request) -> JSONResponse:
     items: list[dict[str, Any]] = []
     for name in visible_vhosts(request):
         items.extend(vhost_bindings(broker.vhosts[name]))
-    return reply_list(request, items, default_sort=BINDING_SORT)
+    return reply_list(request, items, default_sort=BINDING_SORT, paginated=False)
 
 
 async def list_vhost_bindings(request: Request) -> JSONResponse:
     name = request.path_params["vhost"]
     require_vhost_access(request, name, monitor_reads=True)
     return reply_list(request, vhost_bindings(broker_of(request).vhosts[name]),
-                      default_sort=BINDING_SORT)
+                      default_sort=BINDING_SORT, paginated=False)
 
 
 async def list_between(request: Request) -> JSONResponse:
@@ -189,7 +189,7 @@ async def list_between(request: Request) -> JSONResponse:
     items = [] if vhost is None else between(
         vhost, exchange_id(request.path_params["source"]), _dest_kind(request),
         request.path_params["destination"])
-    return reply_list(request, items, default_sort=BINDING_SORT)
+    return reply_list(request, items, default_sort=BINDING_SORT, paginated=False)
 
 
 def routing_key_of(body: dict[str, Any]) -> str:
@@ -283,7 +283,7 @@ async def exchange_source_bindings(request: Request) -> JSONResponse:
     vhost = _vhost_for_list(request)
     ex = vhost.exchanges.get(exchange_id(request.path_params["name"])) if vhost else None
     items = source_bindings(vhost, ex) if vhost is not None and ex is not None else []
-    return reply_list(request, items, default_sort=BINDING_SORT)
+    return reply_list(request, items, default_sort=BINDING_SORT, paginated=False)
 
 
 async def exchange_destination_bindings(request: Request) -> JSONResponse:
@@ -292,7 +292,7 @@ async def exchange_destination_bindings(request: Request) -> JSONResponse:
     name = exchange_id(request.path_params["name"])
     items = [] if vhost is None else destination_bindings(
         vhost, vhost.exchanges.get(name), "exchange", name)
-    return reply_list(request, items, default_sort=BINDING_SORT)
+    return reply_list(request, items, default_sort=BINDING_SORT, paginated=False)
 
 
 async def queue_bindings(request: Request) -> JSONResponse:
@@ -301,7 +301,7 @@ async def queue_bindings(request: Request) -> JSONResponse:
     name = request.path_params["name"]
     items = [] if vhost is None else destination_bindings(
         vhost, vhost.queues.get(name), "queue", name)
-    return reply_list(request, items, default_sort=BINDING_SORT)
+    return reply_list(request, items, default_sort=BINDING_SORT, paginated=False)
 
 
 def _vhost_for_list(request: Request) -> VHost | None:

@@ -214,7 +214,8 @@ async def delete_connection(request: Request) -> Response:
 async def list_connection_channels(request: Request) -> JSONResponse:
     from .res_channels import channel_info
     conn = named_connection(request)
-    return reply_list(request, [channel_info(ch) for ch in conn.channels.values()])
+    return reply_list(request, [channel_info(ch) for ch in conn.channels.values()],
+                      paginated=False)
 
 
 def routes() -> list[BaseRoute]:
