@@ -180,7 +180,11 @@ class DiskStore(MessageStore):
         recovery.seconds = time.perf_counter() - started
         log.info("store opened: %d queues, %d messages, %d definitions in %.2fs",
                  len(recovery.queues), len(self._ids) - self._dead,
-                 len(recovery.definitions), recovery.seconds)
+                 len(recovery.definitions), recovery.seconds,
+                 extra={"queues": len(recovery.queues),
+                        "messages": len(self._ids) - self._dead,
+                        "definitions": len(recovery.definitions),
+                        "seconds": round(recovery.seconds, 3)})
         return recovery
 
     def _recover(self) -> Recovery:
@@ -191,7 +195,7 @@ class DiskStore(MessageStore):
         defs_read = read_log(writer.defs.path, fmt.DEFS_MAGIC, index)
         if defs_read.end < 0 and index_read.end >= 0 and index_read.version != 1:
             log.warning("store %s: defs.log is missing or empty; definitions are read from "
-                        "index.log only", self.root)
+                        "index.log only", self.root, extra={"store": str(self.root)})
         index.finish(index_read, defs_read)
         self._defs = index.definitions()
         self._def_seq = index.def_seq
@@ -199,7 +203,7 @@ class DiskStore(MessageStore):
         segments = sorted(int(p.stem) for p in seg_dir.glob("*.seg") if p.stem.isdigit())
         if segments and index_read.end < 0:
             log.warning("store %s: index.log is missing or empty; every stored message is "
-                        "recovered", self.root)
+                        "recovered", self.root, extra={"store": str(self.root)})
         loader = SegmentLoader(index, recovery, writer.do_fsync)
         for seg in segments:
             loader.load(seg, writer.seg_path(seg))
@@ -231,7 +235,8 @@ class DiskStore(MessageStore):
             writer.replace_logs(snapshot, defs_snapshot)
             self._index_bytes = len(snapshot)
         except OSError as exc:  # e.g. disk full: keep appending to the files we just read
-            log.error("store %s: cannot compact index.log and defs.log (%s)", self.root, exc)
+            log.error("store %s: cannot compact index.log and defs.log (%s)", self.root, exc,
+                      extra={"store": str(self.root), "error": str(exc)})
             self.failed = True
             for log_file, read in ((writer.index, index_read), (writer.defs, defs_read)):
                 if log_file.fd >= 0:  # this one was replaced
@@ -338,7 +343,9 @@ class DiskStore(MessageStore):
             self._retry = batches[done:]
             if not self.failed:
                 log.error("store write failed (%s); will retry every %.1fs",
-                          exc.strerror or exc, self.retry_interval)
+                          exc.strerror or exc, self.retry_interval,
+                          extra={"error": str(exc.strerror or exc),
+                                 "retry_interval": self.retry_interval})
             self.failed = True
         elif self.failed:
             log.warning("store writes succeed again")

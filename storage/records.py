@@ -212,7 +212,8 @@ class Scanner:
                 return
             self.skipped += 1
             log.error("store file %s: corrupt record at offset %d, skipped %d bytes to offset %d",
-                      self.path, pos, nxt - pos, nxt)
+                      self.path, pos, nxt - pos, nxt,
+                      extra={"file": str(self.path), "offset": pos, "skipped_bytes": nxt - pos})
             pos = nxt
 
     def _tail(self, pos: int) -> None:
@@ -224,11 +225,13 @@ class Scanner:
             torn = magic == RECORD_MAGIC and pos + FRAME_SIZE + length > len(data)
         if torn:
             log.warning("store file %s: torn record at offset %d (%d bytes), dropped",
-                        self.path, pos, self.tail_bytes)
+                        self.path, pos, self.tail_bytes,
+                        extra={"file": str(self.path), "offset": pos, "bytes": self.tail_bytes})
         else:
             self.skipped += 1
             log.error("store file %s: corrupt last record at offset %d (%d bytes), dropped",
-                      self.path, pos, self.tail_bytes)
+                      self.path, pos, self.tail_bytes,
+                      extra={"file": str(self.path), "offset": pos, "bytes": self.tail_bytes})
 
 
 def check_header(data: bytes, magic: bytes, path: Path) -> int:
@@ -242,7 +245,8 @@ def check_header(data: bytes, magic: bytes, path: Path) -> int:
     wrote (its magic, version 1, flags 0).
     """
     if len(data) < HEADER_SIZE:
-        log.warning("store file %s: shorter than its header, ignored", path)
+        log.warning("store file %s: shorter than its header, ignored", path,
+                    extra={"file": str(path)})
         return -1
     got, version, flags, check = FILE_HEADER.unpack_from(data)
     if version >= 2 and check == crc32(data[:HEADER_CHECKED]):
@@ -251,12 +255,13 @@ def check_header(data: bytes, magic: bytes, path: Path) -> int:
                              "newest this broker reads (written by a newer broker?)")
         if got != magic:
             log.error("store file %s: header magic %r instead of %r; reading its records "
-                      "anyway", path, got, magic)
+                      "anyway", path, got, magic, extra={"file": str(path)})
         return int(version)
     if version == 1 and flags == 0 and got == magic:
         return 1
     log.error("store file %s: damaged header (magic %r, version %d, flags %d); reading its "
-              "records anyway", path, got, version, flags)
+              "records anyway", path, got, version, flags,
+              extra={"file": str(path), "version": version, "flags": flags})
     return 0
 
 

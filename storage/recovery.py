@@ -131,7 +131,8 @@ class IndexState:
             if f.end >= 0 and f.max_seq < other.max_seq:
                 log.warning("store file %s lacks definition changes that %s has (up to %d, "
                             "not %d); they are taken from there", f.path, other.path,
-                            f.max_seq, other.max_seq)
+                            f.max_seq, other.max_seq,
+                            extra={"file": str(f.path), "other_file": str(other.path)})
             if f.end_record is None:
                 continue
             _, seq, n_defs, _ = f.end_record
@@ -141,7 +142,8 @@ class IndexState:
             else:
                 log.error("store file %s: %d of the %d definitions of its snapshot are "
                           "unreadable; the other file's copy is used", f.path,
-                          n_defs - f.n_defs, n_defs)
+                          n_defs - f.n_defs, n_defs,
+                          extra={"file": str(f.path), "unreadable": n_defs - f.n_defs})
         if index.end_record is not None:
             watermark, _, _, n_live = index.end_record
             complete = index.n_live == n_live
@@ -153,7 +155,7 @@ class IndexState:
         if watermark and not complete:
             log.error("store file %s: its list of live messages is incomplete; stored "
                       "messages of queues it does not list are kept (acknowledged ones may be "
-                      "delivered again)", index.path)
+                      "delivered again)", index.path, extra={"file": str(index.path)})
         self._live_upto = watermark if complete else 0
         for q in self.by_raw.values():
             q.live_upto = watermark if complete or q.has_live else 0
@@ -172,7 +174,8 @@ class IndexState:
             try:
                 out[key] = json.loads(raw)
             except ValueError:
-                log.error("store: definition %r is not readable JSON, skipped", key)
+                log.error("store: definition %r is not readable JSON, skipped", key,
+                          extra={"definition": str(key)})
                 self.skipped += 1
         return out
 
@@ -209,7 +212,8 @@ def read_log(path: Path, magic: bytes, index: IndexState) -> LogRead:
             continue
         if kind not in INDEX_KINDS:
             log.error("store file %s: unknown record kind %d at offset %d",
-                      path, kind, start - FRAME_SIZE)
+                      path, kind, start - FRAME_SIZE,
+                      extra={"file": str(path), "kind": kind, "offset": start - FRAME_SIZE})
             index.skipped += 1
             continue
         kind, name, rest = split_key(payload)
@@ -289,7 +293,9 @@ class SegmentLoader:
             kind, msg_id, body_len, props_len, n_queues, ex_len, rk_len = unpack_head(data, start)
             if kind != K_MESSAGE or msg_id <= last_id:
                 log.error("store file %s: unexpected record (kind %d, msg_id %d) at offset %d",
-                          path, kind, msg_id, pos)
+                          path, kind, msg_id, pos,
+                          extra={"file": str(path), "kind": kind, "msg_id": msg_id,
+                                 "offset": pos})
                 recovery.skipped_records += 1
                 continue
             last_id = msg_id

@@ -107,5 +107,10 @@ def test_broker_json_log_lines(broker_factory: Any, tmp_path: Path) -> None:
     (conn_error,) = [x for x in lines if x["event"] == "connection error"]
     assert conn_error["reply_code"] == 501 and conn_error["reply_text"].startswith("FRAME_ERROR")
     assert [x for x in lines if x["event"] == "connection opened"][0]["peer"]
+    # the storage package's stdlib lines carry their values as fields
+    (opened,) = [x for x in lines if x["event"].startswith("store opened")]
+    assert opened["logger"].startswith("amqp_broker.storage") or opened["logger"].startswith(
+        "storage")
+    assert {"queues", "messages", "definitions", "seconds"} <= set(opened)
     # nothing per message: 200 publishes add no lines
     assert len(lines) < 40, [x["event"] for x in lines]
