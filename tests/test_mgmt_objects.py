@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -579,66 +579,121 @@ def test_rates_forget_objects_that_are_gone(broker: Broker) -> None:
     assert ("queue", "/", "gone") not in sampler.objects
 
 
-# --- rabbitmqadmin, end to end ---------------------------------------------------------------
+# --- real management clients, end to end ------------------------------------------------------
 RABBITMQADMIN = shutil.which("rabbitmqadmin")
+
+
+@pytest.fixture(scope="module")
+def live_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker subprocess with its management API on a free port (stopped by PID)."""
+    tmp = tmp_path_factory.mktemp("mgmt_objects")
+    proc = BrokerProcess(data_dir=tmp / "data", log_path=tmp / "broker.log",
+                         management_port=free_port())
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.mark.time_limit(90)
 @pytest.mark.skipif(RABBITMQADMIN is None,
                     reason="rabbitmqadmin is not installed (Debian package rabbitmq-server)")
-def test_rabbitmqadmin_against_the_broker(tmp_path: Path) -> None:
+def test_rabbitmqadmin_against_the_broker(live_broker: BrokerProcess) -> None:
     import pika
 
-    proc = BrokerProcess(data_dir=tmp_path / "data", log_path=tmp_path / "broker.log",
-                         management_port=free_port()).start()
+    proc = live_broker
+    admin = [str(RABBITMQADMIN), "-H", "127.0.0.1", "-P", str(proc.management_port),
+             "-u", "guest", "-p", "guest"]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(admin + list(args), capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, (args, done.stdout, done.stderr, proc.log())
+        return done.stdout
+
+    def rows(*args: str) -> list[dict[str, Any]]:
+        return list(json.loads(run("-f", "raw_json", *args)))
+
+    assert run("declare", "queue", "name=adm.q", "durable=true") == "queue declared\n"
+    run("declare", "exchange", "name=adm.x", "type=topic")
+    run("declare", "binding", "source=adm.x", "destination=adm.q", "routing_key=k.#")
+    assert "adm.q" in [x["name"] for x in rows("list", "queues")]
+    assert "adm.x" in [x["name"] for x in rows("list", "exchanges")]
+    assert ("adm.x", "adm.q", "k.#") in [(b["source"], b["destination"], b["routing_key"])
+                                          for b in rows("list", "bindings")]
+    assert run("publish", "exchange=adm.x", "routing_key=k.1",
+               "payload=hello") == "Message published\n"
+    got = rows("get", "queue=adm.q", "ackmode=ack_requeue_true")
+    assert (got[0]["payload"], got[0]["redelivered"]) == ("hello", False)
+    assert {x["name"]: x["messages"] for x in rows("list", "queues", "name", "messages")}[
+        "adm.q"] == 1
+    assert run("purge", "queue", "name=adm.q") == "queue purged\n"
+    assert rows("get", "queue=adm.q") == []
+    connection = pika.BlockingConnection(pika.URLParameters(proc.url))
     try:
-        admin = [str(RABBITMQADMIN), "-H", "127.0.0.1", "-P", str(proc.management_port),
-                 "-u", "guest", "-p", "guest"]
-
-        def run(*args: str) -> str:
-            done = subprocess.run(admin + list(args), capture_output=True, text=True,
-                                  timeout=30)
-            assert done.returncode == 0, (args, done.stdout, done.stderr, proc.log())
-            return done.stdout
-
-        def rows(*args: str) -> list[dict[str, Any]]:
-            return list(json.loads(run("-f", "raw_json", *args)))
-
-        assert run("declare", "queue", "name=adm.q", "durable=true") == "queue declared\n"
-        run("declare", "exchange", "name=adm.x", "type=topic")
-        run("declare", "binding", "source=adm.x", "destination=adm.q", "routing_key=k.#")
-        assert [x["name"] for x in rows("list", "queues")] == ["adm.q"]
-        assert "adm.x" in [x["name"] for x in rows("list", "exchanges")]
-        assert ("adm.x", "adm.q", "k.#") in [(b["source"], b["destination"], b["routing_key"])
-                                              for b in rows("list", "bindings")]
-        assert run("publish", "exchange=adm.x", "routing_key=k.1",
-                   "payload=hello") == "Message published\n"
-        got = rows("get", "queue=adm.q", "ackmode=ack_requeue_true")
-        assert (got[0]["payload"], got[0]["redelivered"]) == ("hello", False)
-        assert rows("list", "queues", "name", "messages")[0]["messages"] == 1
-        assert run("purge", "queue", "name=adm.q") == "queue purged\n"
-        assert rows("get", "queue=adm.q") == []
-        connection = pika.BlockingConnection(pika.URLParameters(proc.url))
-        try:
-            channel = connection.channel()
-            channel.queue_declare("adm.q", durable=True, passive=True)
-            listed = rows("list", "connections")
-            assert [(c["user"], c["channels"]) for c in listed] == [("guest", 1)]
-            assert rows("list", "channels")[0]["name"] == listed[0]["name"] + " (1)"
-            assert run("close", "connection", f"name={listed[0]['name']}") == \
-                "connection closed\n"
-            with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
-                for _ in range(50):
-                    connection.process_data_events(0.1)
-            assert closed.value.reply_code == 320
-        finally:
-            if connection.is_open:
-                connection.close()
-        run("delete", "binding", "source=adm.x", "destination=adm.q",
-            "destination_type=queue", "properties_key=k.%23")
-        assert [b["source"] for b in rows("list", "bindings")] == [""]
-        assert run("delete", "exchange", "name=adm.x") == "exchange deleted\n"
-        assert run("delete", "queue", "name=adm.q") == "queue deleted\n"
-        assert rows("list", "queues") == []
+        channel = connection.channel()
+        channel.queue_declare("adm.q", durable=True, passive=True)
+        listed = rows("list", "connections")
+        assert [(c["user"], c["channels"]) for c in listed] == [("guest", 1)]
+        assert rows("list", "channels")[0]["name"] == listed[0]["name"] + " (1)"
+        assert run("close", "connection", f"name={listed[0]['name']}") == \
+            "connection closed\n"
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            for _ in range(50):
+                connection.process_data_events(0.1)
+        assert closed.value.reply_code == 320
     finally:
-        proc.stop()
+        if connection.is_open:
+            connection.close()
+    run("delete", "binding", "source=adm.x", "destination=adm.q",
+        "destination_type=queue", "properties_key=k.%23")
+    assert "adm.x" not in [b["source"] for b in rows("list", "bindings")]
+    assert run("delete", "exchange", "name=adm.x") == "exchange deleted\n"
+    assert run("delete", "queue", "name=adm.q") == "queue deleted\n"
+    assert "adm.q" not in [x["name"] for x in rows("list", "queues")]
+
+
+@pytest.mark.time_limit(60)
+def test_amqpstorm_management_client(live_broker: BrokerProcess) -> None:
+    """AMQPStorm's management API client (amqpstorm.management) does what it does
+    against RabbitMQ."""
+    management = pytest.importorskip("amqpstorm.management")
+    import pika
+
+    api = management.ManagementApi(live_broker.management_url, "guest", "guest")
+    api.queue.declare("storm.q", durable=True, arguments={"x-max-length": 100})
+    api.exchange.declare("storm.x", "topic", durable=True)
+    assert api.exchange.get("storm.x")["type"] == "topic"
+    api.queue.bind("storm.q", "storm.x", "k.#", arguments={"a": 1})
+    bindings = api.queue.bindings("storm.q")
+    assert [(b["source"], b["routing_key"]) for b in bindings] == [("", "storm.q"),
+                                                                  ("storm.x", "k.#")]
+    assert api.basic.publish("hello", "k.1", "storm.x",
+                             properties={"content_type": "text/plain"}) == {"routed": True}
+    assert api.queue.get("storm.q")["messages"] == 1
+    got = api.basic.get("storm.q", requeue=True, to_dict=True)
+    assert (got[0]["payload"], got[0]["properties"]) == ("hello",
+                                                         {"content_type": "text/plain"})
+    api.queue.purge("storm.q")
+    assert api.basic.get("storm.q", to_dict=True) == []
+    connection = pika.BlockingConnection(pika.URLParameters(live_broker.url))
+    try:
+        connection.channel()
+        name = api.connection.list()[0]["name"]
+        assert api.connection.get(name)["channels"] == 1
+        assert api.channel.list()[0]["name"] == name + " (1)"
+        api.connection.close(name, reason="storm says bye")
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            for _ in range(50):
+                connection.process_data_events(0.1)
+        assert closed.value.reply_text == "CONNECTION_FORCED - storm says bye"
+    finally:
+        if connection.is_open:
+            connection.close()
+    api.queue.unbind("storm.q", "storm.x", "k.#", properties_key=bindings[1]["properties_key"])
+    assert len(api.queue.bindings("storm.q")) == 1
+    api.exchange.delete("storm.x")
+    api.queue.delete("storm.q")
+    with pytest.raises(management.ApiError) as missing:
+        api.queue.get("storm.q")
+    assert missing.value.error_code == 404
