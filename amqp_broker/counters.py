@@ -27,9 +27,9 @@ class BrokerCounters:
         self.received = 0  # messages published (basic.publish, the API's publish)
         self.unroutable = 0  # of which no queue took
         self.routed = 0  # queue copies of published messages
-        # body bytes of channel publishes, and how many fell in each SIZE_BOUNDS bucket;
-        # the first bucket's count is left 0 (the most common case costs nothing): it is
-        # what the channels published minus the other buckets (metrics.size_buckets)
+        # body bytes of every message received, and how many fell in each SIZE_BOUNDS
+        # bucket; the first bucket's count is not kept (the most common case costs
+        # nothing): it is `received` minus the other buckets (metrics.size_buckets)
         self.size_sum = 0
         self.size_counts = [0] * (len(SIZE_BOUNDS) + 1)
         self.channel_errors = 0

@@ -99,10 +99,10 @@ def channel_totals(broker: Broker, channels: Iterable[Channel]) -> dict[str, int
     return totals
 
 
-def size_buckets(counts: list[int], published: int) -> list[int]:
-    """Messages per size bucket: the publish path counts all but the first (the small
-    messages), which is every channel publish not in another."""
-    return [published - sum(counts[1:]), *counts[1:]]
+def size_buckets(counts: list[int], received: int) -> list[int]:
+    """Messages per size bucket: the publish paths count all but the first (the small
+    messages, whatever counts[0] holds), which is every message received not in another."""
+    return [received - sum(counts[1:]), *counts[1:]]
 
 
 def open_connections(broker: Broker) -> list[Connection]:
@@ -403,7 +403,7 @@ class BrokerCollector(Collector):
         yield from self._identity()
         if not detailed:
             yield from self._global(channels)
-            yield self._message_sizes(channels)
+            yield self._message_sizes()
 
     # --- groups -------------------------------------------------------------
     def _objects(self, metrics: list[Any], objects: list[Any],
@@ -569,15 +569,14 @@ class BrokerCollector(Collector):
             m.add_metric([PROTOCOL, QUEUE_TYPE] if by_type else [PROTOCOL], value(b, totals))
             yield m
 
-    def _message_sizes(self, channels: list[Channel]) -> Metric:
+    def _message_sizes(self) -> Metric:
         b = self.broker.counters
         m = HistogramMetricFamily("rabbitmq_message_size_bytes",
                                   "Size of messages received from publishers",
                                   labels=["protocol"])
-        published = channel_totals(self.broker, channels)["published"]
         buckets: list[tuple[str, float]] = []
         running = 0
-        for le, count in zip(SIZE_LE, size_buckets(b.size_counts, published), strict=True):
+        for le, count in zip(SIZE_LE, size_buckets(b.size_counts, b.received), strict=True):
             running += count
             buckets.append((le, running))
         m.add_metric([PROTOCOL], buckets, sum_value=b.size_sum)

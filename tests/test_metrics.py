@@ -407,3 +407,10 @@ def test_scrape_streams_family_by_family_letting_the_broker_run() -> None:
     assert any(0 < n < len(chunks) for n in ticks)
     text = b"".join(chunks).decode()
     assert value(parse(text)[0], "rabbitmq_queue_messages_ready", vhost="/", queue="q499") == 0
+
+
+def test_size_buckets_count_small_messages_from_received() -> None:
+    from amqp_broker.metrics import size_buckets
+
+    # 10 received: 2 over 100 bytes, one over 1000; counts[0] is not kept (ignored)
+    assert size_buckets([7, 1, 1, 0, 0, 0, 0, 0, 0], 10) == [8, 1, 1, 0, 0, 0, 0, 0, 0]
