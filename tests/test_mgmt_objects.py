@@ -568,6 +568,25 @@ def test_rates_from_samples(broker: Broker, api: ApiClient,
     assert rates_module.overview_message_stats(broker)["publish"] == 10
 
 
+def test_api_publish_and_get_count_in_the_totals(broker: Broker, api: ApiClient) -> None:
+    """As RabbitMQ's API (a channel per request), its publishes and gets are counted in
+    the broker's message_stats."""
+    api.put(q("t"), json={})
+    for key in ("t", "nowhere"):
+        api.post("/api/exchanges/%2F/amq.default/publish", json={
+            "routing_key": key, "payload": "x", "payload_encoding": "string",
+            "properties": {}})
+    api.post(q("t") + "/get", json={"count": 1, "ackmode": "ack_requeue_true",
+                                    "encoding": "auto"})
+    api.post(q("t") + "/get", json={"count": 5, "ackmode": "ack_requeue_false",
+                                    "encoding": "auto"})
+    counts = rates_module.broker_counts(broker)
+    assert {k: counts[k] for k in ("publish", "confirm", "drop_unroutable", "get",
+                                   "get_no_ack", "get_empty", "redeliver", "deliver_get")} == {
+        "publish": 2, "confirm": 2, "drop_unroutable": 1, "get": 1, "get_no_ack": 1,
+        "get_empty": 1, "redeliver": 1, "deliver_get": 2}
+
+
 def test_rates_forget_objects_that_are_gone(broker: Broker) -> None:
     sampler = Rates(broker)
     c = client(broker)

@@ -132,6 +132,16 @@ def vhost_of(request: Request, declare: bool = False) -> tuple[VHost, Login]:
     return vhost, user
 
 
+def count_as_channel(broker: Broker, **counts: int) -> None:
+    """Add what an API publish or get did to the broker's totals as the channel counters
+    of a closed channel: RabbitMQ's API publishes and gets on a channel it opens and
+    closes for the request, which its statistics count like any other."""
+    retired = broker.counters.retired
+    for name, value in counts.items():
+        if value:
+            retired[name] = retired.get(name, 0) + value
+
+
 async def wait_synced(broker: Broker, keys: tuple[str, ...]) -> None:
     """Return once the latest writes of these durable definitions are on disk (at once
     when none is pending); 500 when the store could not write them."""

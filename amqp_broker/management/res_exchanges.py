@@ -26,6 +26,7 @@ from ..protocol.errors import PRECONDITION_FAILED, AMQPError
 from .auth import broker_of, visible_vhosts
 from .direct import (
     Actor,
+    count_as_channel,
     direct_error,
     parse_bool,
     publish_error,
@@ -239,6 +240,8 @@ def publish(broker: Broker, actor: Actor, vhost: VHost, exchange: str, routing_k
         totals.routed += len(queues)
     elif not refused:
         totals.unroutable += 1
+    count_as_channel(broker, published=1, unroutable=int(not taken and not refused),
+                     publish_seq=1, _confirm_told=1, confirm_nacks=int(refused))
     if refused:  # a reject-publish queue turned it away: the confirm would be a nack
         raise bad_request("rejected Unable to publish message. Check queue limits.")
     return taken, token

@@ -29,6 +29,7 @@ from .direct import (
     API_CLIENT,
     Actor,
     channel_error,
+    count_as_channel,
     direct_error,
     parse_bool,
     query_flag,
@@ -305,6 +306,12 @@ def take_messages(q: Queue, count: int, ackmode: str, encoding: str,
                        "store (see the broker log)") from None
     finally:
         _settle(q, taken, ackmode, store)
+    empty = len(out) < count  # the last basic.get found the queue empty
+    manual = 0 if ackmode == "ack_requeue_false" else len(taken)
+    count_as_channel(broker, next_tag=len(taken), get_manual=manual,
+                     get_auto=len(taken) - manual, manual_delivered=manual,
+                     redelivered=sum(1 for m in out if m["redelivered"]),
+                     get_empty=int(empty))
     return out
 
 
