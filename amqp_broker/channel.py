@@ -369,6 +369,8 @@ class Channel:
     def apply_settle(self, taken: list[tuple[int, Delivery]], action: int) -> None:
         if action == ACK:
             self.counters.acked += len(taken)
+        elif action == DROP:
+            self.counters.rejected += len(taken)
         requeue: dict[Queue, list[Message]] = {}
         removed: dict[Queue, list[int]] = {}
         dead: dict[Queue, list[Message]] = {}

@@ -19,7 +19,7 @@ class BrokerCounters:
     """Totals since start: never go down (a closing channel adds its counts to `retired`)."""
 
     __slots__ = ("auth_attempts", "auth_failed", "channel_errors", "channels_closed",
-                 "channels_opened", "connections_closed",
+                 "channels_opened", "connections_closed", "dead_lettered",
                  "connections_opened", "queues_created", "queues_declared", "queues_deleted",
                  "received", "retired", "routed", "size_counts", "size_sum", "unroutable")
 
@@ -43,6 +43,10 @@ class BrokerCounters:
         self.queues_created = 0
         self.queues_deleted = 0
         self.retired: dict[str, int] = {}  # closed channels' counters (Broker.retire_channel)
+        # messages dead-lettered to an existing exchange, by reason (rejected, expired,
+        # maxlen), and dropped for want of one (expired, maxlen; rejected ones without a
+        # dead-letter exchange are the channels' `rejected` less those dead-lettered)
+        self.dead_lettered: dict[tuple[str, str], int] = {}
 
 
 class ChannelCounters:
@@ -51,7 +55,8 @@ class ChannelCounters:
     _confirm_told - confirm_nacks."""
 
     __slots__ = ("acked", "confirm_nacks", "get_auto", "get_empty", "get_manual",
-                 "manual_delivered", "published", "redelivered", "returned", "unroutable")
+                 "manual_delivered", "published", "redelivered", "rejected", "returned",
+                 "unroutable")
 
     def __init__(self) -> None:
         self.published = 0
@@ -64,6 +69,7 @@ class ChannelCounters:
         self.get_empty = 0
         self.redelivered = 0
         self.acked = 0  # messages settled by basic.ack
+        self.rejected = 0  # settled by basic.reject or basic.nack without requeue
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}

@@ -72,12 +72,18 @@ def dead_letter(queue: Queue, msgs: list[Message], reason: str) -> None:
     republishes them all in order, however long the chain.
     """
     args = queue.args
-    if args.dead_letter_exchange is None or not msgs:
+    if not msgs:
         return
     vhost = queue.vhost
-    ex = vhost.exchanges.get(args.dead_letter_exchange)
+    ex = (vhost.exchanges.get(args.dead_letter_exchange)
+          if args.dead_letter_exchange is not None else None)
+    # counted for metrics as RabbitMQ's dead_letter_strategy: at_most_once to an
+    # existing exchange, else disabled (dropped)
+    key = (reason, "disabled" if ex is None else "at_most_once")
+    counts = vhost.broker.counters.dead_lettered
+    counts[key] = counts.get(key, 0) + len(msgs)
     if ex is None:
-        return  # RabbitMQ drops dead letters to a missing exchange
+        return  # no dead-letter exchange; RabbitMQ drops dead letters to a missing one
     broker = vhost.broker
     for msg in msgs:
         try:

@@ -568,6 +568,29 @@ class BrokerCollector(Collector):
                                     labels=labels)
             m.add_metric([PROTOCOL, QUEUE_TYPE] if by_type else [PROTOCOL], value(b, totals))
             yield m
+        yield from self._dead_lettered(totals)
+
+    def _dead_lettered(self, totals: dict[str, int]) -> Iterator[Metric]:
+        counts = self.broker.counters.dead_lettered
+        at_most_once_rejected = counts.get(("rejected", "at_most_once"), 0)
+        for reason, help in (
+                ("expired", "Total number of messages dead-lettered due to message TTL "
+                            "exceeded"),
+                ("maxlen", "Total number of messages dead-lettered due to overflow drop-head "
+                           "or reject-publish-dlx"),
+                ("rejected", "Total number of messages dead-lettered due to basic.reject or "
+                             "basic.nack")):
+            m = CounterMetricFamily(f"rabbitmq_global_messages_dead_lettered_{reason}",
+                                    help, labels=["queue_type", "dead_letter_strategy"])
+            if reason == "rejected":
+                # rejected without a dead-letter exchange never reach deadletter.py
+                dropped = totals["rejected"] - at_most_once_rejected
+                values = {"at_most_once": at_most_once_rejected, "disabled": dropped}
+            else:
+                values = {s: counts.get((reason, s), 0) for s in ("at_most_once", "disabled")}
+            for strategy, n in values.items():
+                m.add_metric([QUEUE_TYPE, strategy], n)
+            yield m
 
     def _message_sizes(self) -> Metric:
         b = self.broker.counters

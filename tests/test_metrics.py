@@ -414,3 +414,31 @@ def test_size_buckets_count_small_messages_from_received() -> None:
 
     # 10 received: 2 over 100 bytes, one over 1000; counts[0] is not kept (ignored)
     assert size_buckets([7, 1, 1, 0, 0, 0, 0, 0, 0], 10) == [8, 1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_dead_lettered_by_reason_and_strategy() -> None:
+    broker = make_broker()
+    c = Client(broker)
+    c.open_channel(1)
+    c.send(commands.Queue.Declare(queue="dlq"), 1)
+    c.send(commands.Queue.Declare(queue="with-dlx", arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dlq"}), 1)
+    c.send(commands.Queue.Declare(queue="plain"), 1)
+    c.send(commands.Queue.Declare(queue="short", arguments={"x-max-length": 1}), 1)
+    for q in ("with-dlx", "with-dlx", "plain"):
+        c.publish(1, "", q, b"m")
+    for _ in range(3):
+        c.publish(1, "", "short", b"s")  # two pushed out, no dead-letter exchange
+    c.frames()
+    for q in ("with-dlx", "with-dlx", "plain"):
+        c.send(commands.Basic.Get(queue=q), 1)
+    tags = [v.delivery_tag for _, v in of_type(c.frames(), commands.Basic.GetOk)]
+    for tag in tags:
+        c.send(commands.Basic.Reject(delivery_tag=tag, requeue=False), 1)
+    s, _ = scrape(broker)
+    name = "rabbitmq_global_messages_dead_lettered_{}_total"
+    assert value(s, name.format("rejected"), dead_letter_strategy="at_most_once") == 2
+    assert value(s, name.format("rejected"), dead_letter_strategy="disabled") == 1
+    assert value(s, name.format("maxlen"), dead_letter_strategy="disabled") == 2
+    assert value(s, name.format("expired"), dead_letter_strategy="at_most_once") == 0
+    assert value(s, "rabbitmq_queue_messages_ready") == 3  # dlq 2, short 1
