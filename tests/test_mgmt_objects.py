@@ -23,6 +23,7 @@ from pamqp import commands
 from amqp_broker.broker import Broker
 from amqp_broker.management import create_app
 from amqp_broker.management import rates as rates_module
+from amqp_broker.management.erlhash import Atom, phash2
 from amqp_broker.management.rates import QUEUE_FIELDS, Rates
 from amqp_broker.management.res_bindings import args_hash, properties_key
 from amqp_broker.users import User
@@ -534,9 +535,26 @@ def test_binding_errors(api: ApiClient) -> None:
 def test_properties_key() -> None:
     assert properties_key("", {}) == "~"
     assert properties_key("a b/c~", {}) == "a+b%2Fc%7E"
-    assert properties_key("", {"x": 1}) == "~" + args_hash({"x": 1})
-    assert len(args_hash({"x": 1})) == 6
-    assert args_hash({"x": 1}) == args_hash({"x": 1}) != args_hash({"x": 2})
+    # the hashes the reference RabbitMQ 3.10 gave the same arguments (POSTed as JSON)
+    assert properties_key("a.#", {"k": "v"}) == "a.%23~8IXMRA"
+    assert properties_key("r.k", {"x": 1}) == "r.k~9nmLZQ"
+    assert properties_key("", {"c": False, "a": {"b": [1, "y"]}, "f": 2.5, "n": -7,
+                               "big": 2 ** 40, "s": "héllo", "x-match": "any"}) == "~l7_4UA"
+    assert args_hash({"b": 1, "a": 2}) == args_hash({"a": 2, "b": 1})  # sorted by key
+
+
+@pytest.mark.parametrize(("term", "expected"), [
+    # erlang:phash2(Term, 1 bsl 32) as Erlang/OTP computes it
+    ([], 3468870702), ([[]], 499070068), (Atom("longstr"), 56945346), (0, 3175731469),
+    (-1, 1117813597), (134217728, 2562491755), (-134217729, 1418916782),
+    (18446744073709551616, 2519041713), (-18446744073709551617, 1695687848),
+    (1.5, 2023646235), (-0.25, 1092371492), (b"", 147926629),
+    (b"hello world, twelve+", 1551684681), ((), 221703996), ([1, 2, 3, 4, 5], 3824152778),
+    ([300, 1], 3636192855), ([(b"k", Atom("longstr"), b"v")], 4035300420),
+    ([(b"n", Atom("void"), Atom("undefined")), (b"d", Atom("double"), 2.5)], 83921274),
+])
+def test_phash2(term: Any, expected: int) -> None:
+    assert phash2(term) == expected
 
 
 # --- rates ---------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ by its `properties_key` (GET, DELETE).
 The default exchange's implicit binding to every queue (routing key = queue name) is
 listed as RabbitMQ lists it. A `properties_key` is RabbitMQ's: the routing key
 URL-quoted ("~" for an empty key without arguments), then, when the binding has
-arguments, "~" and a short hash of them (rabbit_mgmt_format:pack_binding_props).
+arguments, "~" and a hash of them (rabbit_mgmt_format:pack_binding_props), the same
+hash as RabbitMQ's (erlhash.py) for the argument types JSON and most clients send.
 The exchange named "amq.default" in a path is the default exchange.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import zlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, unquote_plus
 
@@ -22,13 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import tables
 from ..definitions import plain
-from ..exchanges._table import freeze
 from ..protocol.errors import AMQPError
 from ..queue import Queue
 from .auth import broker_of, require_vhost_access, visible_vhosts
 from .direct import API_CLIENT, Actor, direct_error, vhost_not_found, wait_synced
+from .erlhash import phash2, table_term
 from .errors import bad_request, json_object, not_found
 from .listing import reply_item, reply_list
 
@@ -44,11 +43,9 @@ def exchange_id(name: str) -> str:
 
 
 def args_hash(arguments: dict[str, Any]) -> str:
-    """A short, stable hash of binding arguments (6 characters of URL-safe base64 of 32
-    bits, the shape of RabbitMQ's args_hash)."""
-    canonical = json.dumps(tables.to_json(freeze(arguments)), separators=(",", ":"),
-                           ensure_ascii=False, sort_keys=True)
-    digest = zlib.crc32(canonical.encode("utf-8", "surrogateescape")).to_bytes(4, "big")
+    """RabbitMQ's hash of binding arguments in a properties_key: erlang:phash2 of the
+    argument table (32 bits), URL-safe base64 without padding (6 characters)."""
+    digest = phash2(table_term(arguments)).to_bytes(4, "big")
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 

@@ -31,20 +31,21 @@ def binding_lifecycle(ctx):
     ctx.log("bind_key", status=status, location=location)
     status, location, _ = _post(ctx, to_queue, {"routing_key": "b~c d/e"})
     ctx.log("bind_odd_key", status=status, location=location)
-    status, location, _ = _post(ctx, to_queue, {"routing_key": "h", "arguments": {"x": 1}})
-    ctx.log("bind_arguments", status=status, has_hash="~" in (location or ""))
+    status, location, _ = _post(ctx, to_queue, {"routing_key": "h", "arguments": {
+        "x": 1, "s": "héllo", "t": True, "f": 2.5, "n": -7, "l": [1, "y"], "d": {"k": "v"}}})
+    ctx.log("bind_arguments", status=status, location=location)
     status, location, _ = _post(ctx, to_exchange, {"routing_key": "e.*"})
     ctx.log("bind_exchange", status=status, location=location)
     _, between = ctx.api("GET", to_queue)
-    ctx.log("between", items=[_plain(b) for b in between])
+    ctx.log("between", items=between)
     call(ctx, "to_exchange", "GET", to_exchange)
     _, by_queue = ctx.api("GET", f"/api/queues/%2F/{q(queue)}/bindings")
-    ctx.log("queue_bindings", items=[_plain(b) for b in by_queue])
+    ctx.log("queue_bindings", items=by_queue)
     _, by_source = ctx.api("GET", f"/api/exchanges/%2F/{q(src)}/bindings/source")
-    ctx.log("source", items=[_plain(b) for b in by_source])
+    ctx.log("source", items=by_source)
     call(ctx, "destination", "GET", f"/api/exchanges/%2F/{q(dst)}/bindings/destination")
     _, in_vhost = ctx.api("GET", "/api/bindings/%2F")
-    ctx.log("in_vhost", items=[_plain(b) for b in in_vhost if b["source"] == src])
+    ctx.log("in_vhost", items=[b for b in in_vhost if b["source"] == src])
     _, everywhere = ctx.api("GET", "/api/bindings")
     ctx.log("all", found=sum(1 for b in everywhere if b["source"] == src))
     call(ctx, "one", "GET", to_queue + "/a.%2523")
@@ -52,7 +53,7 @@ def binding_lifecycle(ctx):
     hashed = [b for b in between if b["arguments"]]
     key = hashed[0]["properties_key"] if hashed else "x"
     status, one = ctx.api("GET", f"{to_queue}/{q(key)}")
-    ctx.log("one_hashed", status=status, body=_plain(one) if status == 200 else one)
+    ctx.log("one_hashed", status=status, body=one)
     call(ctx, "unknown_props", "GET", to_queue + "/nokey")
     call(ctx, "wrong_hash", "GET", to_queue + "/h~AAAAAA")
     call(ctx, "delete", "DELETE", to_queue + "/a.%2523")
@@ -78,16 +79,6 @@ def _post(ctx, path: str, body: dict) -> tuple[int, str | None, object]:
             return int(resp.status), resp.headers.get("location"), resp.read()
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.headers.get("location"), exc.read()
-
-
-def _plain(binding: dict) -> dict:
-    """A binding with the hash part of a properties_key shown as <hash>: the hash of
-    the arguments is RabbitMQ's erlang:phash2, not reproduced here."""
-    out = dict(binding)
-    key = out.get("properties_key", "")
-    if out.get("arguments") and "~" in key:
-        out["properties_key"] = key.rsplit("~", 1)[0] + "~<hash>"
-    return out
 
 
 @scenario(G)
