@@ -26,6 +26,7 @@ from amqp_broker.management import rates as rates_module
 from amqp_broker.management.erlhash import Atom, phash2
 from amqp_broker.management.rates import QUEUE_FIELDS, Rates
 from amqp_broker.management.res_bindings import args_hash, properties_key
+from amqp_broker.tls import TLSSession
 from amqp_broker.users import User
 
 from helpers import BrokerProcess, free_port
@@ -96,6 +97,18 @@ def test_connections_list_and_one(broker: Broker, api: ApiClient) -> None:
     assert api.get("/api/vhosts/nov/connections").status_code == 404
     paged = api.get("/api/connections?page=1&page_size=5").json()
     assert paged["total_count"] == 1 and paged["items"][0]["name"] == CONN
+
+
+def test_tls_connection_fields(broker: Broker, api: ApiClient) -> None:
+    c = client(broker)
+    c.conn.tls_session = TLSSession(protocol="tlsv1.3", cipher="TLS_AES_256_GCM_SHA384",
+                                    peer_cert_subject="CN=client,O=test",
+                                    peer_cert_issuer="CN=ca", login="client", refusal=None)
+    conn = api.get("/api/connections").json()[0]
+    assert (conn["ssl"], conn["ssl_protocol"], conn["ssl_cipher"]) == (
+        True, "tlsv1.3", "TLS_AES_256_GCM_SHA384")
+    assert (conn["peer_cert_subject"], conn["peer_cert_issuer"]) == ("CN=client,O=test",
+                                                                     "CN=ca")
 
 
 def test_delete_connection_closes_it_with_320_and_the_reason(broker: Broker,

@@ -89,7 +89,7 @@ def find_channel(broker: Broker, name: str) -> Channel | None:
 # --- handlers ---------------------------------------------------------------------------
 async def list_channels(request: Request) -> JSONResponse:
     user = login(request)
-    conns = visible_connections(request, user, open_connections(broker_of(request)))
+    conns = visible_connections(user, open_connections(broker_of(request)))
     return reply_list(request, [channel_info(ch) for conn in conns
                                 for ch in conn.channels.values()])
 
@@ -99,7 +99,7 @@ async def list_vhost_channels(request: Request) -> JSONResponse:
     user = require_vhost_access(request, vhost, monitor_reads=True)
     conns = [c for c in open_connections(broker_of(request)) if c.vhost.name == vhost]
     return reply_list(request, [channel_info(ch)
-                                for conn in visible_connections(request, user, conns)
+                                for conn in visible_connections(user, conns)
                                 for ch in conn.channels.values()], paginated=False)
 
 

@@ -152,8 +152,7 @@ def connection_info(conn: Connection, detail: bool = False) -> dict[str, Any]:
     return info
 
 
-def visible_connections(request: Request, user: Login,
-                        conns: Iterable[Connection]) -> list[Connection]:
+def visible_connections(user: Login, conns: Iterable[Connection]) -> list[Connection]:
     """Monitoring and administrator users see all; others only their own."""
     if user.is_monitor:
         return list(conns)
@@ -182,7 +181,7 @@ def named_connection(request: Request) -> Connection:
 # --- handlers ---------------------------------------------------------------------------
 async def list_connections(request: Request) -> JSONResponse:
     user = login(request)
-    conns = visible_connections(request, user, open_connections(broker_of(request)))
+    conns = visible_connections(user, open_connections(broker_of(request)))
     return reply_list(request, [connection_info(c) for c in conns])
 
 
@@ -191,7 +190,7 @@ async def list_vhost_connections(request: Request) -> JSONResponse:
     user = require_vhost_access(request, vhost, monitor_reads=True)
     conns = [c for c in open_connections(broker_of(request)) if c.vhost.name == vhost]
     return reply_list(request, [connection_info(c) for c in
-                                visible_connections(request, user, conns)],
+                                visible_connections(user, conns)],
                       paginated=False)
 
 
