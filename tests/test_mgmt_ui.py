@@ -242,8 +242,11 @@ class Page:
         self.find(ready)
 
     def screenshot(self, name: str) -> Path:
-        height = self.d.execute_script("return document.documentElement.scrollHeight")
-        self.d.set_window_size(1400, max(900, min(int(height), 4000)))
+        # the whole page: the window is the page's height plus the window's own frame
+        height, frame = self.d.execute_script(
+            "return [document.documentElement.scrollHeight,"
+            " window.outerHeight - window.innerHeight]")
+        self.d.set_window_size(1400, max(900, min(int(height), 4000)) + int(frame))
         self.d.execute_script("window.scrollTo(0, 0)")
         path = ARTIFACTS / f"{name}.png"
         self.d.save_screenshot(str(path))

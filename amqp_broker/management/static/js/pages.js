@@ -71,7 +71,7 @@ const overview = {
                      ["Queues", ot.queues, "#/queues"], ["Consumers", ot.consumers, "#/queues"],
                      ["Ready", qt.messages_ready, "#/queues"],
                      ["Unacked", qt.messages_unacknowledged, "#/queues"],
-                     ["Total messages", qt.messages, "#/queues"]].map(([t, v, href]) =>
+                     ["Messages", qt.messages, "#/queues"]].map(([t, v, href]) =>
         h("a", { class: "total", href, dataset: { total: t } },
           h("span", { class: "value" }, num(v ?? 0)), h("span", {}, t))));
       const depth = QUEUED.map(([k]) => list.filter((s) => typeof pick(s.o, `queue_totals.${k}`)
@@ -143,11 +143,11 @@ const channels = {
       { title: "Unacked", key: "messages_unacknowledged", num: true },
       { title: "Consumers", key: "consumer_count", num: true },
       { title: "Publish", key: (c) => statRate(c, "publish"), num: true,
-        render: (c) => rate(statRate(c, "publish")) },
+        render: (c) => rate(statRate(c, "publish") ?? 0) },
       { title: "Deliver / get", key: (c) => statRate(c, "deliver_get"), num: true,
-        render: (c) => rate(statRate(c, "deliver_get")) },
+        render: (c) => rate(statRate(c, "deliver_get") ?? 0) },
       { title: "Ack", key: (c) => statRate(c, "ack"), num: true,
-        render: (c) => rate(statRate(c, "ack")) },
+        render: (c) => rate(statRate(c, "ack") ?? 0) },
     ], { id: "channels", filter: true, empty: "No channels." });
     clear(main, h("h1", {}, "Channels"), t.el);
     return { refresh: async () => t.update(await get("channels")) };
@@ -181,9 +181,9 @@ const exchanges = {
       { title: "Virtual host", key: "vhost" }, { title: "Type", key: "type" },
       { title: "Features", key: features },
       { title: "Rate in", key: (x) => statRate(x, "publish_in"), num: true,
-        render: (x) => rate(statRate(x, "publish_in")) },
+        render: (x) => rate(statRate(x, "publish_in") ?? 0) },
       { title: "Rate out", key: (x) => statRate(x, "publish_out"), num: true,
-        render: (x) => rate(statRate(x, "publish_out")) },
+        render: (x) => rate(statRate(x, "publish_out") ?? 0) },
     ], { id: "exchanges", filter: true, sort: "Name",
          rowKey: (x) => x.name });
     const form = h("form", { class: "inline-form", id: "add-exchange" },
