@@ -22,10 +22,10 @@ from .res_connections import (
     connection_details,
     connection_name,
     may_see,
-    node_name,
     open_connections,
     visible_connections,
 )
+from .res_nodes import node_name
 
 if TYPE_CHECKING:
     from ..broker import Broker

@@ -8,8 +8,7 @@ monitoring and administrator users see every connection, other management users 
 own; only an administrator or the connection's own user may close it.
 
 Also the shared pieces of the connection-shaped objects (channels and consumers name
-their connection the same way): `connection_name`, `open_connections`, `node_name`,
-`iso_time`.
+their connection the same way): `connection_name`, `open_connections`, `iso_time`.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from .auth import broker_of, login, require_vhost_access
 from .errors import not_authorised, not_found
 from .listing import reply_item, reply_list
 from .rates import CONNECTION_FIELDS, connection_counters, rates_for
+from .res_nodes import node_name
 
 if TYPE_CHECKING:
     from ..broker import Broker
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
     from .auth import Login
 
 DEFAULT_CLOSE_REASON = "Closed via management plugin"
-
-
-def node_name(broker: Broker) -> str:
-    """The node name shown in `node` fields (this broker is a cluster of one)."""
-    return broker.cluster_name
 
 
 def iso_time(wall: float) -> str:

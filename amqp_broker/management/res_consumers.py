@@ -14,7 +14,8 @@ from starlette.routing import BaseRoute, Route
 from ..definitions import plain
 from .auth import broker_of, login, require_vhost_access, visible_vhosts
 from .listing import reply_list
-from .res_connections import connection_name, node_name, peer_address
+from .res_connections import connection_name, peer_address
+from .res_nodes import node_name
 
 if TYPE_CHECKING:
     from ..queue import Consumer, Queue

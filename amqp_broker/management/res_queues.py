@@ -41,8 +41,9 @@ from .errors import ApiError, bad_request, json_object, not_found
 from .listing import reply_item, reply_list
 from .rates import QUEUE_FIELDS, queue_counters, queue_key, rates_for, stats
 from .res_bindings import arguments_of
-from .res_connections import connection_details, iso_time, node_name
+from .res_connections import connection_details, iso_time
 from .res_consumers import queue_consumers
+from .res_nodes import node_name
 
 if TYPE_CHECKING:
     from ..broker import Broker
