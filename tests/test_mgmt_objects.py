@@ -8,6 +8,7 @@ broker subprocess.
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import subprocess
@@ -333,6 +334,18 @@ def test_queue_fields(broker: Broker, api: ApiClient) -> None:
     assert api.get("/api/queues/%2F/nope").json() == {"error": "Object Not Found",
                                                       "reason": "Not Found"}
     assert api.get("/api/queues/nov").status_code == 404
+
+
+def test_head_message_timestamp(broker: Broker, api: ApiClient) -> None:
+    c = client(broker)
+    declare(c, "ts")
+    assert api.get(q("ts")).json()["head_message_timestamp"] is None
+    c.publish(1, "", "ts", b"a")
+    c.publish(1, "", "ts", b"b", timestamp=datetime.datetime.fromtimestamp(
+        1700000000, datetime.UTC))
+    assert api.get(q("ts")).json()["head_message_timestamp"] is None  # the head has none
+    c.send(commands.Basic.Get(queue="ts", no_ack=True), 1)
+    assert api.get(q("ts")).json()["head_message_timestamp"] == 1700000000
 
 
 def test_queue_exclusive_owner_and_lock(broker: Broker, api: ApiClient) -> None:

@@ -54,6 +54,23 @@ ACK_MODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true",
 GET_KEYS = ("ackmode", "count", "encoding")
 
 
+TIMESTAMP_FLAG = 0x0040  # the basic properties' timestamp bit
+
+
+def head_timestamp(q: Queue) -> int | None:
+    """The timestamp property of the message at the head, as RabbitMQ shows it."""
+    if not q.ready:
+        return None
+    props = q.ready[0].properties
+    if not fast.flags_of(props) & TIMESTAMP_FLAG:
+        return None
+    try:
+        stamp = fast.decode_properties(props).timestamp
+    except AMQPError:  # malformed properties were refused at publish; be safe anyway
+        return None
+    return None if stamp is None else int(stamp)
+
+
 def unacked_bytes(broker: Broker) -> dict[Queue, int]:
     """Body bytes of each queue's unacknowledged deliveries: one walk over the channels'
     unacked maps, made once per request and only when something is unacked."""
@@ -100,7 +117,7 @@ class QueueView:
             "effective_policy_definition": {},
             "exclusive": q.exclusive_owner is not None,
             "exclusive_consumer_tag": exclusive_tag,
-            "head_message_timestamp": None,
+            "head_message_timestamp": head_timestamp(q),
             "idle_since": iso_time(q.last_used + self._wall_offset),
             "memory": q.ram_bytes + ready * MESSAGE_OVERHEAD,
             "message_bytes": q.ready_bytes + unacked_bytes,
