@@ -127,6 +127,17 @@ def test_delete_connection_closes_it_with_320_and_the_reason(broker: Broker,
     assert closes[0][1].reply_text == "CONNECTION_FORCED - Closed via management plugin"
 
 
+def test_close_reason_in_utf8_reaches_the_client_as_written(broker: Broker,
+                                                           api: ApiClient) -> None:
+    c = client(broker)
+    reason = "maintenance — ok"
+    reply = api.delete(f"/api/connections/{quote(CONN, safe='')}",
+                       headers={"X-Reason": reason.encode()})
+    assert reply.status_code == 204
+    closes = of_type(c.frames(), commands.Connection.Close)
+    assert closes[0][1].reply_text == f"CONNECTION_FORCED - {reason}"
+
+
 def test_connection_visibility_by_tag(broker: Broker, api: ApiClient) -> None:
     add_user(broker, "mon", ("monitoring",), ("/",))
     add_user(broker, "mgr", ("management",), ("/",))

@@ -196,13 +196,24 @@ async def get_connection(request: Request) -> JSONResponse:
 async def delete_connection(request: Request) -> Response:
     """Close it with 320 CONNECTION_FORCED and the X-Reason header's text."""
     conn = named_connection(request)
-    reason = request.headers.get("x-reason") or DEFAULT_CLOSE_REASON
+    reason = _header_text(request.headers.get("x-reason")) or DEFAULT_CLOSE_REASON
     broker_of(request).log.info("connection closed via the management API",
                                 connection=connection_name(conn), reason=reason,
                                 by=login(request).name)
     conn.force_close(reason)
     conn.flush()
     return Response(status_code=204)
+
+
+def _header_text(value: str | None) -> str | None:
+    """A header as the client wrote it: HTTP headers arrive as latin-1, clients send the
+    reason's UTF-8 bytes (rabbitmqadmin, ctl), which RabbitMQ shows as written."""
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 async def list_connection_channels(request: Request) -> JSONResponse:
