@@ -56,11 +56,40 @@ export function samples() {
   return state.samples;
 }
 
+export function latest() {
+  return state.overview;
+}
+
+// the first sample asks for the last ten minutes too (RabbitMQ's `*_details.samples`), so
+// the charts start full; later ones add one point each
+const HISTORY = "?lengths_age=600&lengths_incr=5&msg_rates_age=600&msg_rates_incr=5";
+
+function history(o, now) {
+  const byTime = new Map();
+  for (const group of ["message_stats", "queue_totals"]) {
+    for (const [key, value] of Object.entries(o[group] || {})) {
+      if (!key.endsWith("_details") || !value || !Array.isArray(value.samples)) continue;
+      for (const { sample: v, timestamp } of value.samples) {
+        if (typeof v !== "number" || typeof timestamp !== "number") continue;
+        const entry = byTime.get(timestamp) || { message_stats: {}, queue_totals: {} };
+        entry[group][key.slice(0, -"_details".length)] = v;
+        byTime.set(timestamp, entry);
+      }
+    }
+  }
+  const times = [...byTime.keys()].sort((a, b) => a - b);
+  // the server's clock may differ from this one: its newest sample is now
+  const shift = times.length ? now - times[times.length - 1] : 0;
+  return times.slice(0, -1).map((t) => ({ t: t + shift, o: byTime.get(t) }));
+}
+
 async function sample() {
   try {
-    const o = await get("overview");
+    const first = !state.samples.length;
+    const o = await get("overview" + (first ? HISTORY : ""));
     state.overview = o;
     const now = Date.now();
+    if (first) state.samples.push(...history(o, now));
     state.samples.push({ t: now, o });
     while (state.samples.length && state.samples[0].t < now - KEEP_MS) state.samples.shift();
     const product = document.getElementById("product");
@@ -91,6 +120,7 @@ function showLogin(message) {
   if (state.page && state.page.stop) state.page.stop();
   state.page = null;
   state.user = null;
+  state.overview = null;
   state.samples = [];
   const error = h("p", { class: "error", id: "login-error" }, message || "");
   const user = h("input", { name: "username", id: "login-user", autocomplete: "username",

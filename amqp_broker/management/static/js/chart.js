@@ -21,7 +21,7 @@ function label(v, unit) {
   return unit ? t + unit : t;
 }
 
-// series: [{name, points: [[t, v], ...]}]; returns an <svg> (colours come from the CSS
+// series: [{name, points: [[t, v], ...], dashed}]; returns an <svg> (colours come from the CSS
 // classes series-0, series-1, ...)
 export function lineChart(series, { windowMs = 10 * 60 * 1000, now = Date.now(), unit = "",
                                     width = 640, height = 180, title = "" } = {}) {
@@ -55,8 +55,12 @@ export function lineChart(series, { windowMs = 10 * 60 * 1000, now = Date.now(),
     const pts = one.points.filter(([t]) => t >= start);
     if (!pts.length) return;
     const d = pts.map(([t, v], k) => `${k ? "L" : "M"}${x(t).toFixed(1)},${y(v).toFixed(1)}`);
-    svg.append(s("path", { d: d.join(""), class: `line series-${i}` },
+    const cls = `line series-${i}${one.dashed ? " dashed" : ""}`;
+    svg.append(s("path", { d: d.join(""), class: cls },
                  s("title", {}, one.name)));
+    const [lt, lv] = pts[pts.length - 1];  // the newest value, visible even as a single point
+    svg.append(s("circle", { cx: x(lt).toFixed(1), cy: y(lv).toFixed(1), r: 3,
+                             class: `dot series-${i}` }));
   });
   return svg;
 }

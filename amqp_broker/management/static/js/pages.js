@@ -2,7 +2,7 @@
 // exchange's or queue's page. Each page is {title, render(main, args) -> {refresh, stop}}.
 
 import { del, get, path, post, put } from "./api.js";
-import { act, failed, go, onSample, samples } from "./app.js";
+import { act, failed, go, latest, onSample, samples } from "./app.js";
 import { lineChart } from "./chart.js";
 import {
   button, bytes, clear, field, h, json, num, parseJson, pick, rate, select, statRate, table,
@@ -61,8 +61,8 @@ const overview = {
 
     function draw() {
       const list = samples();
-      if (!list.length) return;
-      const o = list[list.length - 1].o;
+      const o = latest();
+      if (!list.length || !o) return;
       const ot = o.object_totals || {};
       const qt = o.queue_totals || {};
       clear(totals, [["Connections", ot.connections, "#/connections"],
@@ -77,7 +77,9 @@ const overview = {
       const depth = QUEUED.map(([k]) => list.filter((s) => typeof pick(s.o, `queue_totals.${k}`)
                                                          === "number")
         .map((s) => [s.t, pick(s.o, `queue_totals.${k}`)]));
-      clear(queued, lineChart(depth.map((points, i) => ({ name: QUEUED[i][1], points })),
+      // the total is dashed: with nothing unacked it lies on the ready line
+      clear(queued, lineChart(depth.map((points, i) => ({ name: QUEUED[i][1], points,
+                                                          dashed: QUEUED[i][0] === "messages" })),
                               { title: "Queued messages" }),
             legend(QUEUED.map((q) => q[1]), QUEUED.map(([k]) => pick(qt, k)), num));
       const present = RATES.filter(([k]) => typeof pick(o, `message_stats.${k}`) === "number");
