@@ -502,3 +502,41 @@ def test_admin_pages_change_the_broker(browser: Any, broker: RunningBroker,
         if victim.is_open:
             victim.close()
         api.close()
+
+
+def test_long_queue_lists_are_paged_by_the_broker(browser: Any, broker: RunningBroker) -> None:
+    """The queues page asks for one page (RabbitMQ's page/page_size/name/sort parameters)."""
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        ch = conn.channel()
+        for i in range(130):
+            ch.queue_declare(f"bulk.{i:03d}")
+        ch.basic_publish("", "bulk.042", b"x")
+        page = Page(browser, broker.management_url)
+        page.login("guest", "guest")
+        page.find("#logout")
+        page.go("queues", '#queues tr[data-name="bulk.000"]')
+        page.text_is(".pager span", "page 1 of 2")
+        rows = browser.find_elements(page.by.CSS_SELECTOR, "#queues tbody tr")
+        assert len(rows) == 100
+        page.click(".pager .next-page")
+        page.text_is(".pager span", "page 2 of 2")
+        page.find('#queues tr[data-name="bulk.129"]')
+        # a filter goes back to the first page of the matches
+        page.find(".name-filter").send_keys("bulk.04")
+        page.text_is(".filter .count", f"10 of {130 + len(_other_queues(broker))}")
+        page.wait.until(lambda d: not d.find_element(page.by.CSS_SELECTOR, ".pager")
+                        .is_displayed(), "the pager stays for a single page")
+        # sorted by depth, deepest first, by the broker
+        total = page.find("#queues th:nth-child(8)")
+        total.click()
+        total.click()
+        page.attribute_is("#queues tbody tr:first-child", "data-name", "bulk.042")
+        page.screenshot("queues-paged")
+    finally:
+        conn.close()
+
+
+def _other_queues(broker: RunningBroker) -> list[str]:
+    with httpx.Client(base_url=f"{broker.management_url}api/", auth=("guest", "guest")) as api:
+        return [q["name"] for q in api.get("queues").json() if not q["name"].startswith("bulk.")]

@@ -115,19 +115,22 @@ const connections = {
     const t = table([
       { title: "Name", key: "name" }, { title: "Virtual host", key: "vhost" },
       { title: "User", key: "user" },
-      { title: "Client", key: (c) => [pick(c, "client_properties.product"),
+      { title: "Client", sort: "client_properties.product",
+        key: (c) => [pick(c, "client_properties.product"),
                                       pick(c, "client_properties.version")]
         .filter(Boolean).join(" ") },
-      { title: "Protocol", key: "protocol" }, { title: "TLS", key: (c) => (c.ssl ? "yes" : "") },
+      { title: "Protocol", key: "protocol" },
+      { title: "TLS", key: (c) => (c.ssl ? "yes" : ""), sort: "ssl" },
       { title: "State", key: "state" }, { title: "Channels", key: "channels", num: true },
       { title: "From client", key: "recv_oct_details.rate", num: true,
         render: (c) => bytes(pick(c, "recv_oct_details.rate")) + "/s" },
       { title: "To client", key: "send_oct_details.rate", num: true,
         render: (c) => bytes(pick(c, "send_oct_details.rate")) + "/s" },
-    ], { id: "connections", filter: true, empty: "No connections.",
+    ], { id: "connections", filter: true, paged: "connections", onError: failed,
+         empty: "No connections.",
          actions: (c) => button("Close", () => closeConnection(c), { class: "danger" }) });
     clear(main, h("h1", {}, "Connections"), t.el);
-    return { refresh: async () => t.update(await get("connections")) };
+    return { refresh: t.refresh };
   },
 };
 
@@ -145,14 +148,18 @@ const channels = {
       { title: "Unacked", key: "messages_unacknowledged", num: true },
       { title: "Consumers", key: "consumer_count", num: true },
       { title: "Publish", key: (c) => statRate(c, "publish"), num: true,
+        sort: "message_stats.publish_details.rate",
         render: (c) => rate(statRate(c, "publish") ?? 0) },
       { title: "Deliver / get", key: (c) => statRate(c, "deliver_get"), num: true,
+        sort: "message_stats.deliver_get_details.rate",
         render: (c) => rate(statRate(c, "deliver_get") ?? 0) },
       { title: "Ack", key: (c) => statRate(c, "ack"), num: true,
+        sort: "message_stats.ack_details.rate",
         render: (c) => rate(statRate(c, "ack") ?? 0) },
-    ], { id: "channels", filter: true, empty: "No channels." });
+    ], { id: "channels", filter: true, paged: "channels", onError: failed,
+         empty: "No channels." });
     clear(main, h("h1", {}, "Channels"), t.el);
-    return { refresh: async () => t.update(await get("channels")) };
+    return { refresh: t.refresh };
   },
 };
 
@@ -178,15 +185,17 @@ const exchanges = {
   title: "Exchanges",
   render(main) {
     const t = table([
-      { title: "Name", key: (x) => x.name || "(AMQP default)",
+      { title: "Name", key: (x) => x.name || "(AMQP default)", sort: "name",
         render: (x) => link(exchangeHash(x), x.name || "(AMQP default)") },
       { title: "Virtual host", key: "vhost" }, { title: "Type", key: "type" },
       { title: "Features", key: features },
       { title: "Rate in", key: (x) => statRate(x, "publish_in"), num: true,
+        sort: "message_stats.publish_in_details.rate",
         render: (x) => rate(statRate(x, "publish_in") ?? 0) },
       { title: "Rate out", key: (x) => statRate(x, "publish_out"), num: true,
+        sort: "message_stats.publish_out_details.rate",
         render: (x) => rate(statRate(x, "publish_out") ?? 0) },
-    ], { id: "exchanges", filter: true, sort: "Name",
+    ], { id: "exchanges", filter: true, paged: "exchanges", onError: failed,
          rowKey: (x) => x.name });
     const form = h("form", { class: "inline-form", id: "add-exchange" },
       field("Virtual host", vhostSelect()),
@@ -206,7 +215,7 @@ const exchanges = {
       }), `Exchange ${f.name} declared.`);
     });
     clear(main, h("h1", {}, "Exchanges"), t.el, section("Add an exchange", form));
-    return { refresh: async () => t.update(await get("exchanges")) };
+    return { refresh: t.refresh };
   },
 };
 
@@ -348,13 +357,16 @@ const queues = {
       { title: "Total", id: "messages", key: "messages", num: true,
         render: (q) => num(q.messages) },
       { title: "Incoming", key: (q) => statRate(q, "publish"), num: true,
+        sort: "message_stats.publish_details.rate",
         render: (q) => rate(statRate(q, "publish") ?? 0) },
       { title: "Deliver / get", key: (q) => statRate(q, "deliver_get"), num: true,
+        sort: "message_stats.deliver_get_details.rate",
         render: (q) => rate(statRate(q, "deliver_get") ?? 0) },
       { title: "Ack", key: (q) => statRate(q, "ack"), num: true,
+        sort: "message_stats.ack_details.rate",
         render: (q) => rate(statRate(q, "ack") ?? 0) },
       { title: "Consumers", id: "consumers", key: "consumers", num: true },
-    ], { id: "queues", filter: true, sort: "Name", empty: "No queues." });
+    ], { id: "queues", filter: true, paged: "queues", onError: failed, empty: "No queues." });
     const form = h("form", { class: "inline-form", id: "add-queue" },
       field("Virtual host", vhostSelect()),
       field("Name", h("input", { name: "name", required: true, id: "add-queue-name" })),
@@ -374,7 +386,7 @@ const queues = {
       }, `Queue ${f.name} declared.`);
     });
     clear(main, h("h1", {}, "Queues"), t.el, section("Add a queue", form));
-    return { refresh: async () => t.update(await get("queues")) };
+    return { refresh: t.refresh };
   },
 };
 
