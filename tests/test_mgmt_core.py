@@ -588,6 +588,17 @@ def test_served_in_the_broker_and_stopped_with_it(served: BrokerProcess) -> None
         httpx.get(f"{base}/api/overview", timeout=2)
 
 
+def test_an_embedded_broker_gives_its_management_url() -> None:
+    from amqp_broker.testing import running_broker
+    with running_broker() as plain:
+        assert plain.management_url is None
+    port = free_port()
+    with running_broker(management_port=port) as broker:
+        assert broker.management_url == f"http://127.0.0.1:{port}/"
+        r = httpx.get(f"{broker.management_url}api/whoami", auth=("guest", "guest"), timeout=10)
+        assert r.json()["name"] == "guest"
+
+
 def test_a_busy_management_port_stops_start_up_with_one_line(tmp_path: Path) -> None:
     import socket
     with socket.socket() as taken:
