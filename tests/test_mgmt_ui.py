@@ -377,6 +377,10 @@ def test_walk_through_queue_publish_get_purge(browser: Any, broker: RunningBroke
             page.go(name, ready)
             page.screenshot(name.split("/")[0])
 
+        # a queue that is not there is said so (once, not a message per refresh)
+        page.go("queue/%2F/no-such-queue", ".not-found")
+        page.text_is(".not-found", "There is no queue no-such-queue in virtual host /.")
+
         # log out: the login form again, the stored login gone, also after a reload
         page.find("#logout").click()
         page.find("#login-user")

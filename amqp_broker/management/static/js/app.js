@@ -25,6 +25,10 @@ const state = { user: null, overview: null, samples: [], timers: [], page: null,
 export function flash(text, kind = "ok") {
   const box = document.getElementById("flash");
   if (!box) return;
+  // a refresh failing every few seconds (broker down, object deleted) says so once
+  for (const old of box.querySelectorAll(`.flash.${kind} span`)) {
+    if (old.textContent === text) return;
+  }
   const item = h("div", { class: `flash ${kind}`, role: kind === "error" ? "alert" : "status",
                           dataset: { shown: String(Date.now()) } },
                  h("span", {}, text), button("×", () => item.remove(), { class: "dismiss",

@@ -328,7 +328,15 @@ const exchange = {
           builtin ? null : section("Delete", deleteButton));
     return {
       async refresh() {
-        const x = await get(`exchanges/${path(vhost, name)}`);
+        let x;
+        try {
+          x = await get(`exchanges/${path(vhost, name)}`);
+        } catch (err) {
+          if (err.status !== 404) throw err;
+          clear(info, h("p", { class: "error not-found" },
+                        `There is no exchange ${name} in virtual host ${vhost}.`));
+          return;
+        }
         clear(info, facts([["Type", x.type], ["Features", features(x)],
                            ["Arguments", json(x.arguments)], ["Policy", x.policy || ""],
                            ["Rate in", rate(statRate(x, "publish_in") ?? 0)],
@@ -482,7 +490,14 @@ const queue = {
     }
     return {
       async refresh() {
-        await refreshInfo();
+        try {
+          await refreshInfo();
+        } catch (err) {
+          if (err.status !== 404) throw err;
+          clear(info, h("p", { class: "error not-found" },
+                        `There is no queue ${name} in virtual host ${vhost}.`));
+          return;
+        }
         bindings.update(await get(`${base}/bindings`));
       },
     };
