@@ -209,10 +209,17 @@ function schedule() {
 
 export async function refreshNow() {
   const page = state.page;
-  if (!page || !page.refresh || page.busy) return;
+  if (!page || !page.refresh) return;
+  if (page.busy) {
+    page.again = true; // an action finished during a refresh: show its effect too
+    return;
+  }
   page.busy = true;
   try {
-    await page.refresh();
+    do {
+      page.again = false;
+      await page.refresh();
+    } while (page.again && state.page === page);
   } catch (err) {
     failed(err);
   } finally {
@@ -228,18 +235,19 @@ async function route() {
   if (!state.user) return;
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter((p) => p !== "");
   const [name = "overview", ...args] = parts.map((p) => decodeURIComponent(p));
-  const page = ROUTES[name] || ROUTES.overview;
+  const known = ROUTES[name] && args.length >= (ROUTES[name].args || 0);
+  const page = known ? ROUTES[name] : ROUTES.overview;
   if (state.page) {
     if (state.page.timer) clearInterval(state.page.timer);
     if (state.page.stop) state.page.stop();
   }
   for (const a of document.querySelectorAll("header nav a")) {
-    a.classList.toggle("active", a.id === `nav-${page.nav || name}`);
+    a.classList.toggle("active", a.id === `nav-${page.nav || (known ? name : "overview")}`);
   }
   const main = document.getElementById("main");
   clear(main);
-  document.title = `${page.title || name} · amqp-broker`;
-  const shown = { refresh: null, stop: null, timer: null, busy: false };
+  document.title = `${page.title} · amqp-broker`;
+  const shown = { refresh: null, stop: null, timer: null, busy: false, again: false };
   state.page = shown;
   try {
     const made = page.render(main, args, { user: state.user }) || {};

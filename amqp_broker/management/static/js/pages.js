@@ -306,6 +306,7 @@ function facts(pairs, cls = "facts") {
 const exchange = {
   title: "Exchange",
   nav: "exchanges",
+  args: 2, // vhost, name
   render(main, [vhost, name]) {
     const info = h("section", { id: "exchange-info" });
     const bindings = bindingsTable("exchange-bindings", { showSource: false });
@@ -412,6 +413,7 @@ function messageView(m, i) {
 const queue = {
   title: "Queue",
   nav: "queues",
+  args: 2, // vhost, name
   render(main, [vhost, name]) {
     const base = `queues/${path(vhost, name)}`;
     const info = h("section", { id: "queue-info" });
