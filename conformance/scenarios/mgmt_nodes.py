@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 from ..ctx import shape
 from ..registry import scenario
 from ._mgmt import G, call, q, temp_user
 
 
-@scenario(G)
+@scenario(G, timeout=40)
 def nodes(ctx):
     """One node with RabbitMQ's fields; the same by name; a management user is 401
     (monitoring needed); columns pick fields."""
-    _, found = ctx.api("GET", "/api/nodes")
+    deadline = time.monotonic() + 20  # a RabbitMQ just started has no node stats yet
+    while True:
+        _, found = ctx.api("GET", "/api/nodes")
+        if "mem_used" in found[0] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     ctx.log("count", count=len(found))
     node = found[0]
     ctx.log("keys", keys=sorted(node))
