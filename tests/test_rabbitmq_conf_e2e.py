@@ -182,7 +182,8 @@ def against_reference(directory: Path) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    # python tests/test_rabbitmq_conf_e2e.py DIR: the table on the reference RabbitMQ,
+    # PYTHONPATH=. python tests/test_rabbitmq_conf_e2e.py DIR: the table on the reference
+    # RabbitMQ 3.10 (same on 2026-11-30: no differences),
     # and where it differs from EXPECTED (what our broker gives, checked by the test)
     table = against_reference(Path(sys.argv[1]))
     print(json.dumps(table, indent=1))
