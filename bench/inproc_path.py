@@ -15,8 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from inproc import Client, make_broker  # noqa: E402
 from pamqp import commands  # noqa: E402
+
+from inproc import Client, make_broker  # noqa: E402
 
 
 def main(count: int) -> None:

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from inproc import PROTOCOL_HEADER, Client, make_broker, of_type
 from pamqp import commands
 
 from amqp_broker.broker import Broker
 from amqp_broker.connection import Connection
 from amqp_broker.users import User
+
+from inproc import PROTOCOL_HEADER, Client, make_broker, of_type
 
 NOTHING = "^$"
 Action = Callable[[Client], None]

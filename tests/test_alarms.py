@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import pika
-from inproc import PROTOCOL_HEADER, Client, make_broker, of_type
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
 
@@ -24,6 +23,8 @@ from amqp_broker.alarms import CLEAR, FLAT_CHECKS, LOW, TRIM_EVERY, TRIM_STEP, M
 from amqp_broker.queue import MESSAGE_OVERHEAD
 from tests.helpers import RawClient, pika_connect
 from tests.test_flow_control import Pusher
+
+from inproc import PROTOCOL_HEADER, Client, make_broker, of_type
 
 MB = 1024 * 1024
 

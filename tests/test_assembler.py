@@ -5,11 +5,12 @@ from __future__ import annotations
 import struct
 
 import pytest
-from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker.protocol.assembler import ContentAssembler
 from amqp_broker.protocol.errors import AMQPError
+
+from inproc import encode_fields as encode_method
 
 
 def publish(exchange: str = "x", routing_key: str = "k", mandatory: bool = False,

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from amqp_broker.storage.disk import DiskStore
-from inproc import Client, make_broker
 from pamqp import commands, frame, header
 from pamqp.body import ContentBody
 
+from amqp_broker.storage.disk import DiskStore
 from tests.helpers import RawClient
 from tests.test_flow_control import Pusher
+
+from inproc import Client, make_broker
 
 READ = 65536  # the shell's read size
 MB = 1024 * 1024

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from inproc import Client, RawMethod, make_broker, of_type
-from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker.broker import Broker
@@ -22,6 +20,9 @@ from amqp_broker.protocol import fast
 from amqp_broker.protocol.frames import content_frames, method_frame
 from amqp_broker.storage import MemoryStore
 from amqp_broker.storage.disk import DiskStore
+
+from inproc import Client, RawMethod, make_broker, of_type
+from inproc import encode_fields as encode_method
 
 KEY = b"key.\xff".decode("utf-8", "surrogateescape")  # the wire bytes 6b 65 79 2e ff
 QUEUE = b"q-\xfe\xff".decode("utf-8", "surrogateescape")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from inproc import encode_fields
 from pamqp import commands
 from pamqp import frame as pframe
 
 from amqp_broker.protocol import fast
 from amqp_broker.protocol.codec import CLASSES, decode_method, encode_method, fields, make, name_of
 from amqp_broker.protocol.errors import AMQPError
+
+from inproc import encode_fields
 
 # values pamqp's codec round-trips unchanged (its tables turn other types into its own)
 SAMPLE = {"octet": 9, "short": 513, "long": 70000, "longlong": 2**40 + 3, "shortstr": "näme",

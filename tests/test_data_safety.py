@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from amqp_broker.storage import MemoryStore, StoreError
-from inproc import Client, ManualSyncStore, make_broker, of_type
 from pamqp import commands
+
+from amqp_broker.storage import MemoryStore, StoreError
+
+from inproc import Client, ManualSyncStore, make_broker, of_type
 
 
 def _setup(n_clients: int = 1) -> tuple[ManualSyncStore, list[Client]]:
@@ -236,6 +238,7 @@ def test_paged_out_body_is_read_back_for_delivery() -> None:
 def test_durable_queue_of_a_vhost_left_out_for_one_restart_keeps_its_messages(
         broker_factory: Any, tmp_path: Any) -> None:
     import pika
+
     from helpers import pika_params
 
     data = tmp_path / "vh-data"

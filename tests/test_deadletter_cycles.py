@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from inproc import Client, make_broker, of_type
 from pamqp import commands
 
 from amqp_broker.broker import Broker
 from amqp_broker.deadletter import EXPIRED, MAXLEN, REJECTED, is_cycle
+
+from inproc import Client, make_broker, of_type
 
 
 def _client() -> tuple[Broker, Client]:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from inproc import make_broker
 
 from amqp_broker.broker import Broker
 from amqp_broker.definitions import (
@@ -24,6 +23,8 @@ from amqp_broker.definitions import (
     read_data_dir,
 )
 from amqp_broker.storage.disk import DiskStore
+
+from inproc import make_broker
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MGMT = FIXTURES / "rabbitmq-definitions.json"

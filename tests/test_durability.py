@@ -37,8 +37,9 @@ from typing import Any
 
 import pika
 import pytest
-from helpers import BrokerProcess, pika_connect
 from pika.exceptions import AMQPError, ChannelClosedByBroker, ConnectionBlockedTimeout, NackError
+
+from helpers import BrokerProcess, pika_connect
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 TRANSIENT = pika.BasicProperties(delivery_mode=1)

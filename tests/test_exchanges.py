@@ -8,13 +8,13 @@ from functools import cache
 from typing import Any
 
 import pytest
+
+from amqp_broker import exchanges
 from amqp_broker.exchanges.base import BindingError, ExchangeType
 from amqp_broker.exchanges.direct import DirectExchange
 from amqp_broker.exchanges.fanout import FanoutExchange
 from amqp_broker.exchanges.headers import HeadersExchange
 from amqp_broker.exchanges.topic import CACHE_SIZE, TopicExchange, split_words
-
-from amqp_broker import exchanges
 
 ALL_TYPES = [DirectExchange, FanoutExchange, TopicExchange, HeadersExchange]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from inproc import PROTOCOL_HEADER, make_broker
 from pamqp import commands, frame
 
 from amqp_broker.connection import Connection, ConnState
 from amqp_broker.tls import NO_PEER_CERT, TLSSession
+
+from inproc import PROTOCOL_HEADER, make_broker
 
 
 def _session(login: str | None, refusal: str | None = None) -> TLSSession:

@@ -8,7 +8,6 @@ import struct
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker.broker import Broker
@@ -16,6 +15,8 @@ from amqp_broker.config import Config
 from amqp_broker.protocol.codec import CLASSES, fields
 from amqp_broker.protocol.frames import frame
 from tests.test_connection import Peer
+
+from inproc import encode_fields as encode_method
 
 KEYS = sorted(CLASSES)
 # what clients send once connected, where the interesting state lives

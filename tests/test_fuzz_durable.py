@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import anyio
 import pytest
-from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker.broker import Broker
@@ -20,6 +19,8 @@ from amqp_broker.protocol.frames import frame
 from amqp_broker.storage.disk import DiskStore
 from tests.test_connection import Peer
 from tests.test_fuzz_connection import check_accounting
+
+from inproc import encode_fields as encode_method
 
 # names and keys need not be UTF-8 on the wire: these stand for raw bytes (surrogate escapes)
 BQ = b"q\xff".decode("utf-8", "surrogateescape")

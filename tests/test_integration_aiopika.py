@@ -10,8 +10,9 @@ from typing import Any
 import aio_pika
 import aiormq.exceptions
 import pytest
-from helpers import BrokerProcess
 from pamqp import commands
+
+from helpers import BrokerProcess
 
 
 def run(coro_fn: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:

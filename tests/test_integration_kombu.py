@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import BrokerProcess
 from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+from helpers import BrokerProcess
 
 
 @pytest.fixture

@@ -18,6 +18,10 @@ from typing import Any
 import pika
 import pika.exceptions as pex
 import pytest
+from pamqp import commands, heartbeat
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
+
 from helpers import (
     PROTOCOL_HEADER,
     BrokerProcess,
@@ -29,9 +33,6 @@ from helpers import (
     pika_params,
     raw_frame,
 )
-from pamqp import commands, heartbeat
-from pamqp.body import ContentBody
-from pamqp.header import ContentHeader
 
 # --- fixtures and helpers --------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pika
 import pytest
+
 from helpers import BrokerProcess, pika_connect
 
 TOOLS = ("amqp-publish", "amqp-consume", "amqp-declare-queue", "amqp-get", "amqp-delete-queue")

@@ -18,6 +18,13 @@ from typing import Any
 import pika
 import pika.exceptions as pex
 import pytest
+from pamqp import commands
+from pamqp.header import ContentHeader
+
+from amqp_broker.protocol.errors import FrameError
+from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
+from conformance.childproc import stop_process
+
 from helpers import (
     PROTOCOL_HEADER,
     BrokerProcess,
@@ -26,12 +33,6 @@ from helpers import (
     pika_connect,
     raw_frame,
 )
-from pamqp import commands
-from pamqp.header import ContentHeader
-
-from amqp_broker.protocol.errors import FrameError
-from amqp_broker.protocol.frames import FRAME_BODY, FrameReader, frame
-from conformance.childproc import stop_process
 
 LOCKED = ("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{}' in vhost '/'. "
           "It could be originally declared on another connection or the exclusive property "

@@ -19,10 +19,8 @@ from typing import Any
 
 import pika
 import pytest
-from helpers import BrokerProcess, RawClient, pika_connect
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from inproc import encode_fields as encode_method
 from pamqp import commands
 
 from amqp_broker import deadletter, tables
@@ -31,6 +29,9 @@ from amqp_broker.protocol import fast
 from amqp_broker.protocol.codec import decode_method
 from amqp_broker.protocol.errors import SYNTAX_ERROR, AMQPError
 from amqp_broker.protocol.fieldtable import decode_table, encode_table
+
+from helpers import BrokerProcess, RawClient, pika_connect
+from inproc import encode_fields as encode_method
 
 TIMESTAMPS = [0, 2**31, 2**62, 2**64 - 1]
 FLAG_HEADERS, FLAG_TIMESTAMP, FLAG_MESSAGE_ID = 0x2000, 0x0040, 0x0080

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pika
 import pika.exceptions
+
 from certs import CA
 from helpers import BrokerProcess, free_port
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-from amqp_broker.storage.disk import DiskStore
-from inproc import Client, make_broker, of_type
 from pamqp import commands
 
 from amqp_broker.broker import Broker
+from amqp_broker.storage.disk import DiskStore
 from amqp_broker.vhost import binding_store_key
+
+from inproc import Client, make_broker, of_type
 
 
 def _broker(data: Path, *vhosts: str) -> Broker:

@@ -19,12 +19,13 @@ from typing import Any
 
 import anyio
 import pytest
-from amqp_broker.storage import MemoryStore
-from helpers import PROTOCOL_HEADER, BrokerProcess, Closed, RawClient, pika_connect, raw_frame
 from pamqp import commands, encode
 
 from amqp_broker.config import Config
 from amqp_broker.server import Server
+from amqp_broker.storage import MemoryStore
+
+from helpers import PROTOCOL_HEADER, BrokerProcess, Closed, RawClient, pika_connect, raw_frame
 
 # --- file descriptors -------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import pytest
-from amqp_broker.storage import MemoryStore
 from anyio.abc import ByteStream, SocketAttribute
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pamqp import commands, frame, header
@@ -18,6 +17,7 @@ from amqp_broker import server
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
 from amqp_broker.server import ConnectionHandler
+from amqp_broker.storage import MemoryStore
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 WAIT = 5.0  # bound on any one wait; tests take milliseconds

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from amqp_broker.storage import DiskStore, Recovery, StoreError
-from amqp_broker.storage import segment as fmt
-from inproc import Client, make_broker
 from pamqp import commands
 
 from amqp_broker.broker import Broker
+from amqp_broker.storage import DiskStore, Recovery, StoreError
+from amqp_broker.storage import segment as fmt
+
+from inproc import Client, make_broker
 
 PROPS = b"\x10\x00\x02"
 VERSION_FIELD = 8  # byte offset of the u16 version in every file header

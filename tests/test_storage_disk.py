@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+
 from amqp_broker.storage import DiskStore, Recovery, StoreError, disk
 from amqp_broker.storage import segment as fmt
 

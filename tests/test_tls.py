@@ -23,16 +23,17 @@ import pika
 import pika.exceptions
 import pytest
 from anyio.from_thread import start_blocking_portal
-from certs import CA, Issued, name
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
-from helpers import PROTOCOL_HEADER, BrokerProcess, consume_n, free_port, port_open
 
 from amqp_broker import tls
 from amqp_broker.config import Config
 from amqp_broker.connection import Connection
 from amqp_broker.server import Server
+
+from certs import CA, Issued, name
+from helpers import PROTOCOL_HEADER, BrokerProcess, consume_n, free_port, port_open
 
 WAIT = 5.0  # bound on any one wait
 

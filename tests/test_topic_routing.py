@@ -13,6 +13,11 @@ from functools import cache
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamqp import commands
+
+from amqp_broker.broker import Broker
 from amqp_broker.exchanges import topic
 from amqp_broker.exchanges.topic import (
     CACHE_SIZE,
@@ -24,12 +29,8 @@ from amqp_broker.exchanges.topic import (
     route_in_slices,
     split_words,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from inproc import Client, make_broker, of_type
-from pamqp import commands
 
-from amqp_broker.broker import Broker
+from inproc import Client, make_broker, of_type
 
 
 def reference_match(pattern: str, key: str) -> bool:

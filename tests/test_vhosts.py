@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from inproc import Client, make_broker, of_type
 from pamqp import commands
 
 from amqp_broker.broker import Broker
@@ -17,6 +16,8 @@ from amqp_broker.definitions import DefinitionsError
 from amqp_broker.permissions import FULL
 from amqp_broker.storage.disk import DiskStore
 from amqp_broker.users import NotFoundError, User
+
+from inproc import Client, make_broker, of_type
 
 
 def _start(data: Path, **config: object) -> Broker:
