@@ -13,7 +13,6 @@ errors close the channel, connection errors close the connection
 
 from __future__ import annotations
 
-import platform
 import struct
 import time
 from collections.abc import Callable
@@ -21,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from pamqp import commands
 
-from . import __version__, permissions
+from . import permissions
 from .channel import ACK, Channel
 from .exchanges.topic import Finished, TopicRouting
 from .handlers import HANDLERS
+from .identity import CAPABILITIES, client_name, peer_name, server_properties
 from .protocol import channels, fast, handshake, sasl
 from .protocol.channels import Action, ChannelState
 from .protocol.codec import Method, decode_method, encode_method, make, name_of
@@ -65,19 +65,6 @@ _method_key = struct.Struct(">HH").unpack_from
 # guessing passwords costs the guesser time; the reply never says what was wrong
 AUTH_FAILURE_DELAY = 1.0
 
-CAPABILITIES = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": True,
-}
-
-
 ConnState = handshake.State
 
 
@@ -88,6 +75,7 @@ class Connection:
         self.config = broker.config
         self.peer = peer
         self.peer_host = peer[0] if peer else ""
+        self.peer_label = peer_name(peer)  # "host:port" in every log line
         self.on_output = on_output or _noop
         self.reader = FrameReader(FRAME_MIN_SIZE)
         config = self.config
@@ -97,7 +85,7 @@ class Connection:
         self.peer_cert_refusal = "not a TLS-enabled connection"
         self.mechanisms = sasl.offered(config.auth_mechanisms, tls=False)
         self.handshake = handshake.Handshake(
-            server_properties=self._server_properties(),
+            server_properties=server_properties(broker.cluster_name),
             mechanisms=" ".join(self.mechanisms).encode(),
             limits=handshake.Limits(config.channel_max, config.frame_max, config.heartbeat),
             authenticate=self._authenticate, open_vhost=self._open_vhost)
@@ -270,7 +258,7 @@ class Connection:
             since = ch.oldest_unacked_since(now)
             if since is not None and now - since > timeout:
                 millis = int(timeout * 1000)
-                self.broker.log.warning("consumer timeout", peer=_peer(self),
+                self.broker.log.warning("consumer timeout", peer=self.peer_label,
                                         channel=ch.number, timeout_ms=millis)
                 self.close_channel(ch, AMQPError(
                     PRECONDITION_FAILED,
@@ -343,22 +331,11 @@ class Connection:
                 self.reader = FrameReader(self.frame_max)
             self.close_with(exc)
         except Exception as exc:  # a bug must cost one connection, not the broker
-            self.broker.log.exception("internal error handling frame", peer=_peer(self))
+            self.broker.log.exception("internal error handling frame", peer=self.peer_label)
             self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
         self._flush_confirms_due()
         if self.broker.store_backlogged and self.published != published:
             self._wait_for_store()
-
-    def _server_properties(self) -> dict[str, Any]:
-        return {
-            "product": "amqp-broker",
-            "version": __version__,
-            "platform": f"Python {platform.python_version()}",
-            "copyright": "amqp-broker contributors",
-            "information": "An AMQP 0-9-1 broker in Python",
-            "cluster_name": self.broker.cluster_name,
-            "capabilities": CAPABILITIES,
-        }
 
     def _frame(self, frame_type: int, channel: int, payload: bytes) -> None:
         if frame_type == FRAME_METHOD:
@@ -461,7 +438,7 @@ class Connection:
     def _close_channel(self, ch: Channel, exc: AMQPError) -> None:
         self.broker.counters.channel_errors += 1
         # as RabbitMQ, every channel exception is logged with its code, text and method
-        self.broker.log.error("channel error", peer=_peer(self), user=self.user,
+        self.broker.log.error("channel error", peer=self.peer_label, user=self.user,
                               vhost=self.vhost.name if self.vhost else None, channel=ch.number,
                               reply_code=exc.reply_code, reply_text=exc.reply_text,
                               method=name_of((exc.class_id, exc.method_id))
@@ -492,15 +469,15 @@ class Connection:
             elif isinstance(event, handshake.Opened):
                 self.vhost = event.vhost
                 self.broker.session_opened(self)
-                self.broker.log.info("connection opened", peer=_peer(self), user=self.user,
+                self.broker.log.info("connection opened", peer=self.peer_label, user=self.user,
                                      vhost=self.vhost.name,
-                                     client=_client_name(self.client_properties))
+                                     client=client_name(self.client_properties))
             elif isinstance(event, handshake.Closing):
                 self.close_reason = event.reason
                 self._release()
             elif isinstance(event, handshake.Closed):
                 if event.handshake_error:
-                    self.broker.log.warning("handshake error", peer=_peer(self),
+                    self.broker.log.warning("handshake error", peer=self.peer_label,
                                             reason=event.reason)
                 self._finish(event.reason)
             elif isinstance(event, handshake.ProtocolHeader):
@@ -523,7 +500,7 @@ class Connection:
             refusal = self.broker.authenticate(name, password.decode("utf-8", "replace"),
                                                self.peer_host)
         if refusal:
-            self.broker.log.warning("authentication failed", peer=_peer(self), user=name,
+            self.broker.log.warning("authentication failed", peer=self.peer_label, user=name,
                                     reason=refusal)
             self.hold_output_until = time.monotonic() + AUTH_FAILURE_DELAY
             raise AMQPError(ACCESS_REFUSED, f"Login was refused using authentication mechanism "
@@ -538,7 +515,7 @@ class Connection:
         try:
             permissions.check_vhost_access(self.broker.access, self.user, name)
         except AMQPError as exc:
-            self.broker.log.warning("vhost access refused", peer=_peer(self), user=self.user,
+            self.broker.log.warning("vhost access refused", peer=self.peer_label, user=self.user,
                                     vhost=name)
             raise exc.with_method(10, 40) from None
         return vhost
@@ -549,7 +526,7 @@ class Connection:
         if exc.reply_code != CONNECTION_FORCED and self.state is not ConnState.CLOSED:
             # forced closes (shutdown, a deleted vhost or user, the management API) are
             # told by the "connection closed" line and its reason
-            self.broker.log.error("connection error", peer=_peer(self), user=self.user or None,
+            self.broker.log.error("connection error", peer=self.peer_label, user=self.user or None,
                                   vhost=self.vhost.name if self.vhost else None,
                                   reply_code=exc.reply_code, reply_text=exc.reply_text,
                                   method=name_of((exc.class_id, exc.method_id))
@@ -591,11 +568,11 @@ class Connection:
         self.handshake.lost()
         self.state = ConnState.CLOSED
         if self.broker.session_closed(self):
-            self.broker.log.info("connection closed", peer=_peer(self), user=self.user,
+            self.broker.log.info("connection closed", peer=self.peer_label, user=self.user,
                                  vhost=self.vhost.name if self.vhost else None,
                                  reason=self.close_reason)
         else:
-            self.broker.log.debug("connection closed before open", peer=_peer(self),
+            self.broker.log.debug("connection closed before open", peer=self.peer_label,
                                   reason=self.close_reason)
 
     # --- publishes routed in slices --------------------------------------------
@@ -630,7 +607,7 @@ class Connection:
             elif ch.state is ChannelState.OPEN:
                 self._close_channel(ch, exc)
         except Exception as exc:  # a bug must cost one connection, not the broker
-            self.broker.log.exception("internal error routing a publish", peer=_peer(self))
+            self.broker.log.exception("internal error routing a publish", peer=self.peer_label)
             self.close_with(AMQPError(INTERNAL_ERROR, f"internal error ({exc.__class__.__name__})"))
         if self.routing is None:
             self.finished_routes.clear()
@@ -645,23 +622,6 @@ class Connection:
 
     def send_heartbeat(self) -> None:
         self.write(HEARTBEAT_FRAME)
-
-
-def _peer(conn: Connection) -> str:
-    if not conn.peer:
-        return "-"
-    host, port = conn.peer[0], conn.peer[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _client_name(props: dict[str, Any]) -> str:
-    product = props.get("product", "")
-    version = props.get("version", "")
-    if isinstance(product, bytes):
-        product = product.decode("utf-8", "replace")
-    if isinstance(version, bytes):
-        version = version.decode("utf-8", "replace")
-    return f"{product} {version}".strip()
 
 
 def _noop() -> None:

@@ -33,6 +33,7 @@ from .alarms import trim_memory
 from .broker import Broker
 from .config import Config
 from .connection import Connection, ConnState
+from .identity import peer_name
 from .storage import MemoryStore, MessageStore
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -149,8 +150,8 @@ class Server:
                 tg.start_soon(management.serve, self.broker, self.config, management_sockets,
                               None, self)
             if self.config.metrics_port:
-                from . import metrics
-                tg.start_soon(metrics.serve, self.broker, self.config)
+                from . import metrics_http
+                tg.start_soon(metrics_http.serve, self.broker, self.config)
             accepting = anyio.CancelScope()
             stopped_accepting = anyio.Event()
 
@@ -306,25 +307,25 @@ class Server:
                              _ssl_object=ssl_object, _read_bio=incoming, _write_bio=outgoing)
         except _NotTLS:
             self.log.warning("client is connecting to the amqps listener without using TLS",
-                             peer=f"{host}:{port}")
+                             peer=peer_name((host, port)))
             return None
         except TimeoutError:
             error = f"no TLS handshake within {tls.HANDSHAKE_TIMEOUT:g}s"
         except ssl.SSLError as exc:
             if _peer_closed(exc):
                 self.log.debug("connection closed during the TLS handshake",
-                               peer=f"{host}:{port}")
+                               peer=peer_name((host, port)))
                 return None
             error = _ssl_error_text(exc)
         except _IO_ERRORS as exc:
             self.log.debug("connection closed during the TLS handshake",
-                           peer=f"{host}:{port}", error=str(exc) or type(exc).__name__)
+                           peer=peer_name((host, port)), error=str(exc) or type(exc).__name__)
             return None
         finally:
             if not done:
                 with anyio.CancelScope(shield=True):
                     await stream.aclose()
-        self.log.error("TLS handshake failed", peer=f"{host}:{port}", error=error)
+        self.log.error("TLS handshake failed", peer=peer_name((host, port)), error=error)
         return None
 
     def _tls_session(self, stream: TLSStream) -> tls.TLSSession:
@@ -523,7 +524,7 @@ class ConnectionHandler:
             if conn.heartbeat_expired(now) and not conn.input_stalled:
                 conn.close_reason = (f"missed heartbeats from client, timeout: "
                                      f"{conn.heartbeat}s")
-                self.log.warning("heartbeat timeout", peer=f"{self.host}:{self.port}",
+                self.log.warning("heartbeat timeout", peer=self.conn.peer_label,
                                  user=conn.user)
                 return
             if conn.heartbeat_due(now, self.last_sent):
