@@ -179,7 +179,9 @@ class Server:
                           **amqps,
                           data_dir=(os.path.abspath(self.config.data_dir)
                                     if self.config.data_dir else "none (in memory)"),
-                          pid=os.getpid(), max_connections=self.max_connections)
+                          pid=os.getpid(), max_connections=self.max_connections,
+                          users=len(self.broker.access.users),
+                          vhosts=",".join(sorted(self.broker.vhosts)))
             if ready is not None:
                 ready(self)
             await self._stop.wait()

@@ -148,6 +148,8 @@ def test_pika_over_tls_publishes_and_consumes(ca: CA, server_cert: Issued) -> No
         assert server.tls_port and server.tls_port != server.port
         listening = log.events("listening")
         assert listening and listening[0]["amqps_port"] == server.tls_port
+        # the start-up line also says which users and vhosts were loaded
+        assert listening[0]["users"] == 1 and listening[0]["vhosts"] == "/"
         conn = pika_tls(server, client_context(ca))
         try:
             ch = conn.channel()
