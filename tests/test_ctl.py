@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from amqp_broker import cli, ctl
+from amqp_broker import cli, ctl, ctl_verbs
 from tests.helpers import free_port
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "mgmt"
@@ -256,7 +256,7 @@ def test_status_json_healthy(stub: Stub, capsys: pytest.CaptureFixture[str]) -> 
     data = result.json()
     assert (data["ok"], data["alarms"]) == (True, [])
     assert data["overview"] == fixture("overview")
-    assert set(data["nodes"][0]) <= set(ctl.NODE_FIELDS)
+    assert set(data["nodes"][0]) <= set(ctl_verbs.NODE_FIELDS)
 
 
 def test_status_reads_the_nodes_alarm_flags_without_the_health_check(
@@ -287,18 +287,18 @@ def test_status_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
 
 # --- lists -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", sorted(ctl.LISTINGS))
+@pytest.mark.parametrize("kind", sorted(ctl_verbs.LISTINGS))
 def test_list_table(kind: str, stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "list", kind, url=stub.url)
     assert result.code == 0, result.err
     assert stub.last().path == f"/api/{kind}"
     lines = result.out.splitlines()
-    headers = [header for header, _ in ctl.LISTINGS[kind].columns]
+    headers = [header for header, _ in ctl_verbs.LISTINGS[kind].columns]
     assert lines[0].split() == headers
     assert len(lines) == 1 + len(fixture(kind))
 
 
-@pytest.mark.parametrize("kind", sorted(ctl.LISTINGS))
+@pytest.mark.parametrize("kind", sorted(ctl_verbs.LISTINGS))
 def test_list_json(kind: str, stub: Stub, capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "list", kind, "--json", url=stub.url)
     assert result.code == 0
@@ -668,7 +668,7 @@ def test_usage_errors(args: list[str], message: str,
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, "--help")
     assert result.code == 0
-    for verb in ctl.VERBS:
+    for verb in ctl_verbs.VERBS:
         assert verb in result.out
     assert run(capsys, "list", "--help").code == 0
 
@@ -769,7 +769,7 @@ def test_ours_connections_channels_consumers(broker: Any, ours: str,
         for kind in ("connections", "channels", "consumers", "bindings", "exchanges"):
             result = run(capsys, "list", kind, url=ours)
             assert result.code == 0, result.err
-            headers = [header for header, _ in ctl.LISTINGS[kind].columns]
+            headers = [header for header, _ in ctl_verbs.LISTINGS[kind].columns]
             assert result.out.splitlines()[0].split() == headers
             assert len(result.out.splitlines()) >= 2, kind
         consumers = run(capsys, "--json", "list", "consumers", url=ours).json()
