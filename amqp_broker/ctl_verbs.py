@@ -137,13 +137,20 @@ def do_add_user(ctx: Context) -> int:
     return 0
 
 
-def do_delete_user(ctx: Context) -> int:
+def _delete(ctx: Context, path: str, what: str, done: str,
+            headers: Mapping[str, str] | None = None) -> int:
+    """DELETE path; a 404 is `WHAT not found`, success says `WHAT DONE`."""
     try:
-        ctx.api.call("DELETE", f"/users/{quote(ctx.args.name)}")
+        ctx.api.call("DELETE", path, headers=headers)
     except HttpError as exc:
-        raise _not_found(exc, f"user {ctx.args.name!r}") from None
-    ctx.say(f"user {ctx.args.name!r} deleted")
+        raise _not_found(exc, what) from None
+    ctx.say(f"{what} {done}")
     return 0
+
+
+def do_delete_user(ctx: Context) -> int:
+    name = ctx.args.name
+    return _delete(ctx, f"/users/{quote(name)}", f"user {name!r}", "deleted")
 
 
 def do_add_vhost(ctx: Context) -> int:
@@ -157,12 +164,8 @@ def do_add_vhost(ctx: Context) -> int:
 
 
 def do_delete_vhost(ctx: Context) -> int:
-    try:
-        ctx.api.call("DELETE", f"/vhosts/{quote(ctx.args.name)}")
-    except HttpError as exc:
-        raise _not_found(exc, f"vhost {ctx.args.name!r}") from None
-    ctx.say(f"vhost {ctx.args.name!r} deleted")
-    return 0
+    name = ctx.args.name
+    return _delete(ctx, f"/vhosts/{quote(name)}", f"vhost {name!r}", "deleted")
 
 
 def do_set_permissions(ctx: Context) -> int:
@@ -180,22 +183,14 @@ def do_set_permissions(ctx: Context) -> int:
 
 def do_clear_permissions(ctx: Context) -> int:
     user, vhost = ctx.args.user, ctx.vhost or "/"
-    try:
-        ctx.api.call("DELETE", f"/permissions/{quote(vhost)}/{quote(user)}")
-    except HttpError as exc:
-        raise _not_found(exc, f"permissions of user {user!r} in vhost {vhost!r}") from None
-    ctx.say(f"permissions of user {user!r} in vhost {vhost!r} cleared")
-    return 0
+    return _delete(ctx, f"/permissions/{quote(vhost)}/{quote(user)}",
+                   f"permissions of user {user!r} in vhost {vhost!r}", "cleared")
 
 
 def do_purge_queue(ctx: Context) -> int:
     name, vhost = ctx.args.name, ctx.vhost or "/"
-    try:
-        ctx.api.call("DELETE", f"/queues/{quote(vhost)}/{quote(name)}/contents")
-    except HttpError as exc:
-        raise _not_found(exc, f"queue {name!r} in vhost {vhost!r}") from None
-    ctx.say(f"queue {name!r} in vhost {vhost!r} purged")
-    return 0
+    return _delete(ctx, f"/queues/{quote(vhost)}/{quote(name)}/contents",
+                   f"queue {name!r} in vhost {vhost!r}", "purged")
 
 
 def do_delete_queue(ctx: Context) -> int:
@@ -203,12 +198,7 @@ def do_delete_queue(ctx: Context) -> int:
     query = "&".join(flag + "=true" for flag, on in (("if-empty", a.if_empty),
                                                      ("if-unused", a.if_unused)) if on)
     path = f"/queues/{quote(vhost)}/{quote(a.name)}" + (f"?{query}" if query else "")
-    try:
-        ctx.api.call("DELETE", path)
-    except HttpError as exc:
-        raise _not_found(exc, f"queue {a.name!r} in vhost {vhost!r}") from None
-    ctx.say(f"queue {a.name!r} in vhost {vhost!r} deleted")
-    return 0
+    return _delete(ctx, path, f"queue {a.name!r} in vhost {vhost!r}", "deleted")
 
 
 def do_close_connection(ctx: Context) -> int:
@@ -217,12 +207,8 @@ def do_close_connection(ctx: Context) -> int:
         raise UsageError("--reason must be one line of printable text")
     # an HTTP header carries bytes: the reason's UTF-8, which RabbitMQ reads as such
     headers = {"X-Reason": reason.encode().decode("latin-1")} if reason else {}
-    try:
-        ctx.api.call("DELETE", f"/connections/{quote(name)}", headers=headers)
-    except HttpError as exc:
-        raise _not_found(exc, f"connection {name!r}") from None
-    ctx.say(f"connection {name!r} closed")
-    return 0
+    return _delete(ctx, f"/connections/{quote(name)}", f"connection {name!r}", "closed",
+                   headers)
 
 
 def _definitions_path(ctx: Context) -> str:
