@@ -15,8 +15,11 @@ queues keep plain ints, and the collectors below read them when a scrape comes. 
 closed channel's counters are added to the broker's totals (Broker.retire_channel),
 so the `rabbitmq_global_*` counters never go down.
 
-The routes are a Starlette app (create_metrics_app) served by the management
-package's HTTP server on its own port (Config.address("prometheus")).
+This module holds the collector (BrokerCollector, one per endpoint via registry_for)
+and the node-wide families; the families per queue, channel and connection, and the
+names `/metrics/detailed` accepts, are in metrics_objects. The routes are a Starlette
+app (metrics_http.create_metrics_app) served by the management package's HTTP server
+on its own port (Config.address("prometheus")).
 """
 
 from __future__ import annotations
@@ -25,14 +28,12 @@ import os
 import platform
 import re
 import resource
-import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-import anyio
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -41,54 +42,38 @@ from prometheus_client.core import (
     UnknownMetricFamily,
 )
 from prometheus_client.registry import Collector
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from . import __version__
 from .channel import Channel
 from .connection import Connection
 from .counters import CHANNEL_ATTRIBUTES, ChannelCounters, channel_counts
+from .metrics_objects import (
+    CHANNEL_COUNTER_FAMILIES,
+    CHANNEL_FAMILIES,
+    CONNECTION_FAMILIES,
+    FAMILIES,
+    QUEUE_FAMILIES,
+    channel_name,
+    connection_name,
+)
 
 if TYPE_CHECKING:
     from .broker import Broker
-    from .config import Config
     from .queue import Queue
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROTOCOL = "amqp091"
 QUEUE_TYPE = "rabbit_classic_queue"  # every queue here is a classic queue
-MAX_QUEUE_FILTER = 2000  # RabbitMQ's limit on the length of the `queue` regex
 
 # the bounds of Channel.SIZE_BOUNDS as Prometheus writes them (the dashboards' le="...")
 SIZE_LE = ("100.0", "1000.0", "10000.0", "100000.0", "1e+06", "1e+07", "5e+07", "1e+08", "+Inf")
 
 
-# --- names of objects, as labels -------------------------------------------
-def _address(addr: tuple[str, int] | None) -> str:
-    if not addr:
-        return "-"
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def connection_name(conn: Connection) -> str:
-    """As RabbitMQ's management names a connection: "PEER:PORT -> LOCAL:PORT"."""
-    return f"{_address(conn.peer)} -> {_address(conn.local)}"
-
-
-def channel_name(ch: Channel) -> str:
-    """As RabbitMQ's management names a channel: "CONNECTION (NUMBER)"."""
-    return f"{connection_name(ch.connection)} ({ch.number})"
-
-
+# --- names and figures read at scrape time ---------------------------------
 def node_name(broker: Broker) -> str:
     name = getattr(broker, "node_name", None)
     return name if isinstance(name, str) and name else broker.cluster_name
 
 
-# --- figures read at scrape time ---------------------------------------------
 def channel_totals(broker: Broker, channels: Iterable[Channel]) -> dict[str, int]:
     """Every channel counter summed: closed channels' (kept by the broker) and open ones'."""
     totals = dict.fromkeys([*ChannelCounters.__slots__, *CHANNEL_ATTRIBUTES], 0)
@@ -149,138 +134,7 @@ def _dist_version(name: str) -> str:
         return ""
 
 
-# --- the families ------------------------------------------------------------
-class Family:
-    """One metric family: its RabbitMQ name (without prefix), type and help, and the
-    per-object label names."""
-
-    __slots__ = ("help", "kind", "labels", "name")
-
-    def __init__(self, name: str, kind: str, help: str, labels: tuple[str, ...] = ()) -> None:
-        self.name = name
-        self.kind = kind
-        self.help = help
-        self.labels = labels
-
-    def make(self, prefix: str, per_object: bool) -> Metric:
-        name = prefix + self.name
-        labels = list(self.labels) if per_object else []
-        if self.kind == "counter":
-            # prometheus_client adds _total when rendering a counter
-            return CounterMetricFamily(name.removesuffix("_total"), self.help, labels=labels)
-        if self.kind == "gauge":
-            return GaugeMetricFamily(name, self.help, labels=labels)
-        return UnknownMetricFamily(name, self.help, labels=labels)
-
-
-Q = ("vhost", "queue")
-CH = ("channel",)
-CH_VHOST = ("channel", "vhost")
-
-# each family group (RabbitMQ's "metric family" tables, as /metrics/detailed names them)
-# -> its metrics; a value function per metric takes the object (queue, channel, ...)
-QUEUE_COARSE = [
-    (Family("queue_messages_ready", "gauge", "Messages ready to be delivered to consumers", Q),
-     lambda q: len(q.ready)),
-    (Family("queue_messages_unacked", "gauge",
-            "Messages delivered to consumers but not yet acknowledged", Q),
-     lambda q: q.unacked),
-    (Family("queue_messages", "gauge",
-            "Sum of ready and unacknowledged messages - total queue depth", Q),
-     lambda q: len(q.ready) + q.unacked),
-]
-QUEUE_CONSUMER_COUNT = [
-    (Family("queue_consumers", "gauge", "Consumers on a queue", Q), lambda q: len(q.consumers)),
-]
-QUEUE_METRICS = QUEUE_CONSUMER_COUNT + [
-    (Family("queue_messages_ready_bytes", "gauge", "Size in bytes of ready messages", Q),
-     lambda q: q.ready_bytes),
-    (Family("queue_messages_ram_bytes", "gauge",
-            "Size of ready and unacknowledged messages stored in memory", Q),
-     lambda q: q.ram_bytes),
-    (Family("queue_messages_ready_ram", "gauge", "Ready messages stored in memory", Q),
-     lambda q: sum(1 for m in q.ready if m.body is not None)
-     if q.ram_bytes != q.ready_bytes else len(q.ready)),
-    (Family("queue_messages_paged_out", "gauge", "Messages paged out to disk", Q),
-     lambda q: 0 if q.ram_bytes == q.ready_bytes
-     else sum(1 for m in q.ready if m.body is None)),
-    (Family("queue_messages_paged_out_bytes", "gauge",
-            "Size in bytes of messages paged out to disk", Q),
-     lambda q: q.ready_bytes - q.ram_bytes),
-]
-CHANNEL_METRICS = [
-    (Family("channel_consumers", "gauge", "Consumers on a channel", CH),
-     lambda ch: len(ch.consumers)),
-    (Family("channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages",
-            CH), lambda ch: len(ch.unacked)),
-    (Family("channel_messages_unconfirmed", "gauge", "Published but not yet confirmed messages",
-            CH), lambda ch: ch.publish_seq - ch._confirm_told if ch.confirm_mode else 0),
-    (Family("channel_messages_uncommitted", "gauge",
-            "Messages received in a transaction but not yet committed", CH),
-     lambda ch: len(ch.tx_publishes)),
-    (Family("channel_acks_uncommitted", "gauge",
-            "Message acknowledgements in a transaction not yet committed", CH),
-     lambda ch: sum(len(taken) for taken, _action in ch.tx_settles)),
-    (Family("consumer_prefetch", "gauge", "Limit of unacknowledged messages for each consumer",
-            CH), lambda ch: ch.prefetch_count),
-    (Family("channel_prefetch", "gauge",
-            "Total limit of unacknowledged messages for all consumers on a channel", CH),
-     lambda ch: ch.global_prefetch),
-]
-CHANNEL_EXCHANGE = [
-    (Family("channel_messages_published_total", "counter",
-            "Total number of messages published into an exchange on a channel", CH_VHOST),
-     lambda t: t["published"]),
-    (Family("channel_messages_confirmed_total", "counter",
-            "Total number of messages published into an exchange and confirmed on the channel",
-            CH_VHOST), lambda t: t["_confirm_told"] - t["confirm_nacks"]),
-    (Family("channel_messages_unroutable_returned_total", "counter",
-            "Total number of messages published as mandatory into an exchange and returned to "
-            "the publisher as unroutable", CH_VHOST), lambda t: t["returned"]),
-    (Family("channel_messages_unroutable_dropped_total", "counter",
-            "Total number of messages published as non-mandatory into an exchange and dropped "
-            "as unroutable", CH_VHOST), lambda t: t["unroutable"] - t["returned"]),
-]
-CHANNEL_QUEUE = [
-    (Family("channel_get_ack_total", "counter",
-            "Total number of messages fetched with basic.get in manual acknowledgement mode",
-            CH_VHOST), lambda t: t["get_manual"]),
-    (Family("channel_get_total", "counter",
-            "Total number of messages fetched with basic.get in automatic acknowledgement mode",
-            CH_VHOST), lambda t: t["get_auto"]),
-    (Family("channel_messages_delivered_ack_total", "counter",
-            "Total number of messages delivered to consumers in manual acknowledgement mode",
-            CH_VHOST), lambda t: t["manual_delivered"] - t["get_manual"]),
-    (Family("channel_messages_delivered_total", "counter",
-            "Total number of messages delivered to consumers in automatic acknowledgement mode",
-            CH_VHOST), lambda t: t["next_tag"] - t["manual_delivered"] - t["get_auto"]),
-    (Family("channel_messages_redelivered_total", "counter",
-            "Total number of messages redelivered to consumers", CH_VHOST),
-     lambda t: t["redelivered"]),
-    (Family("channel_messages_acked_total", "counter",
-            "Total number of messages acknowledged by consumers", CH_VHOST),
-     lambda t: t["acked"]),
-    (Family("channel_get_empty_total", "counter",
-            "Total number of times basic.get operations fetched no message", CH_VHOST),
-     lambda t: t["get_empty"]),
-]
-CONNECTION_COARSE = [
-    (Family("connection_incoming_bytes_total", "counter",
-            "Total number of bytes received on a connection", CH),
-     lambda c: c.recv_oct),
-    (Family("connection_outgoing_bytes_total", "counter",
-            "Total number of bytes sent on a connection", CH),
-     lambda c: c.send_oct),
-]
-CONNECTION_METRICS = [
-    (Family("connection_channels", "gauge", "Channels on a connection", CH),
-     lambda c: len(c.channels)),
-]
-QUEUE_EXCHANGE = [
-    (Family("queue_messages_published_total", "counter",
-            "Total number of messages published to queues", Q), lambda q: q.published),
-]
-
+# --- the node-wide families --------------------------------------------------
 GLOBAL_MESSAGES: list[tuple[str, str, bool, Callable[[Broker, dict[str, int]], int]]] = [
     # name, help, labelled by queue_type too, value from (broker, channel totals)
     ("messages_received_total", "Total number of messages received from publishers", False,
@@ -319,22 +173,6 @@ GLOBAL_MESSAGES: list[tuple[str, str, bool, Callable[[Broker, dict[str, int]], i
     ("messages_acknowledged_total", "Total number of messages acknowledged by consumers", True,
      lambda b, t: t["acked"]),
 ]
-
-# /metrics/detailed?family=NAME: RabbitMQ's family names -> what they hold here
-QUEUE_FAMILIES = {"queue_coarse_metrics": QUEUE_COARSE,
-                  "queue_consumer_count": QUEUE_CONSUMER_COUNT,
-                  "queue_metrics": QUEUE_METRICS,
-                  "queue_exchange_metrics": QUEUE_EXCHANGE}
-CHANNEL_FAMILIES = {"channel_metrics": CHANNEL_METRICS}
-CHANNEL_COUNTER_FAMILIES = {"channel_exchange_metrics": CHANNEL_EXCHANGE,
-                            "channel_queue_metrics": CHANNEL_QUEUE}
-CONNECTION_FAMILIES = {"connection_coarse_metrics": CONNECTION_COARSE,
-                       "connection_metrics": CONNECTION_METRICS}
-NODE_FAMILIES = ("connection_churn_metrics", "node_coarse_metrics", "node_metrics",
-                 "auth_attempt_metrics")
-CLUSTER_FAMILIES = ("vhost_status", "exchange_names", "exchange_bindings")
-FAMILIES = frozenset([*QUEUE_FAMILIES, *CHANNEL_FAMILIES, *CHANNEL_COUNTER_FAMILIES,
-                      *CONNECTION_FAMILIES, *NODE_FAMILIES, *CLUSTER_FAMILIES])
 
 
 class Scrape:
@@ -606,7 +444,6 @@ class BrokerCollector(Collector):
         return m
 
 
-# --- the HTTP side -------------------------------------------------------------
 def registry_for(broker: Broker, scrape: Scrape | None = None,
                  process: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
@@ -614,115 +451,3 @@ def registry_for(broker: Broker, scrape: Scrape | None = None,
     if process:
         ProcessCollector(registry=registry)
     return registry
-
-
-class BadRequest(Exception):
-    pass
-
-
-def detailed_scrape(broker: Broker, params: Any) -> Scrape:
-    """Scrape for /metrics/detailed from its query: family and vhost may repeat (unknown
-    families and vhosts are ignored, as RabbitMQ does), queue is a regex."""
-    families = frozenset(f for f in params.getlist("family") if f in FAMILIES)
-    vhost_names = params.getlist("vhost")
-    vhosts = {v for v in vhost_names if v in broker.vhosts} if vhost_names else None
-    queue = params.get("queue") or ""
-    queue_filter = None
-    if len(queue) > MAX_QUEUE_FILTER:
-        raise BadRequest("'queue' regex too long")
-    if queue:
-        try:
-            queue_filter = re.compile(queue)
-        except re.error as exc:
-            raise BadRequest(f"Invalid 'queue' regex at position {exc.pos}: {exc.msg}") from None
-    return Scrape("detailed", "rabbitmq_detailed_", families, vhosts, queue_filter)
-
-
-class _One(Collector):
-    def __init__(self, metric: Metric) -> None:
-        self.metric = metric
-
-    def collect(self) -> Iterator[Metric]:
-        yield self.metric
-
-
-async def stream(registry: CollectorRegistry) -> AsyncIterator[bytes]:
-    """The exposition one family at a time, letting the broker's loop run in between:
-    per object with 10,000 queues is seconds of work, which must not stall the broker."""
-    for metric in registry.collect():
-        yield generate_latest(_One(metric))
-        await anyio.sleep(0)
-
-
-def create_metrics_app(broker: Broker) -> Starlette:
-    """The Prometheus endpoints as a Starlette app (GET and HEAD; 405 otherwise)."""
-    aggregated = registry_for(broker, Scrape("aggregated"))
-    per_object = registry_for(broker, Scrape("per-object"))
-
-    def render(registry: CollectorRegistry) -> Response:
-        return StreamingResponse(stream(registry), media_type=CONTENT_TYPE)
-
-    async def metrics(request: Request) -> Response:
-        return render(aggregated)
-
-    async def metrics_per_object(request: Request) -> Response:
-        return render(per_object)
-
-    async def metrics_detailed(request: Request) -> Response:
-        try:
-            scrape = detailed_scrape(broker, request.query_params)
-        except BadRequest as exc:
-            return PlainTextResponse(str(exc), status_code=400)
-        return render(registry_for(broker, scrape, process=False))
-
-    return Starlette(routes=[
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/metrics/per-object", metrics_per_object, methods=["GET"]),
-        Route("/metrics/detailed", metrics_detailed, methods=["GET"]),
-    ])
-
-
-def bind(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets for host:port: one for a host, else IPv4 and IPv6 (v6-only) on
-    every interface, as the AMQP and management listeners."""
-    from .management import serve as http
-
-    if host:
-        return [http._socket(http._family(host), host, port)]
-    v4 = http._socket(socket.AF_INET, "0.0.0.0", port)
-    try:
-        return [v4, http._socket(socket.AF_INET6, "::", v4.getsockname()[1])]
-    except OSError:
-        return [v4]  # no IPv6 here
-
-
-async def serve(broker: Broker, config: Config) -> None:
-    """Serve the Prometheus endpoints on config.address("prometheus") until cancelled,
-    with the management API's HTTP server (uvicorn in the broker's loop). A port that
-    cannot be bound is logged and the broker runs on: metrics are for operators."""
-    from .management import serve as http
-
-    host, port = config.address("prometheus")
-    if not port:
-        return
-    try:
-        sockets = bind(host, port)
-    except OSError as exc:
-        broker.log.error("metrics endpoint unavailable", host=host or "[::] and 0.0.0.0",
-                         port=port, error=exc.strerror or str(exc))
-        return
-    server = http.ManagementServer(http.uvicorn_config(create_metrics_app(broker)))
-    broker.log.info("metrics endpoint", host=host or "[::] and 0.0.0.0",
-                    port=http.port_of(sockets), path="/metrics")
-    finished = False
-    try:
-        await server.serve(sockets=sockets)
-        finished = True
-    finally:
-        if not finished and server.started:
-            with anyio.CancelScope(shield=True):
-                server.force_exit = True  # do not wait for idle keep-alive connections
-                with anyio.move_on_after(http.SHUTDOWN_GRACE + 1):
-                    await server.shutdown(sockets=sockets)
-        for sock in sockets:
-            sock.close()

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from amqp_broker.config import Config
-from amqp_broker.metrics import create_metrics_app
+from amqp_broker.metrics_http import create_metrics_app
 from tests.inproc import Client, make_broker
 
 DOCKER = Path(__file__).resolve().parent.parent / "docker"

@@ -16,7 +16,8 @@ from starlette.testclient import TestClient
 
 from amqp_broker.broker import Broker
 from amqp_broker.counters import SIZE_BOUNDS
-from amqp_broker.metrics import SIZE_LE, create_metrics_app
+from amqp_broker.metrics import SIZE_LE
+from amqp_broker.metrics_http import create_metrics_app
 from tests.helpers import free_port, pika_connect
 from tests.inproc import Client, make_broker, of_type
 
@@ -380,7 +381,8 @@ def test_scrape_streams_family_by_family_letting_the_broker_run() -> None:
     in between (other tasks run: the broker is not stalled for the whole scrape)."""
     import anyio
 
-    from amqp_broker.metrics import Scrape, registry_for, stream
+    from amqp_broker.metrics import Scrape, registry_for
+    from amqp_broker.metrics_http import stream
 
     broker = make_broker()
     for i in range(500):
