@@ -98,17 +98,11 @@ def create_metrics_app(broker: Broker) -> Starlette:
 
 
 def bind(host: str, port: int) -> list[socket.socket]:
-    """Listening sockets for host:port: one for a host, else IPv4 and IPv6 (v6-only) on
-    every interface, as the AMQP and management listeners."""
+    """Listening sockets for host:port, as the management listener's (a port busy on IPv4
+    or IPv6 is an OSError naming the prometheus listener)."""
     from .management import serve as http
 
-    if host:
-        return [http._socket(http._family(host), host, port)]
-    v4 = http._socket(socket.AF_INET, "0.0.0.0", port)
-    try:
-        return [v4, http._socket(socket.AF_INET6, "::", v4.getsockname()[1])]
-    except OSError:
-        return [v4]  # no IPv6 here
+    return http.listen(host or None, port, "prometheus")
 
 
 async def serve(broker: Broker, config: Config) -> None:

@@ -444,3 +444,28 @@ def test_dead_lettered_by_reason_and_strategy() -> None:
     assert value(s, name.format("maxlen"), dead_letter_strategy="disabled") == 2
     assert value(s, name.format("expired"), dead_letter_strategy="at_most_once") == 0
     assert value(s, "rabbitmq_queue_messages_ready") == 3  # dlq 2, short 1
+
+
+def test_metrics_listener_refuses_a_port_busy_on_ipv6_only() -> None:
+    """A port free on IPv4 but taken on IPv6 is an error naming the listener, not a
+    silent IPv4-only endpoint (and the IPv4 socket is not left open)."""
+    import socket
+
+    from amqp_broker import metrics_http
+    taken = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        taken.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        taken.bind(("::", 0))
+    except OSError:
+        taken.close()
+        pytest.skip("no IPv6 on this machine")
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="prometheus listener"):
+            metrics_http.bind("", port)
+        free = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        free.bind(("0.0.0.0", port))  # the IPv4 side was given back
+        free.close()
+    finally:
+        taken.close()

@@ -71,6 +71,12 @@ def bind(config: Config) -> list[socket.socket]:
     host, port = config.address("management")
     if not port:
         return []
+    return listen(host, port, "management")
+
+
+def listen(host: str | None, port: int, what: str) -> list[socket.socket]:
+    """Listening sockets for an HTTP listener: one for a host, else IPv4 and IPv6 (v6-only)
+    on every interface. OSError naming the listener when the port is busy (on either)."""
     where = f"{host or '[::] and 0.0.0.0'}:{port}"
     try:
         if host:
@@ -86,7 +92,7 @@ def bind(config: Config) -> list[socket.socket]:
         return [v4, v6]
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise OSError(exc.errno, f"management listener on {where}: {reason}") from None
+        raise OSError(exc.errno, f"{what} listener on {where}: {reason}") from None
 
 
 def port_of(sockets: list[socket.socket]) -> int:
