@@ -3,8 +3,8 @@
 Every line is one event: `timestamp` (ISO 8601, UTC), `level`, `event` (a fixed
 phrase) and the event's fields (`peer` as "host:port", `user`, `vhost`, `channel`,
 `reply_code`, `reply_text`, `method`, ...). Lines from stdlib loggers (the storage
-package) also carry `logger`, the fields passed with `extra={...}`, and the values of a
-%-style message as `args`, so JSON mode keeps them as fields.
+package) also carry `logger` and the fields passed with `extra={...}`; one without such fields carries
+the values of its %-style message as `args`, so JSON mode keeps them.
 """
 
 from __future__ import annotations
@@ -51,12 +51,16 @@ def configure(level: str = "info", fmt: str = "console") -> None:
     root.setLevel(numeric)
 
 
+_STANDARD_KEYS = {"event", "logger", "level", "timestamp", "_record", "_from_structlog"}
+
+
 def _positional_args(logger: Any, name: str,
                      event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A stdlib record's %-style values as the `args` field (the formatted text alone
     would lose them in JSON mode)."""
     args = event.pop("positional_args", None)
-    if isinstance(args, tuple) and args:
+    # a line that names its fields with extra={...} has them already: no `args` twice
+    if isinstance(args, tuple) and args and not event.keys() - _STANDARD_KEYS:
         event["args"] = [a if isinstance(a, (int, float, bool)) or a is None else str(a)
                          for a in args]
     return event

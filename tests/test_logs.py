@@ -53,11 +53,17 @@ def test_stdlib_lines_keep_their_fields_in_json(json_logs: Any) -> None:
     first, second = lines_of(json_logs.getvalue())
     assert first["event"] == "store file /data/seg-1: corrupt record at offset 4096"
     assert first["level"] == "error" and first["logger"] == "amqp_broker.storage.segment"
-    assert first["args"] == ["/data/seg-1", 4096]
+    assert "args" not in first  # its extra fields name the values already
     assert first["file"] == "/data/seg-1" and first["offset"] == 4096
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", first["timestamp"])
     assert second == {"event": "channel error", "peer": "127.0.0.1:5555", "reply_code": 404,
                       "level": "warning", "timestamp": second["timestamp"]}
+
+
+def test_stdlib_lines_without_fields_keep_their_values_as_args(json_logs: Any) -> None:
+    logging.getLogger("amqp_broker.storage").warning("segment %s truncated at %d", "s-2", 17)
+    (line,) = lines_of(json_logs.getvalue())
+    assert line["args"] == ["s-2", 17] and line["event"] == "segment s-2 truncated at 17"
 
 
 def test_unknown_format_or_level_is_refused() -> None:
