@@ -3,8 +3,9 @@
 Every line is one event: `timestamp` (ISO 8601, UTC), `level`, `event` (a fixed
 phrase) and the event's fields (`peer` as "host:port", `user`, `vhost`, `channel`,
 `reply_code`, `reply_text`, `method`, ...). Lines from stdlib loggers (the storage
-package) also carry `logger` and the fields passed with `extra={...}`; one without such fields carries
-the values of its %-style message as `args`, so JSON mode keeps them.
+package) also carry `logger` and the fields passed with `extra={...}`; one without
+such fields carries the values of its %-style message as `args`, so JSON mode keeps
+them.
 """
 
 from __future__ import annotations
