@@ -302,9 +302,13 @@ class Channel:
         consumer (consumer_tag_raw) or direct reply-to, basic.get-ok for basic.get."""
         conn = self.connection
         if consumer_tag_raw is not None:
-            conn.write(fast.deliver_frames(self.number, consumer_tag_raw, tag, redelivered,
-                                           exchange_raw, routing_key_raw, props, body,
-                                           conn.frame_max))
+            frames = fast.deliver_frames(self.number, consumer_tag_raw, tag, redelivered,
+                                         exchange_raw, routing_key_raw, props, body,
+                                         conn.frame_max)
+            if isinstance(frames, bytes):
+                conn.write(frames)
+            else:
+                conn.write_parts(frames)
             return
         conn.write(method_frame(self.number, encode_method(make(
             commands.Basic.GetOk, delivery_tag=tag, redelivered=redelivered,

@@ -162,6 +162,14 @@ class Connection:
             self._wake_pending = True
             self.on_output()
 
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Several buffers queued as they are, not joined (a big body is copied once,
+        when the shell takes the output)."""
+        last = parts.pop()
+        self._out.extend(parts)
+        self.out_size += sum(len(part) for part in parts)
+        self.write(last)
+
     def write_content(self, channel: int, props: bytes, body: bytes) -> None:
         for part in content_frames(channel, props, body, self.frame_max):
             self.write(part)

@@ -236,3 +236,25 @@ def test_publisher_that_never_reads_its_returns_is_no_longer_read(broker: Any) -
         finally:
             stop.set()
             t.join(5)
+
+
+def test_a_big_body_is_queued_apart_and_counted_whole() -> None:
+    """A 64 KiB delivery goes into the output as its frames plus the body itself (not
+    copied into one buffer first); out_size counts all of it and the client gets it."""
+    broker = make_broker()
+    pub, sub = Client(broker), Client(broker)
+    pub.open_channel()
+    sub.open_channel()
+    pub.send(commands.Queue.Declare(queue="big"), 1)
+    sub.send(commands.Basic.Consume(queue="big", no_ack=True), 1)
+    sub.frames()
+    body = os.urandom(64 * 1024)
+    pub.publish(1, "", "big", body)
+    conn = sub.conn
+    assert any(len(part) == len(body) and part == body
+               for part in conn._out)
+    queued = conn.out_size
+    assert queued == sum(len(part) for part in conn._out) > len(body)
+    got = [v for _, v in sub.frames() if isinstance(v, ContentBody)]
+    assert b"".join(v.value for v in got) == body
+    assert conn.out_size == 0 and conn.in_flight == queued

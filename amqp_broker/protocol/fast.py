@@ -272,10 +272,15 @@ _body_head = struct.Struct(">BHI")
 _tag_bits = struct.Struct(">QB")
 
 
+# a body at least this big is handed to the output apart from its frames (deliver_frames)
+BIG_BODY = 16 * 1024
+
+
 def deliver_frames(channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool,
                    exchange: bytes, routing_key: bytes, properties: bytes, body: bytes,
-                   frame_max: int) -> bytes:
-    """basic.deliver + content header + body frames as one bytes object.
+                   frame_max: int) -> bytes | list[bytes]:
+    """basic.deliver + content header + body frames as one bytes object; for a body of
+    BIG_BODY bytes or more that fits one frame, as [frames before it, body, frame end].
 
     consumer_tag, exchange and routing_key arrive pre-encoded with their
     length octet so nothing is re-encoded per delivery.
@@ -297,6 +302,10 @@ def deliver_frames(channel: int, consumer_tag: bytes, delivery_tag: int, redeliv
         chunk = frame_max - 8
         if body_len <= chunk:
             parts += (_body_head.pack(FRAME_BODY, channel, body_len), body, FRAME_END_BYTE)
+            if body_len >= BIG_BODY:
+                # the frames around a big body are joined, the body is not: it is copied
+                # once, into the connection's output, not twice
+                return [b"".join(parts[:-2]), body, FRAME_END_BYTE]
         else:
             for start in range(0, body_len, chunk):
                 piece = body[start: start + chunk]
