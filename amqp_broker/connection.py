@@ -92,7 +92,7 @@ class Connection:
         # the handshake's state, copied after each of its transitions (_handle, _finish):
         # read for every frame, so a plain attribute rather than a property
         self.state = self.handshake.state
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self.out_size = 0  # queued for the shell, not yet taken
         self.in_flight = 0  # taken by the shell, being sent (until drained)
         self._wake_pending = False
@@ -162,13 +162,12 @@ class Connection:
             self._wake_pending = True
             self.on_output()
 
-    def write_parts(self, parts: list[bytes]) -> None:
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
         """Several buffers queued as they are, not joined (a big body is copied once,
         when the shell takes the output)."""
-        last = parts.pop()
         self._out.extend(parts)
         self.out_size += sum(len(part) for part in parts)
-        self.write(last)
+        self.write(b"")  # write()'s bookkeeping: high water, throttling, waking the shell
 
     def write_content(self, channel: int, props: bytes, body: bytes) -> None:
         for part in content_frames(channel, props, body, self.frame_max):
@@ -280,7 +279,8 @@ class Connection:
         self._wake_pending = False
         if not out:
             return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
+        first = out[0]
+        data = first if len(out) == 1 and isinstance(first, bytes) else b"".join(out)
         self.send_oct += len(data)
         self._out = []
         self.out_size = 0

@@ -278,16 +278,17 @@ BIG_BODY = 16 * 1024
 
 def deliver_frames(channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool,
                    exchange: bytes, routing_key: bytes, properties: bytes, body: bytes,
-                   frame_max: int) -> bytes | list[bytes]:
+                   frame_max: int) -> bytes | list[bytes | memoryview]:
     """basic.deliver + content header + body frames as one bytes object; for a body of
-    BIG_BODY bytes or more that fits one frame, as [frames before it, body, frame end].
+    BIG_BODY bytes or more that fits one frame, as [frames before it, body, frame end];
+    for a body over several frames, as a list of parts with views of the body.
 
     consumer_tag, exchange and routing_key arrive pre-encoded with their
     length octet so nothing is re-encoded per delivery.
     """
     method_size = 4 + len(consumer_tag) + 9 + len(exchange) + len(routing_key)
     body_len = len(body)
-    parts = [
+    parts: list[bytes | memoryview] = [
         _deliver_head.pack(FRAME_METHOD, channel, method_size, 60, 60),
         consumer_tag,
         _tag_bits.pack(delivery_tag, 1 if redelivered else 0),
@@ -307,9 +308,13 @@ def deliver_frames(channel: int, consumer_tag: bytes, delivery_tag: int, redeliv
                 # once, into the connection's output, not twice
                 return [b"".join(parts[:-2]), body, FRAME_END_BYTE]
         else:
+            # a body over several frames: views of it, not slices (copies); the pieces are
+            # joined once, into the connection's output
+            view = memoryview(body)
             for start in range(0, body_len, chunk):
-                piece = body[start: start + chunk]
+                piece = view[start: start + chunk]
                 parts += (_body_head.pack(FRAME_BODY, channel, len(piece)), piece, FRAME_END_BYTE)
+            return parts
     return b"".join(parts)
 
 
