@@ -69,6 +69,19 @@ ConnState = handshake.State
 
 
 class Connection:
+    # slots: read for every frame; more than 30 plain attributes would cost CPython its
+    # fast attribute layout. __dict__ stays for tests that replace a method.
+    __slots__ = (
+        "_held_input", "_out", "_wake_pending", "access", "alarm_blocked", "auth_mechanism",
+        "broker", "channel_max", "channels", "client_properties", "close_reason", "config",
+        "confirms_due", "connected_at", "exclusive_queues", "finished_routes", "frame_max",
+        "gate", "handshake", "heartbeat", "hold_output_until", "in_flight", "last_queue_name",
+        "last_received", "local", "mechanisms", "on_output", "on_resume", "out_size", "paused",
+        "peer", "peer_cert_login", "peer_cert_refusal", "peer_host", "peer_label", "published",
+        "reader", "recv_oct", "routing", "send_oct", "state", "throttled", "tls_session",
+        "user", "vhost", "write_blocked", "__dict__"
+    )
+
     def __init__(self, broker: Broker, peer: tuple[str, int] | None = None,
                  on_output: Callable[[], None] | None = None) -> None:
         self.broker = broker

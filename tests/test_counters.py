@@ -55,3 +55,20 @@ def test_publish_path_small_message_bound_is_the_first_bucket() -> None:
     from amqp_broker.channel import Channel
     assert SIZE_BOUNDS[0] == 100
     assert "if size > 100:" in inspect.getsource(Channel.publish)
+
+
+def test_connection_attributes_are_slots() -> None:
+    """Connection keeps every attribute it sets in __slots__ (it has more than 30): one
+    set outside them would land in the instance dict, the slow layout, unnoticed."""
+    from pamqp import commands
+
+    broker = make_broker()
+    c = Client(broker)
+    c.open_channel(1)
+    c.send(commands.Queue.Declare(queue="q"), 1)
+    c.publish(1, "", "q", b"x")
+    c.frames()
+    assert vars(c.conn) == {}
+    c.conn.force_close()
+    c.conn.connection_lost()
+    assert vars(c.conn) == {}
