@@ -37,7 +37,7 @@ from .queue import MESSAGE_OVERHEAD, Consumer, Message, Queue
 
 if TYPE_CHECKING:
     from .connection import Connection
-    from .vhost import Exchange
+    from .vhost import Authorize, Exchange
 
 ACK, DROP, REQUEUE = 0, 1, 2
 UNACKED_SAMPLE = 32  # deliveries sampled to estimate what a channel's unacked ones hold
@@ -149,6 +149,19 @@ class Channel:
     def permit_topic(self, ex: Exchange, routing_key: str, perm: str) -> None:
         """403 unless the user's topic permissions on ex allow the routing key."""
         permissions.check_topic(self.connection.access, self.vhost.name, ex, routing_key, perm)
+
+    def declare_checks(self, kind: str, arguments: dict[str, Any]) -> Authorize:
+        """The permission checks of a declare, for VHost.declare_* to run once the name
+        is known and whether it is new."""
+        access, vhost = self.connection.access, self.vhost.name
+        return lambda name, new: permissions.check_declare(access, vhost, kind, name, new,
+                                                           arguments)
+
+    def permit_binding(self, dest_kind: str, dest: str, source: str,
+                       routing_key: str) -> None:
+        """403 unless the user may bind dest to source with routing_key."""
+        permissions.check_binding(self.connection.access, self.vhost.name,
+                                  self.vhost.exchanges, dest_kind, dest, source, routing_key)
 
     # --- publish -------------------------------------------------------------
     def get_exchange_for_publish(self, name: str, routing_key: str) -> Any:

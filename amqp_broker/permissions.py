@@ -49,7 +49,7 @@ permissions bumps a generation number that empties those memories.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -362,6 +362,38 @@ def check_topic(ctx: UserContext, vhost: str, exchange: NamedExchange, routing_k
                         f"'{exchange.name}' in vhost '{vhost}' refused for user "
                         f"'{ctx.username}'")
     ctx.passed.add(key)
+
+
+# the argument of a new exchange or queue that names another exchange it will publish to
+SIDE_EXCHANGE = {"exchange": "alternate-exchange", "queue": "x-dead-letter-exchange"}
+
+
+def check_declare(ctx: UserContext, vhost: str, kind: str, name: str, new: bool,
+                  arguments: Mapping[str, Any]) -> None:
+    """A declare's checks (AMQP or the management API), in RabbitMQ's order: configure
+    on the exchange or queue; a new one whose alternate or dead-letter exchange is set
+    also needs read on itself and write on that exchange."""
+    check_resource(ctx, vhost, kind, name, "configure")
+    other = arguments.get(SIDE_EXCHANGE[kind]) if new else None
+    if isinstance(other, bytes):
+        other = other.decode("utf-8", "surrogateescape")
+    if isinstance(other, str):
+        check_resource(ctx, vhost, kind, name, "read")
+        check_resource(ctx, vhost, "exchange", other, "write")
+
+
+def check_binding(ctx: UserContext, vhost: str, exchanges: Mapping[str, NamedExchange],
+                  dest_kind: str, dest: str, source: str, routing_key: str) -> None:
+    """A bind or unbind's checks (AMQP or the management API), in RabbitMQ's order:
+    write on the destination, the default exchange refused at either end, read on the
+    source, then topic read on the source when it exists."""
+    check_resource(ctx, vhost, dest_kind, dest, "write")
+    if source == "" or (dest == "" and dest_kind == "exchange"):
+        raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+    check_resource(ctx, vhost, "exchange", source, "read")
+    ex = exchanges.get(source)
+    if ex is not None:
+        check_topic(ctx, vhost, ex, routing_key, "read")
 
 
 def can_access_vhost(access: AccessControl, username: str, vhost: str) -> bool:

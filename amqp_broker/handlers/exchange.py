@@ -5,21 +5,13 @@ from __future__ import annotations
 from pamqp import commands
 
 from ..channel import Channel, Handlers
-from ..protocol.errors import ACCESS_REFUSED, AMQPError
 
 
 def declare(ch: Channel, method: commands.Exchange.Declare) -> None:
-    def authorize(name: str, new: bool) -> None:
-        ch.permit("exchange", name, "configure")
-        alternate = method.arguments.get("alternate-exchange") if new else None
-        if isinstance(alternate, str | bytes):
-            # a new exchange with an alternate: read on it and write on the alternate
-            ch.permit("exchange", name, "read")
-            ch.permit("exchange", _text(alternate), "write")
-
     ex = ch.vhost.declare_exchange(method.exchange, method.exchange_type, method.passive,
                                    method.durable, method.auto_delete, method.internal,
-                                   method.arguments, authorize)
+                                   method.arguments,
+                                   ch.declare_checks("exchange", method.arguments))
     if not method.nowait:
         keys = (ch.vhost.exchange_key(ex.name),) if ex.durable else ()
         ch.send_synced(keys, commands.Exchange.DeclareOk)
@@ -39,7 +31,7 @@ def delete(ch: Channel, method: commands.Exchange.Delete) -> None:
 
 def bind(ch: Channel, method: commands.Exchange.Bind) -> None:
     vhost = ch.vhost
-    permit_binding(ch, "exchange", method.destination, method.source, method.routing_key)
+    ch.permit_binding("exchange", method.destination, method.source, method.routing_key)
     dest = vhost.get_exchange(method.destination)
     source = vhost.get_exchange(method.source)
     vhost.bind(source, dest, method.routing_key, method.arguments)
@@ -50,7 +42,7 @@ def bind(ch: Channel, method: commands.Exchange.Bind) -> None:
 
 def unbind(ch: Channel, method: commands.Exchange.Unbind) -> None:
     vhost = ch.vhost
-    permit_binding(ch, "exchange", method.destination, method.source, method.routing_key)
+    ch.permit_binding("exchange", method.destination, method.source, method.routing_key)
     found = vhost.unbind_endpoints(method.source, method.destination, "exchange")
     if found is None:  # source or destination gone: unbind-ok, as RabbitMQ
         if not method.nowait:
@@ -61,23 +53,6 @@ def unbind(ch: Channel, method: commands.Exchange.Unbind) -> None:
     if not method.nowait:
         ch.send_synced(vhost.binding_definition_keys(source, dest, method.routing_key,
                                                      method.arguments), commands.Exchange.UnbindOk)
-
-
-def permit_binding(ch: Channel, dest_kind: str, dest: str, source: str,
-                   routing_key: str) -> None:
-    """A bind or unbind's checks, in RabbitMQ's order: write on the destination, the
-    default exchange refused at either end, read on the source, then topic read."""
-    ch.permit(dest_kind, dest, "write")
-    if source == "" or (dest == "" and dest_kind == "exchange"):
-        raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-    ch.permit("exchange", source, "read")
-    ex = ch.vhost.exchanges.get(source)
-    if ex is not None and ex.type_name == "topic":
-        ch.permit_topic(ex, routing_key, "read")
-
-
-def _text(value: str | bytes) -> str:
-    return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
 
 
 HANDLERS: Handlers = {

@@ -7,7 +7,6 @@ from pamqp import commands
 from ..channel import Channel, Handlers
 from ..protocol.errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 from ..queue import Queue
-from .exchange import _text, permit_binding
 
 
 def _queue_name(ch: Channel, name: str) -> str:
@@ -22,18 +21,10 @@ def _queue_keys(ch: Channel, q: Queue) -> tuple[str, ...]:
 
 def declare(ch: Channel, method: commands.Queue.Declare) -> None:
     conn = ch.connection
-
-    def authorize(name: str, new: bool) -> None:
-        ch.permit("queue", name, "configure")
-        dlx = method.arguments.get("x-dead-letter-exchange") if new else None
-        if isinstance(dlx, str | bytes):
-            # a new queue that dead-letters: read on it and write on the exchange
-            ch.permit("queue", name, "read")
-            ch.permit("exchange", _text(dlx), "write")
-
     q, _created = ch.vhost.declare_queue(method.queue, method.passive, method.durable,
                                          method.exclusive, method.auto_delete,
-                                         method.arguments, conn, authorize)
+                                         method.arguments, conn,
+                                         ch.declare_checks("queue", method.arguments))
     conn.last_queue_name = q.name
     if q.exclusive_owner is conn:
         conn.exclusive_queues.add(q)
@@ -45,7 +36,7 @@ def declare(ch: Channel, method: commands.Queue.Declare) -> None:
 def bind(ch: Channel, method: commands.Queue.Bind) -> None:
     vhost = ch.vhost
     name = _queue_name(ch, method.queue)
-    permit_binding(ch, "queue", name, method.exchange, method.routing_key)
+    ch.permit_binding("queue", name, method.exchange, method.routing_key)
     q = vhost.get_queue(name, ch.connection)
     ex = vhost.get_exchange(method.exchange)
     vhost.bind(ex, q, method.routing_key, method.arguments)
@@ -59,7 +50,7 @@ def unbind(ch: Channel, method: commands.Queue.Unbind) -> None:
     name = _queue_name(ch, method.queue)
     if not name:
         raise AMQPError(NOT_FOUND, "no previously declared queue")
-    permit_binding(ch, "queue", name, method.exchange, method.routing_key)
+    ch.permit_binding("queue", name, method.exchange, method.routing_key)
     found = vhost.unbind_endpoints(method.exchange, name, "queue")
     if found is None:  # queue or exchange gone: unbind-ok, as RabbitMQ
         ch.send(commands.Queue.UnbindOk)

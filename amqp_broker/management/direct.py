@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from ..broker import Broker
     from ..permissions import UserContext
-    from ..vhost import Exchange, VHost
+    from ..vhost import Authorize, Exchange, VHost
     from .auth import Login
 
 # the connection an API declare acts for: not None, so declares are checked as a
@@ -53,15 +53,16 @@ class Actor:
     def permit_topic(self, ex: Exchange, routing_key: str, perm: str) -> None:
         permissions.check_topic(self.access, self.vhost.name, ex, routing_key, perm)
 
+    def declare_checks(self, kind: str, arguments: dict[str, Any]) -> Authorize:
+        """A declare's checks, as an AMQP channel of this user makes them."""
+        access, vhost = self.access, self.vhost.name
+        return lambda name, new: permissions.check_declare(access, vhost, kind, name, new,
+                                                           arguments)
+
     def permit_binding(self, dest_kind: str, dest: str, source: str, routing_key: str) -> None:
-        """A bind or unbind's checks in RabbitMQ's order (as handlers.exchange)."""
-        self.permit(dest_kind, dest, "write")
-        if source == "" or (dest == "" and dest_kind == "exchange"):
-            raise AMQPError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        self.permit("exchange", source, "read")
-        ex = self.vhost.exchanges.get(source)
-        if ex is not None and ex.type_name == "topic":
-            self.permit_topic(ex, routing_key, "read")
+        """A bind or unbind's checks, as an AMQP channel of this user makes them."""
+        permissions.check_binding(self.access, self.vhost.name, self.vhost.exchanges,
+                                  dest_kind, dest, source, routing_key)
 
 
 def direct_error(exc: AMQPError) -> ApiError:

@@ -110,17 +110,9 @@ async def put_exchange(request: Request) -> Response:
     broker = broker_of(request)
     actor = Actor(broker, user.name, vhost)
     existed = name in vhost.exchanges
-
-    def authorize(ex_name: str, new: bool) -> None:
-        actor.permit("exchange", ex_name, "configure")
-        alternate = arguments.get("alternate-exchange") if new else None
-        if isinstance(alternate, str):
-            actor.permit("exchange", ex_name, "read")
-            actor.permit("exchange", alternate, "write")
-
     try:
         ex = vhost.declare_exchange(name, type_name, False, durable, auto_delete, internal,
-                                    arguments, authorize)
+                                    arguments, actor.declare_checks("exchange", arguments))
     except AMQPError as exc:
         raise direct_error(exc) from None
     if ex.durable:

@@ -202,17 +202,9 @@ async def put_queue(request: Request) -> Response:
     broker = broker_of(request)
     actor = Actor(broker, user.name, vhost)
     existed = name in vhost.queues
-
-    def authorize(queue_name: str, new: bool) -> None:
-        actor.permit("queue", queue_name, "configure")
-        dlx = arguments.get("x-dead-letter-exchange") if new else None
-        if isinstance(dlx, str):
-            actor.permit("queue", queue_name, "read")
-            actor.permit("exchange", dlx, "write")
-
     try:
         q, _created = vhost.declare_queue(name, False, durable, False, auto_delete, arguments,
-                                          API_CLIENT, authorize)
+                                          API_CLIENT, actor.declare_checks("queue", arguments))
     except AMQPError as exc:
         raise direct_error(exc) from None
     if q.persists:
