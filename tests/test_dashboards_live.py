@@ -25,7 +25,10 @@ from tests.helpers import BrokerProcess, free_port, pika_connect, port_open, sto
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
 RABBITMQ_DASHBOARD = ("deps/rabbitmq_prometheus/docker/grafana/dashboards/"
                       "RabbitMQ-Overview.json")
-MIRROR = Path(os.environ.get("RABBITMQ_SOURCE_GIT", "/work/.mirror/rabbitmq+rabbitmq-server/repo"))
+# RabbitMQ's source as a bare git dir: RABBITMQ_SOURCE_GIT, else where the search tool's
+# fetch puts it, beside the checkout (the RabbitMQ half is skipped when it is absent)
+MIRROR = Path(os.environ.get("RABBITMQ_SOURCE_GIT") or Path(__file__).resolve().parents[2]
+              / ".mirror" / "rabbitmq+rabbitmq-server" / "repo")
 NAMESPACE = "amqp-broker"
 
 
