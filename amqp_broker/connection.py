@@ -24,7 +24,7 @@ from . import permissions
 from .channel import ACK, Channel
 from .exchanges.topic import Finished, TopicRouting
 from .handlers import HANDLERS
-from .identity import CAPABILITIES, client_name, peer_name, server_properties
+from .identity import client_name, peer_name, server_properties
 from .protocol import channels, fast, handshake, sasl
 from .protocol.channels import Action, ChannelState
 from .protocol.codec import Method, decode_method, encode_method, make, name_of
@@ -653,4 +653,4 @@ def _ignore_release(_arg: Any, _ok: bool) -> None:
     return None
 
 
-__all__ = ["CAPABILITIES", "ConnState", "Connection"]
+__all__ = ["ConnState", "Connection"]
