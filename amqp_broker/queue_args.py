@@ -28,6 +28,9 @@ class QueueArgs:
     max_priority: int | None = None
     single_active_consumer: bool = False
     queue_type: str = "classic"  # classic or quorum (a quorum queue is a durable one here)
+    # x-delivery-limit: returns (requeues) a message may have before it is dead-lettered
+    # (reason delivery_limit) or dropped; quorum in RabbitMQ, classic too here (LavinMQ)
+    delivery_limit: int | None = None
 
     @property
     def limited(self) -> bool:
@@ -40,7 +43,8 @@ TYPE_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "classic": ("x-expires", "x-message-ttl", "x-dead-letter-exchange",
                 "x-dead-letter-routing-key", "x-max-length", "x-max-length-bytes",
                 "x-max-priority", "x-overflow", "x-queue-mode", "x-queue-version",
-                "x-single-active-consumer", "x-queue-type", "x-queue-master-locator"),
+                "x-single-active-consumer", "x-queue-type", "x-queue-master-locator",
+                "x-delivery-limit"),  # not in RabbitMQ: classic queues take it here, as LavinMQ's
     "quorum": ("x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy",
                "x-expires", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
                "x-max-in-memory-bytes", "x-overflow", "x-single-active-consumer",
@@ -59,7 +63,7 @@ KNOWN_ARGUMENTS = frozenset(a for args in TYPE_ARGUMENTS.values() for a in args)
 # ignore: refused (406) rather than silently accepted. x-queue-mode, x-queue-version,
 # x-queue-master-locator, x-quorum-initial-group-size, x-queue-leader-locator and
 # x-max-in-memory-* only tune a RabbitMQ cluster's memory or placement: accepted.
-NOT_IMPLEMENTED = ("x-delivery-limit",)
+NOT_IMPLEMENTED: tuple[str, ...] = ()
 _LEADER_LOCATORS = ("client-local", "balanced", "random", "least-leaders")
 _MAX_EXPIRY = 315_360_000_000  # ten years in ms (rabbit_misc:check_expiry)
 
@@ -148,7 +152,7 @@ def _check_value(name: str, value: Any, arguments: dict[str, Any]) -> str | None
     if name == "x-dead-letter-strategy":
         return one_of(("at-most-once", "at-least-once"), "invalid_dlx_strategy")
     if name in ("x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
-                "x-max-in-memory-bytes", "x-stream-max-segment-size-bytes"):
+                "x-max-in-memory-bytes", "x-stream-max-segment-size-bytes", "x-delivery-limit"):
         return integer()
     if name == "x-max-priority":
         error = integer()
@@ -243,7 +247,10 @@ _DECLARE_ORDER = (
     "x-dead-letter-strategy", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
     "x-max-in-memory-bytes", "x-max-priority", "x-overflow", "x-queue-mode", "x-queue-version",
     "x-single-active-consumer", "x-queue-type", "x-quorum-initial-group-size", "x-max-age",
-    "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator")
+    "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator",
+    # RabbitMQ checks no value of x-delivery-limit (-1 or "abc" are accepted); here it is
+    # a non-negative integer like x-max-length
+    "x-delivery-limit")
 
 
 def _shown(value: Any, typed: bool) -> str:
@@ -324,4 +331,5 @@ def parse(arguments: dict[str, Any], queue: str, vhost: str) -> QueueArgs:
         max_priority=max_priority,
         single_active_consumer=flag("x-single-active-consumer"),
         queue_type=queue_type(arguments),
+        delivery_limit=integer("x-delivery-limit", 0),
     )

@@ -206,7 +206,6 @@ def queue_types_and_arguments(ctx):
         ("stream_non_durable", {}, {"x-queue-type": "stream"}),
         ("unknown_type", {}, {"x-queue-type": "bogus"}),
         ("type_not_a_string", {}, {"x-queue-type": 5}),
-        ("classic_delivery_limit", {}, {"x-delivery-limit": 5}),
         ("classic_max_age", {}, {"x-max-age": "1D"}),
         ("classic_initial_group_size", {}, {"x-quorum-initial-group-size": 3}),
         ("classic_lazy_v2", {}, {"x-queue-mode": "lazy", "x-queue-version": 2}),
