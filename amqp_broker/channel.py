@@ -302,11 +302,14 @@ class Channel:
 
     def deliver(self, consumer: Consumer, queue: Queue, msg: Message, redelivered: bool,
                 body: bytes) -> None:
+        props = msg.properties
+        if redelivered and queue.extras is not None:  # x-delivery-count
+            props = queue.extras.properties(msg, props)
         tag = self.track(queue, msg, consumer, consumer.no_ack)
         if redelivered:
             self.counters.redelivered += 1
         self.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw,
-                            msg.properties, body, consumer.tag_raw)
+                            props, body, consumer.tag_raw)
 
     def write_delivery(self, tag: int, redelivered: bool, exchange_raw: bytes,
                        routing_key_raw: bytes, props: bytes, body: bytes,
@@ -337,6 +340,8 @@ class Channel:
         if no_ack:
             if msg.stored and queue.persists:
                 self.store.remove(queue.store_key, (msg.msg_id,))
+            if queue.extras is not None:
+                queue.extras.left((msg,))
         else:
             self.unacked[tag] = (msg, queue, consumer)
             self.unacked_count += 1
@@ -404,6 +409,8 @@ class Channel:
                 requeue.setdefault(queue, []).append(msg)
             else:
                 queue.acked += 1
+                if queue.extras is not None:
+                    queue.extras.left((msg,))
                 if action == DROP and queue.args.dead_letter_exchange is not None:
                     dead.setdefault(queue, []).append(msg)
                 if msg.stored and queue.persists:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .vhost import VHost
 
 REJECTED, EXPIRED, MAXLEN = "rejected", "expired", "maxlen"
+DELIVERY_LIMIT = "delivery_limit"  # returned more than x-delivery-limit times
 
 
 def with_death(msg: Message, queue: Queue, reason: str) -> tuple[bytes, list[dict[str, Any]]]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import deadletter
 from .protocol import fast
 from .queue_args import QueueArgs
+from .queue_extras import QueueExtras, extras_for
 from .storage import StoreError
 
 if TYPE_CHECKING:
@@ -228,6 +229,8 @@ class Queue:
         self.may_expire = self.ttl is not None  # head may hold expired messages
         self.last_used = time.monotonic()
         self._unreadable = 0  # msg_id whose unreadable body was last logged
+        # delivery counts and deduplication (queue_extras.py): None for most queues
+        self.extras: QueueExtras | None = extras_for(self)
         # counters for metrics, plain ints on the hot path
         self.published = 0
         self.delivered = 0
@@ -246,6 +249,9 @@ class Queue:
         Deliver or enqueue, as RabbitMQ: into an empty queue whose consumer can take
         it, a message goes straight to that consumer, before any TTL is looked at
         (a message with TTL 0 reaches a waiting consumer)."""
+        if self.extras is not None and self.extras.refuses(msg):
+            self._unstore([msg])  # a duplicate (x-message-deduplication): dropped
+            return
         if self.consumers and not self.ready and msg.body is not None:
             consumer = self._pick()
             if consumer is not None:
@@ -311,6 +317,8 @@ class Queue:
 
     def _discard(self, msgs: list[Message], reason: str) -> None:
         """Messages leave the queue without a consumer: dead-letter them, forget them."""
+        if self.extras is not None:
+            self.extras.left(msgs)
         deadletter.dead_letter(self, msgs, reason)
         self._unstore(msgs)
 
@@ -352,6 +360,8 @@ class Queue:
 
     def requeue(self, msgs: Iterable[Message]) -> None:
         """Put delivered messages back in their original place, marked redelivered."""
+        if self.extras is not None:  # past x-delivery-limit they leave instead
+            msgs = self.extras.returned(msgs)
         ready = self.ready
         # newest first: each older message then usually goes straight to the front
         for msg in sorted(msgs, key=_msg_id, reverse=True):
@@ -377,6 +387,8 @@ class Queue:
 
     def purge(self) -> int:
         """Drop every ready message (no dead-lettering, as RabbitMQ); returns the count."""
+        if self.extras is not None:
+            self.extras.purged()
         msgs = list(self.ready)
         self.ready.clear()
         self.redelivered.clear()

@@ -90,8 +90,11 @@ def get(ch: Channel, method: commands.Basic.Get) -> None:
     else:
         counters.get_manual += 1
     counters.redelivered += redelivered
+    props = msg.properties
+    if q.extras is not None:  # x-delivery-count
+        props = q.extras.get_properties(msg, props)
     tag = ch.track(q, msg, None, method.no_ack)
-    ch.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw, msg.properties,
+    ch.write_delivery(tag, redelivered, msg.exchange_raw, msg.routing_key_raw, props,
                       body, message_count=q.message_count)
 
 
