@@ -48,8 +48,14 @@ def publish(vhost: VHost, exchange: str, exchange_raw: bytes, routing_key: str,
             now = time.monotonic()
         msg.ttl = (now, None if expires is None else now + expires)
     token = 0
+    streams = vhost.streams  # stream queues keep messages in their own logs
+    if streams:
+        from . import stream as stream_model  # it imports queue: not at load time (cycle)
     if fast.delivery_mode(props) == 2:
-        token = broker.persist(msg, body, queues, exchange, routing_key)
+        token = broker.persist(msg, body, stream_model.classic_only(queues) if streams else queues,
+                               exchange, routing_key)
     for q in queues:
         q.enqueue(msg)
+    if streams:
+        token = stream_model.publish_token(token, queues)
     return token, refused, True

@@ -222,9 +222,6 @@ def check_declare(arguments: dict[str, Any], queue: str, vhost: str, durable: bo
             if refused:
                 raise AMQPError(PRECONDITION_FAILED, f"invalid property '{prop}' for queue "
                                                      f"'{queue}' in vhost '{vhost}'")
-    if kind == "stream":
-        raise _fail(queue, vhost, "x-queue-type",
-                    "stream queues are not implemented by this broker")
     for name in NOT_IMPLEMENTED:
         if name in arguments:
             raise _fail(queue, vhost, name, "not implemented by this broker")

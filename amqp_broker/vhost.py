@@ -26,6 +26,7 @@ from .protocol.errors import (
     AMQPError,
 )
 from .queue import Queue
+from .stream import StreamQueue
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -79,6 +80,7 @@ class VHost:
         # (exchange, routing key, properties, body, target queues) of each
         self.dead_letters: deque[tuple[str, str, bytes, bytes, list[Queue]]] = deque()
         self.dead_lettering = False
+        self.streams = 0  # stream queues (amqp_broker/stream.py) in this vhost
         self.default_exchange = Exchange(self, "", "direct", True, False, False, {})
         self.exchanges[""] = self.default_exchange
         for name_, type_name in STANDARD_EXCHANGES:
@@ -212,8 +214,11 @@ class VHost:
             queue_args.check_declare(arguments, name, self.name, durable and not exclusive,
                                      exclusive, auto_delete)
         args = queue_args.parse(arguments, name, self.name)
-        q = Queue(self, name, durable, connection if exclusive else None, auto_delete, arguments,
-                  args)
+        kind = StreamQueue if args.queue_type == "stream" else Queue
+        q = kind(self, name, durable, connection if exclusive else None, auto_delete, arguments,
+                 args)
+        if kind is StreamQueue:
+            self.streams += 1
         self.queues[name] = q
         self.broker.counters.queues_created += 1
         if q.refusing:
@@ -245,6 +250,9 @@ class VHost:
                             f"{changed[2]}")
 
     def delete_queue(self, q: Queue, if_unused: bool = False, if_empty: bool = False) -> int:
+        if isinstance(q, StreamQueue):  # RabbitMQ ignores if-unused and if-empty, counts 0
+            self.remove_queue(q)
+            return 0
         if if_unused and q.consumers:
             raise AMQPError(PRECONDITION_FAILED, f"queue '{q.name}' {self.where()} in use")
         if if_empty and q.ready:
@@ -277,6 +285,9 @@ class VHost:
         if q.refusing:
             self.refusing_queues -= 1
         self.expiring_queues.discard(q)
+        if isinstance(q, StreamQueue):
+            self.streams -= 1
+            q.destroy()
         return count
 
     # --- bindings ----------------------------------------------------------

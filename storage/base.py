@@ -123,3 +123,17 @@ class MessageStore(ABC):
     @abstractmethod
     def last_token(self) -> int:
         """The token of the most recent publish."""
+
+    # --- other files synced with the store (stream logs) --------------------
+    def sync_with(self, key: str, sync: Callable[[], None]) -> int:
+        """Run sync() (an fsync of a file the broker wrote itself, e.g. a stream log) in
+        the next group commit, once per key per commit, before its callbacks; returns the
+        token a reply depending on it waits for. sync raises OSError when it fails (the
+        commit is then retried, as for the store's own writes). This default runs sync at
+        once, for stores that have no group commit."""
+        sync()
+        return self.last_token
+
+    def stream_root(self) -> str | None:
+        """The directory stream logs live under; None: they are kept in memory."""
+        return None

@@ -95,7 +95,7 @@ import os
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from zlib import crc32
@@ -570,6 +570,18 @@ class DiskStore(MessageStore):
     @property
     def last_token(self) -> int:
         return self._token
+
+    def sync_with(self, key: str, sync: Callable[[], None]) -> int:
+        self._check_open()
+        syncs = self._pending.syncs
+        if key not in syncs:
+            syncs[key] = sync
+            self._token += 1
+            self._wake()
+        return self._token
+
+    def stream_root(self) -> str | None:
+        return str(self.root / "streams")
 
     def _check_open(self) -> None:
         if self._closed or not self._opened:

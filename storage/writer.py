@@ -27,6 +27,7 @@ class Batch:
     unlink: list[int] = field(default_factory=list)  # segments to delete
     callbacks: list[Callable[[int, bool], None]] = field(default_factory=list)
     msg_ids: list[int] = field(default_factory=list)  # bodies the store holds until synced
+    syncs: dict[str, Callable[[], None]] = field(default_factory=dict)  # other files (streams)
     token: int = 0
     stage: int = 0  # writer's progress, so a retry never redoes an unlink
     # Index records that a client was promised (definitions, queue deletion) need an
@@ -36,7 +37,7 @@ class Batch:
 
     def has_data(self) -> bool:
         return bool(self.writes or self.index or self.defs or self.removes or self.delivered
-                    or self.snapshot is not None or self.unlink)
+                    or self.snapshot is not None or self.unlink or self.syncs)
 
 
 class LogFile:
@@ -129,6 +130,8 @@ class Writer:
                     os.fsync(fd)
                 if created:
                     fsync_dir(self.seg_dir)
+            for sync in b.syncs.values():  # files the broker wrote itself (stream logs)
+                sync()
             if b.writes:  # keep only the newest segment open for writing
                 newest = b.writes[-1][0]
                 for seg in [s for s in self._fds if s < newest]:

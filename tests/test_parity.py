@@ -495,8 +495,6 @@ NOT_IMPLEMENTED = [  # RabbitMQ accepts these; this broker does not implement th
     ({**QUORUM, "x-delivery-limit": "abc"}, "x-delivery-limit",
      '"expected integer, got longstr"'),
     ({**QUORUM, "x-delivery-limit": -1}, "x-delivery-limit", "{value_negative,-1}"),
-    ({"x-queue-type": "stream"}, "x-queue-type",
-     "stream queues are not implemented by this broker"),
     ({**QUORUM, "x-dead-letter-exchange": "dlx", "x-dead-letter-strategy": "at-least-once",
       "x-overflow": "reject-publish"}, "x-dead-letter-strategy",
      "at-least-once dead-lettering is not implemented by this broker"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from pamqp import commands
 
-from .. import reply_to
+from .. import reply_to, stream
 from ..channel import ACK, DROP, REQUEUE, Channel, Handlers
 from ..protocol.errors import (
     ACCESS_REFUSED,
@@ -49,11 +49,16 @@ def consume(ch: Channel, method: commands.Basic.Consume) -> None:
     tag = method.consumer_tag or "amq.ctag-" + secrets.token_urlsafe(16)
     if tag in ch.consumers:
         raise AMQPError(NOT_ALLOWED, f"attempt to reuse consumer tag '{tag}'", 60, 20)
-    if q.has_exclusive_consumer() or (method.exclusive and q.consumers):
-        raise AMQPError(ACCESS_REFUSED,
-                        f"queue '{q.name}' {ch.vhost.where()} in exclusive use", 60, 20)
-    consumer = Consumer(ch, tag, shortstr(tag), q, method.no_ack, method.exclusive,
-                        ch.prefetch_count, _priority(method.arguments), method.arguments)
+    consumer: Consumer
+    if isinstance(q, stream.StreamQueue):  # its own rules (RabbitMQ ignores exclusive there)
+        consumer = stream.consumer(ch, q, tag, shortstr(tag), method.no_ack, method.exclusive,
+                                   method.arguments)
+    else:
+        if q.has_exclusive_consumer() or (method.exclusive and q.consumers):
+            raise AMQPError(ACCESS_REFUSED,
+                            f"queue '{q.name}' {ch.vhost.where()} in exclusive use", 60, 20)
+        consumer = Consumer(ch, tag, shortstr(tag), q, method.no_ack, method.exclusive,
+                            ch.prefetch_count, _priority(method.arguments), method.arguments)
     if not method.nowait:
         ch.send(commands.Basic.ConsumeOk, consumer_tag=tag)
     ch.add_consumer(consumer)
@@ -103,10 +108,14 @@ def ack(ch: Channel, method: commands.Basic.Ack) -> None:
 
 
 def reject(ch: Channel, method: commands.Basic.Reject) -> None:
+    if not method.requeue and ch.vhost.streams:
+        stream.refuse_drop(ch, method.delivery_tag or 0, False, 90)
     ch.settle(method.delivery_tag or 0, False, REQUEUE if method.requeue else DROP)
 
 
 def nack(ch: Channel, method: commands.Basic.Nack) -> None:
+    if not method.requeue and ch.vhost.streams:
+        stream.refuse_drop(ch, method.delivery_tag or 0, method.multiple, 120)
     ch.settle(method.delivery_tag or 0, method.multiple, REQUEUE if method.requeue else DROP)
 
 
@@ -114,6 +123,8 @@ def _recover(ch: Channel, method: commands.Basic.Recover | commands.Basic.Recove
              method_id: int) -> None:
     if not method.requeue:
         raise AMQPError(NOT_IMPLEMENTED, "requeue=false", 60, method_id)
+    if ch.vhost.streams:
+        stream.refuse_recover(ch)
     ch.requeue_all()
 
 
