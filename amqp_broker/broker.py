@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from . import reply_to, tables
+from . import delayed, reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
 from .counters import BrokerCounters, Count, channel_counts
@@ -132,6 +132,7 @@ class Broker:
         # stored messages of queues whose definition was not recovered, by store key
         self.orphans: dict[str, list[RecoveredMessage]] = {}
         self._read_only = False  # recover(startup=False): nothing is written
+        self.delayed = delayed.Scheduler(self)  # x-delayed-message exchanges' messages
 
     # --- identity and auth ---------------------------------------------------
     def next_msg_id(self) -> int:
@@ -340,6 +341,7 @@ class Broker:
         self._msg_id = max(self._msg_id, recovery.next_msg_id - 1)
         if startup:
             self._start_definitions(stored_vhosts)
+            self.delayed.open(getattr(self.store, "root", None))  # after the exchanges
         summary = {"queues": len(queues), "messages": messages,
                    "orphaned_queues": len(self.orphans),
                    "skipped_records": recovery.skipped_records,

@@ -13,6 +13,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from . import queue as queue_model  # queue imports deadletter imports this: use at call time
+from .exchanges.delayed import Delayed
 from .protocol import fast
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ def publish(vhost: VHost, exchange: str, exchange_raw: bytes, routing_key: str,
     """
     refused = False
     broker = vhost.broker
+    if queues.__class__ is Delayed:  # held by delayed-message exchanges (delayed.py)
+        queues = broker.delayed.hold(vhost, queues, exchange, routing_key, props, body)
     if vhost.refusing_queues:
         accepting = [q for q in queues if not q.refuses(len(body))]
         refused = len(accepting) != len(queues)

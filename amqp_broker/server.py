@@ -146,6 +146,7 @@ class Server:
         self._stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.broker.store.run)
+            tg.start_soon(self.broker.delayed.run)
             tg.start_soon(self._alarm_loop)
             tg.start_soon(self._redispatch_loop)
             if self.handle_signals:
@@ -194,6 +195,7 @@ class Server:
             await stopped_accepting.wait()
             await self._shutdown_connections()
             tg.cancel_scope.cancel()
+        self.broker.delayed.close()
         self.broker.store.close()
         self.log.info("stopped")
 

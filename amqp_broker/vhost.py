@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import exchanges, queue_args, tables
 from .exchanges._table import freeze
 from .exchanges.base import BindingError, ExchangeType
+from .exchanges.delayed import DeclareError, Delayed
 from .exchanges.topic import Finished, route_in_slices
 from .protocol.errors import (
     ACCESS_REFUSED,
@@ -51,7 +52,7 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = arguments
-        self.table: ExchangeType = exchanges.create(type_name)
+        self.table: ExchangeType = exchanges.create(type_name, arguments)
         self.needs_headers = self.table.needs_headers
         self.has_exchange_destinations = False  # exchange-to-exchange bindings present
         self.deleted = False
@@ -138,7 +139,11 @@ class VHost:
         if name.startswith("amq."):
             raise AMQPError(ACCESS_REFUSED,
                             f"exchange name '{name}' contains reserved prefix 'amq.*'")
-        ex = Exchange(self, name, type_name, durable, auto_delete, internal, arguments)
+        try:
+            ex = Exchange(self, name, type_name, durable, auto_delete, internal, arguments)
+        except DeclareError as exc:  # x-delayed-message's x-delayed-type
+            raise AMQPError(COMMAND_INVALID if exc.unknown_type else PRECONDITION_FAILED,
+                            str(exc)) from None
         self.exchanges[name] = ex
         if durable:
             self.broker.save_definition(self.exchange_key(name), {
@@ -183,6 +188,8 @@ class VHost:
                         self.unbind(source, ex, key, args)
         if ex.durable:
             self.broker.save_definition(self.exchange_key(ex.name), None)
+        if ex.type_name == "x-delayed-message":  # its held messages go too
+            self.broker.delayed.forget(ex)
 
     # --- queues ------------------------------------------------------------
     def declare_queue(self, name: str, passive: bool, durable: bool, exclusive: bool,
@@ -367,10 +374,13 @@ class VHost:
                                                   ex.arguments):
             return found  # type: ignore[return-value]
         queues: set[Queue] = set()
+        holds: list[Any] = []  # (exchange table, ms) of delayed-message exchanges reached
         seen: set[Any] = {ex}
         pending: list[tuple[Exchange, Iterable[Any]]] = [(ex, found)]
         while pending:
             source, dests = pending.pop()
+            if dests.__class__ is Delayed:
+                holds.extend(dests.holds)
             if not dests:
                 alt = self._alternate_of(source)
                 if alt is not None and alt not in seen:
@@ -384,7 +394,7 @@ class VHost:
                     if dest.needs_headers and headers is None:
                         headers = headers_of()
                     pending.append((dest, self._own_route(dest, routing_key, headers, finished)))
-        return queues
+        return Delayed.of(queues, holds) if holds else queues  # type: ignore[return-value]
 
     def _own_route(self, ex: Exchange, routing_key: str, headers: Any,
                    finished: Finished | None) -> Iterable[Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ExchangeType
+from .base import Arguments, ExchangeType
+from .delayed import DeclareError, DelayedExchange
 from .direct import DirectExchange
 from .fanout import FanoutExchange
 from .headers import HeadersExchange
@@ -10,6 +11,8 @@ from .topic import TopicExchange
 
 __all__ = [
     "TYPES",
+    "DeclareError",
+    "DelayedExchange",
     "DirectExchange",
     "FanoutExchange",
     "HeadersExchange",
@@ -23,9 +26,13 @@ TYPES: dict[str, type[ExchangeType]] = {
     "fanout": FanoutExchange,
     "topic": TopicExchange,
     "headers": HeadersExchange,
+    "x-delayed-message": DelayedExchange,  # takes arguments: see create()
 }
 
 
-def create(type_name: str) -> ExchangeType:
-    """A fresh, empty routing table for type_name; KeyError for an unknown type."""
+def create(type_name: str, arguments: Arguments | None = None) -> ExchangeType:
+    """A fresh, empty routing table for type_name; KeyError for an unknown type,
+    DeclareError for arguments the type refuses (x-delayed-message's x-delayed-type)."""
+    if type_name == "x-delayed-message":
+        return DelayedExchange(arguments or {})
     return TYPES[type_name]()

@@ -17,6 +17,8 @@ from amqp_broker.exchanges.headers import HeadersExchange
 from amqp_broker.exchanges.topic import CACHE_SIZE, TopicExchange, split_words
 
 ALL_TYPES = [DirectExchange, FanoutExchange, TopicExchange, HeadersExchange]
+# the types that take no declare arguments (x-delayed-message: tests/test_delayed.py)
+ALL_TYPES_BY_NAME = {cls.type_name: cls for cls in ALL_TYPES}
 
 
 def routed(exchange: ExchangeType, key: str = "", headers: dict[str, Any] | None = None
@@ -30,9 +32,11 @@ def routed(exchange: ExchangeType, key: str = "", headers: dict[str, Any] | None
 # ---------------------------------------------------------------- registry and protocol
 
 def test_registry_maps_type_names() -> None:
-    assert exchanges.TYPES == {"direct": DirectExchange, "fanout": FanoutExchange,
-                               "topic": TopicExchange, "headers": HeadersExchange}
-    for name, cls in exchanges.TYPES.items():
+    assert {name: exchanges.TYPES[name] for name in ALL_TYPES_BY_NAME} == {
+        "direct": DirectExchange, "fanout": FanoutExchange, "topic": TopicExchange,
+        "headers": HeadersExchange}
+    assert exchanges.TYPES["x-delayed-message"] is exchanges.DelayedExchange
+    for name, cls in ALL_TYPES_BY_NAME.items():
         exchange = exchanges.create(name)
         assert isinstance(exchange, cls)
         assert exchange.type_name == name

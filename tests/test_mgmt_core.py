@@ -252,7 +252,7 @@ def test_overview_fields(api: ApiClient, broker: Broker) -> None:
     assert overview["message_stats"]["publish_details"] == {"rate": 0.0}
     assert overview["queue_totals"]["messages"] == 0
     assert [t["name"] for t in overview["exchange_types"]] == ["direct", "fanout", "headers",
-                                                               "topic"]
+                                                               "topic", "x-delayed-message"]
     mgmt = add_user(api, "m", "management")
     mine = mgmt.get("/api/overview").json()
     assert "node" not in mine and "listeners" not in mine

@@ -68,6 +68,8 @@ def exchange_info(ex: Exchange, detail: bool = False) -> dict[str, Any]:
     }
     if system:  # who declared the others is not kept
         info["user_who_performed_action"] = SYSTEM_USER
+    if ex.type_name == "x-delayed-message":  # as the delayed-message plugin shows it
+        info["messages_delayed"] = ex.vhost.broker.delayed.count_of(ex)
     if detail:
         info["incoming"] = []
         info["outgoing"] = []

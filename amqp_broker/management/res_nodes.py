@@ -36,6 +36,7 @@ EXCHANGE_TYPE_DESCRIPTIONS = {
     "fanout": "AMQP fanout exchange, as per the AMQP specification",
     "headers": "AMQP headers exchange, as per the AMQP specification",
     "topic": "AMQP topic exchange, as per the AMQP specification",
+    "x-delayed-message": "Delayed Message Exchange.",
 }
 AUTH_MECHANISMS = (
     ("PLAIN", "SASL PLAIN authentication mechanism"),
