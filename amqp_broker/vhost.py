@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import exchanges, queue_args, tables
+from .dedup import ExchangeDedup, for_exchange
 from .exchanges._table import freeze
 from .exchanges.base import BindingError, ExchangeType
 from .exchanges.delayed import DeclareError, Delayed
@@ -53,7 +54,9 @@ class Exchange:
         self.internal = internal
         self.arguments = arguments
         self.table: ExchangeType = exchanges.create(type_name, arguments)
-        self.needs_headers = self.table.needs_headers
+        # x-message-deduplication (dedup.py): None for most exchanges
+        self.dedup: ExchangeDedup | None = for_exchange(self)
+        self.needs_headers = self.table.needs_headers or self.dedup is not None
         self.has_exchange_destinations = False  # exchange-to-exchange bindings present
         self.deleted = False
 
@@ -188,6 +191,8 @@ class VHost:
                         self.unbind(source, ex, key, args)
         if ex.durable:
             self.broker.save_definition(self.exchange_key(ex.name), None)
+        if ex.dedup is not None:
+            ex.dedup.close()
         if ex.type_name == "x-delayed-message":  # its held messages go too
             self.broker.delayed.forget(ex)
 
@@ -404,8 +409,12 @@ class VHost:
             q = self.queues.get(routing_key)
             return (q,) if q is not None else ()
         if finished is None:
-            return ex.table.route(routing_key, headers)
-        return route_in_slices(ex.table, routing_key, headers, finished)
+            found = ex.table.route(routing_key, headers)
+        else:
+            found = route_in_slices(ex.table, routing_key, headers, finished)
+        if ex.dedup is not None and ex.dedup.duplicate(headers):
+            return ()  # seen before: not routed (dedup.py)
+        return found
 
     def _alternate_of(self, ex: Exchange) -> Exchange | None:
         name = ex.arguments.get("alternate-exchange")

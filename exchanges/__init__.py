@@ -26,6 +26,7 @@ TYPES: dict[str, type[ExchangeType]] = {
     "fanout": FanoutExchange,
     "topic": TopicExchange,
     "headers": HeadersExchange,
+    "x-message-deduplication": FanoutExchange,  # routes as fanout (amqp_broker/dedup.py)
     "x-delayed-message": DelayedExchange,  # takes arguments: see create()
 }
 
