@@ -13,6 +13,7 @@ the default user. A vhost named by --vhosts that does not exist is created at ea
 
 from __future__ import annotations
 
+import functools
 import gc
 import ipaddress
 import socket
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from . import delayed, reply_to, tables
+from . import delayed, policies, reply_to, tables
 from .alarms import MemoryAlarm, trim_memory
 from .config import Config
 from .counters import BrokerCounters, Count, channel_counts
@@ -61,7 +62,8 @@ class Session(Protocol):
         """Bytes it holds in buffers and unacknowledged deliveries."""
 
     def check_consumer_timeouts(self, now: float, timeout: float) -> None:
-        """Close its channels whose oldest unacked delivery is older than timeout."""
+        """Close its channels whose oldest unacked delivery is older than timeout
+        (seconds, 0: none), or than its queue's own consumer timeout."""
 
     def alarm_cleared(self) -> None:
         """Every resource alarm cleared."""
@@ -100,6 +102,7 @@ class Broker:
         self.vhost_info: dict[str, VHostInfo] = {}  # description, tags of each vhost
         self.access = AccessControl(self.vhosts, self.save_definition)  # users, permissions
         self.runtime = RuntimeParameters(self.save_definition)  # policies, parameters
+        self.runtime.changed = functools.partial(policies.reapply, self)
         self.connections: set[Session] = set()  # open client sessions (connections)
         # plain counters, read by the metrics collector and the management API when asked
         self.counters = BrokerCounters()
@@ -474,7 +477,9 @@ class Broker:
         close channels whose deliveries went unacknowledged past consumer_timeout."""
         if self.def_tokens:
             self._prune_definition_tokens()
-        if self.config.consumer_timeout and now >= self._next_ack_check:
+        # every second, even with no broker-wide timeout: a queue may set its own
+        # (x-consumer-timeout, the consumer-timeout policy key)
+        if now >= self._next_ack_check:
             self._next_ack_check = now + 1.0
             self.contained("consumer timeout check", self._check_consumer_timeouts, now)
         for vhost in self.vhosts.values():

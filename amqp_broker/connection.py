@@ -272,12 +272,20 @@ class Connection:
         return held
 
     def check_consumer_timeouts(self, now: float, timeout: float) -> None:
-        """Close each channel whose oldest unacked delivery is older than timeout, with
-        RabbitMQ's 406 text (consumer_timeout)."""
+        """Close each channel whose oldest unacked delivery is older than timeout
+        (seconds; 0: none), or than the consumer timeout of that delivery's queue
+        (x-consumer-timeout, the consumer-timeout policy key: RabbitMQ 3.12's
+        rabbit_channel looks at the oldest one only too), with RabbitMQ's 406 text."""
         for ch in list(self.channels.values()):
             since = ch.oldest_unacked_since(now)
-            if since is not None and now - since > timeout:
-                millis = int(timeout * 1000)
+            if since is None:
+                continue
+            limit = timeout or None
+            own = next(iter(ch.unacked.values()))[1].args.consumer_timeout
+            if own is not None:
+                limit = own / 1000
+            if limit is not None and now - since > limit:
+                millis = int(limit * 1000)
                 self.broker.log.warning("consumer timeout", peer=self.peer_label,
                                         channel=ch.number, timeout_ms=millis)
                 self.close_channel(ch, AMQPError(

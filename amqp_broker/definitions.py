@@ -10,8 +10,9 @@ Import order is RabbitMQ's: users, vhosts, permissions, topic permissions, excha
 global parameters, policies, parameters, queues, bindings. Existing exchanges and
 queues are left as they are; names starting with "amq." are skipped with a warning, as
 there. Every entry is checked before anything is applied; a bad entry (or one that
-fails to apply) raises DefinitionsError naming it. Policies and parameters are kept and
-exported again but have no effect on queues yet.
+fails to apply) raises DefinitionsError naming it. Policies and operator policies are
+validated as RabbitMQ validates them and take effect (amqp_broker/policies.py); other
+parameters are kept and exported again.
 
 `amqp-broker export-definitions FILE [--data-dir DIR]` (`export_main`) writes the
 definitions of a stopped broker's data directory.
@@ -31,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, queue_args
+from . import __version__, policies, queue_args
 from .protocol.errors import AMQPError
 from .users import DefinitionError, User, parse_tags
 
@@ -76,12 +77,19 @@ def vhost_key(name: str) -> str:
     return f"vhost\x00{name}"
 
 
+def _no_change(vhost: str) -> None:
+    return None
+
+
 class RuntimeParameters:
     """Policies, vhost-scoped parameters and global parameters, kept verbatim and
-    written through `save` (the broker's durable definitions)."""
+    written through `save` (the broker's durable definitions). Whenever a policy or an
+    operator policy of a vhost is set, cleared or restored, `changed(vhost)` runs (the
+    broker re-applies policies there: policies.reapply)."""
 
     def __init__(self, save: Callable[[str, dict[str, Any] | None], None]) -> None:
         self.save = save
+        self.changed: Callable[[str], None] = _no_change
         self.policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.parameters: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.global_parameters: dict[str, dict[str, Any]] = {}
@@ -90,19 +98,25 @@ class RuntimeParameters:
         key = (policy["vhost"], policy["name"])
         self.policies[key] = policy
         self.save(f"policy\x00{key[0]}\x00{key[1]}", {"kind": "policy", "entry": policy})
+        self.changed(key[0])
 
     def clear_policy(self, vhost: str, name: str) -> None:
         if self.policies.pop((vhost, name), None) is not None:
             self.save(f"policy\x00{vhost}\x00{name}", None)
+            self.changed(vhost)
 
     def set_parameter(self, param: dict[str, Any]) -> None:
         key = (param["vhost"], param["component"], param["name"])
         self.parameters[key] = param
         self.save("param\x00" + "\x00".join(key), {"kind": "parameter", "entry": param})
+        if key[1] == policies.OPERATOR_COMPONENT:
+            self.changed(key[0])
 
     def clear_parameter(self, vhost: str, component: str, name: str) -> None:
         if self.parameters.pop((vhost, component, name), None) is not None:
             self.save(f"param\x00{vhost}\x00{component}\x00{name}", None)
+            if component == policies.OPERATOR_COMPONENT:
+                self.changed(vhost)
 
     def set_global_parameter(self, param: dict[str, Any]) -> None:
         self.global_parameters[param["name"]] = param
@@ -123,8 +137,11 @@ class RuntimeParameters:
         kind = record["kind"]
         if kind == "policy":
             self.policies[(entry["vhost"], entry["name"])] = entry
+            self.changed(entry["vhost"])
         elif kind == "parameter":
             self.parameters[(entry["vhost"], entry["component"], entry["name"])] = entry
+            if entry["component"] == policies.OPERATOR_COMPONENT:
+                self.changed(entry["vhost"])
         elif kind == "global_parameter":
             self.global_parameters[entry["name"]] = entry
 
@@ -285,14 +302,14 @@ class _Plan:
             if isinstance(priority, bool) or not isinstance(priority, int):
                 raise DefinitionError("'priority' must be an integer")
             apply_to = _str(e, "apply-to", "all")
-            if apply_to not in ("all", "queues", "exchanges", "classic_queues",
-                                "quorum_queues", "streams"):
+            if apply_to not in policies.APPLY_TO:
                 raise DefinitionError(f"unknown apply-to '{apply_to}'")
             pattern = _str(e, "pattern")
             try:
                 re.compile(pattern)
             except re.error as exc:
                 raise DefinitionError(f"invalid pattern '{pattern}': {exc}") from None
+            _check_policy_definition(definition, operator=False)
             self.policies.append((label, {
                 "vhost": _str(e, "vhost"), "name": _str(e, "name"), "pattern": pattern,
                 "apply-to": apply_to, "definition": definition, "priority": priority}))
@@ -305,6 +322,10 @@ class _Plan:
                 # rabbitmqctl 3.10 exports an operator policy's definition as a list of
                 # [key, value] pairs, which its own import refuses: keep it as an object
                 value = {**value, "definition": dict(value["definition"])}
+            if e.get("component") == policies.OPERATOR_COMPONENT:
+                if not isinstance(value, dict):
+                    raise DefinitionError("an operator policy's 'value' must be an object")
+                _check_policy_definition(value.get("definition"), operator=True)
             self.parameters.append((label, {
                 "vhost": _str(e, "vhost"), "component": _str(e, "component"),
                 "name": _str(e, "name"), "value": value}))
@@ -313,6 +334,14 @@ class _Plan:
                 raise DefinitionError("'value' is missing")
             self.global_parameters.append((label, {"name": _str(e, "name"),
                                                    "value": e["value"]}))
+
+
+def _check_policy_definition(definition: Any, operator: bool) -> None:
+    """DefinitionError with RabbitMQ's validation text for a definition it refuses."""
+    try:
+        policies.check_definition(definition, operator, escape=False)
+    except policies.PolicyError as exc:
+        raise DefinitionError(f"invalid definition: {exc}") from None
 
 
 def _pairs(value: object) -> bool:

@@ -476,6 +476,34 @@ class Queue:
                                             vhost=self.vhost.name, error=str(exc))
             return None
 
+    # --- policies (amqp_broker/policies.py) ----------------------------------
+    applied: Any = None  # the policies.Applied in force, set by the vhost and policies
+
+    def apply_args(self, args: QueueArgs) -> None:
+        """Run with new effective arguments (a policy changed): length limits, TTL,
+        expiry and dead-lettering apply from now on; ready messages stay, except those
+        beyond a lower length limit or past a TTL, dropped or dead-lettered from the head
+        as at publish. The expiry timer restarts, as RabbitMQ's does."""
+        vhost = self.vhost
+        old = self.args
+        if self.refusing:
+            vhost.refusing_queues -= 1
+        self.args = args
+        self.limited = args.limited
+        self.refusing = self.limited and args.overflow != "drop-head"
+        if self.refusing:
+            vhost.refusing_queues += 1
+        self.ttl = args.message_ttl / 1000 if args.message_ttl is not None else None
+        if args.expires != old.expires:
+            self.last_used = time.monotonic()
+        if self.ttl is not None or args.expires is not None:
+            self.may_expire = self.may_expire or self.ttl is not None
+            vhost.expiring_queues.add(self)
+        if self.may_expire:
+            self.expire()
+        if self.limited:
+            self._drop_head()
+
 
 def _msg_id(msg: Message) -> int:
     return msg.msg_id

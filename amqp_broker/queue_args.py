@@ -31,6 +31,9 @@ class QueueArgs:
     # x-delivery-limit: returns (requeues) a message may have before it is dead-lettered
     # (reason delivery_limit) or dropped; quorum in RabbitMQ, classic too here (LavinMQ)
     delivery_limit: int | None = None
+    # x-consumer-timeout (RabbitMQ 3.12+) or the consumer-timeout policy key, in
+    # milliseconds: overrides the broker-wide consumer_timeout for this queue's deliveries
+    consumer_timeout: int | None = None
 
     @property
     def limited(self) -> bool:
@@ -38,18 +41,20 @@ class QueueArgs:
 
 
 # RabbitMQ 3.10's queue types and the x- arguments each accepts (capabilities() of
-# rabbit_classic_queue, rabbit_quorum_queue and rabbit_stream_queue), in its order.
+# rabbit_classic_queue, rabbit_quorum_queue and rabbit_stream_queue), in its order;
+# and RabbitMQ 3.12's x-consumer-timeout (a non-negative integer, as RabbitMQ 4 checks it).
 TYPE_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "classic": ("x-expires", "x-message-ttl", "x-dead-letter-exchange",
                 "x-dead-letter-routing-key", "x-max-length", "x-max-length-bytes",
                 "x-max-priority", "x-overflow", "x-queue-mode", "x-queue-version",
                 "x-single-active-consumer", "x-queue-type", "x-queue-master-locator",
-                "x-delivery-limit"),  # not in RabbitMQ: classic queues take it here, as LavinMQ's
+                "x-delivery-limit",  # not in RabbitMQ: classic queues take it here, as LavinMQ's
+                "x-consumer-timeout"),
     "quorum": ("x-dead-letter-exchange", "x-dead-letter-routing-key", "x-dead-letter-strategy",
                "x-expires", "x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
                "x-max-in-memory-bytes", "x-overflow", "x-single-active-consumer",
                "x-queue-type", "x-quorum-initial-group-size", "x-delivery-limit",
-               "x-message-ttl", "x-queue-leader-locator"),
+               "x-message-ttl", "x-queue-leader-locator", "x-consumer-timeout"),
     "stream": ("x-max-length-bytes", "x-queue-type", "x-max-age",
                "x-stream-max-segment-size-bytes", "x-initial-cluster-size",
                "x-queue-leader-locator"),
@@ -152,7 +157,8 @@ def _check_value(name: str, value: Any, arguments: dict[str, Any]) -> str | None
     if name == "x-dead-letter-strategy":
         return one_of(("at-most-once", "at-least-once"), "invalid_dlx_strategy")
     if name in ("x-max-length", "x-max-length-bytes", "x-max-in-memory-length",
-                "x-max-in-memory-bytes", "x-stream-max-segment-size-bytes", "x-delivery-limit"):
+                "x-max-in-memory-bytes", "x-stream-max-segment-size-bytes", "x-delivery-limit",
+                "x-consumer-timeout"):
         return integer()
     if name == "x-max-priority":
         error = integer()
@@ -247,7 +253,7 @@ _DECLARE_ORDER = (
     "x-stream-max-segment-size-bytes", "x-initial-cluster-size", "x-queue-leader-locator",
     # RabbitMQ checks no value of x-delivery-limit (-1 or "abc" are accepted); here it is
     # a non-negative integer like x-max-length
-    "x-delivery-limit")
+    "x-delivery-limit", "x-consumer-timeout")
 
 
 def _shown(value: Any, typed: bool) -> str:
@@ -329,4 +335,5 @@ def parse(arguments: dict[str, Any], queue: str, vhost: str) -> QueueArgs:
         single_active_consumer=flag("x-single-active-consumer"),
         queue_type=queue_type(arguments),
         delivery_limit=integer("x-delivery-limit", 0),
+        consumer_timeout=integer("x-consumer-timeout", 0),
     )

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import exchanges, queue_args, tables
+from . import exchanges, policies, queue_args, tables
 from .dedup import ExchangeDedup, for_exchange
 from .exchanges._table import freeze
 from .exchanges.base import BindingError, ExchangeType
@@ -59,6 +59,10 @@ class Exchange:
         self.needs_headers = self.table.needs_headers or self.dedup is not None
         self.has_exchange_destinations = False  # exchange-to-exchange bindings present
         self.deleted = False
+        # the policies that apply (policies.apply_exchange) and the alternate exchange
+        # they and the arguments give (the argument wins)
+        self.applied: policies.Applied = policies.NONE
+        self.alternate: str | None = policies.alternate_of(arguments, policies.NONE)
 
     def __repr__(self) -> str:
         return f"<Exchange {self.name!r} {self.type_name}>"
@@ -147,6 +151,7 @@ class VHost:
         except DeclareError as exc:  # x-delayed-message's x-delayed-type
             raise AMQPError(COMMAND_INVALID if exc.unknown_type else PRECONDITION_FAILED,
                             str(exc)) from None
+        policies.apply_exchange(ex, policies.for_exchange(self, name))
         self.exchanges[name] = ex
         if durable:
             self.broker.save_definition(self.exchange_key(name), {
@@ -225,12 +230,14 @@ class VHost:
         if connection is not None:  # a client's declare, not a recovered definition
             queue_args.check_declare(arguments, name, self.name, durable and not exclusive,
                                      exclusive, auto_delete)
-        args = queue_args.parse(arguments, name, self.name)
+        applied = policies.for_queue(self, name, arguments)
+        args = policies.queue_args_for(name, self.name, arguments, applied)
         kind = StreamQueue if args.queue_type == "stream" else Queue
         q = kind(self, name, durable, connection if exclusive else None, auto_delete, arguments,
                  args)
         if kind is StreamQueue:
             self.streams += 1
+        q.applied = applied
         self.queues[name] = q
         self.broker.counters.queues_created += 1
         if q.refusing:
@@ -375,8 +382,7 @@ class VHost:
             return (q,) if q is not None else ()
         headers = headers_of() if ex.needs_headers else None
         found = self._own_route(ex, routing_key, headers, finished)
-        if not ex.has_exchange_destinations and (found or "alternate-exchange" not in
-                                                  ex.arguments):
+        if not ex.has_exchange_destinations and (found or ex.alternate is None):
             return found  # type: ignore[return-value]
         queues: set[Queue] = set()
         holds: list[Any] = []  # (exchange table, ms) of delayed-message exchanges reached
@@ -417,10 +423,8 @@ class VHost:
         return found
 
     def _alternate_of(self, ex: Exchange) -> Exchange | None:
-        name = ex.arguments.get("alternate-exchange")
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "surrogateescape")
-        return self.exchanges.get(name) if isinstance(name, str) else None
+        name = ex.alternate  # the argument, else a policy's (policies.alternate_of)
+        return self.exchanges.get(name) if name is not None else None
 
     # --- store keys --------------------------------------------------------
     def binding_definition_keys(self, source: Exchange, dest: Queue | Exchange,

@@ -66,6 +66,8 @@ def exchange_info(ex: Exchange, detail: bool = False) -> dict[str, Any]:
         "type": ex.type_name,
         "vhost": ex.vhost.name,
     }
+    if ex.applied.policy is not None:  # RabbitMQ shows an exchange's policy only when set
+        info["policy"] = ex.applied.policy.name
     if system:  # who declared the others is not kept
         info["user_who_performed_action"] = SYSTEM_USER
     if ex.type_name == "x-delayed-message":  # as the delayed-message plugin shows it

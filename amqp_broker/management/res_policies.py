@@ -16,19 +16,21 @@ _global_parameters, _global_parameter):
 Listing policies is for any management user (the vhosts it has permissions in);
 changing them, and everything about parameters, is for administrators and policymakers
 with permissions in the vhost; global parameters for policymakers. The broker keeps them
-(Broker.runtime, durable); a policy's keys are checked against RabbitMQ's known policy
-settings, with its "Validation failed" texts.
+(Broker.runtime, durable) and applies policies and operator policies to queues and
+exchanges (amqp_broker/policies.py); a definition is checked as RabbitMQ checks it, with
+its "Validation failed" texts.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .. import policies
+from ..policies import erl
 from .auth import (
     broker_of,
     login,
@@ -41,95 +43,29 @@ from .errors import ApiError, bad_request, json_object, not_authorised, not_foun
 from .listing import reply_item, reply_list
 from .res_nodes import cluster_name
 
-# policy keys RabbitMQ 3.10 recognises, and the check of each value
-_NON_NEG_INT = "non_neg_int"
-_POS_INT = "pos_int"
-_STRING = "string"
-POLICY_KEYS: dict[str, str] = {
-    "alternate-exchange": _STRING, "dead-letter-exchange": _STRING,
-    "dead-letter-routing-key": _STRING, "dead-letter-strategy": _STRING,
-    "message-ttl": _NON_NEG_INT, "expires": _POS_INT, "max-length": _NON_NEG_INT,
-    "max-length-bytes": _NON_NEG_INT, "max-in-memory-length": _NON_NEG_INT,
-    "max-in-memory-bytes": _NON_NEG_INT, "delivery-limit": _NON_NEG_INT,
-    "overflow": _STRING, "queue-mode": _STRING, "queue-version": _POS_INT,
-    "queue-master-locator": _STRING, "ha-mode": _STRING, "ha-params": "any",
-    "ha-sync-mode": _STRING, "ha-sync-batch-size": _POS_INT,
-    "ha-promote-on-shutdown": _STRING, "ha-promote-on-failure": _STRING,
-    "federation-upstream": _STRING, "federation-upstream-set": _STRING,
-    "max-age": _STRING, "stream-max-segment-size-bytes": _NON_NEG_INT,
-    "initial-cluster-size": _POS_INT, "consumer-timeout": _NON_NEG_INT,
-}
-OPERATOR_POLICY_KEYS = ("expires", "message-ttl", "max-length", "max-length-bytes",
-                        "max-in-memory-length", "max-in-memory-bytes", "delivery-limit",
-                        "queue-mode", "overflow", "ha-mode", "ha-params", "ha-sync-mode")
-VALUE_TEXT = {"message-ttl": "time-to-live", "expires": "expires",
-              "max-length": "maximum length", "max-length-bytes": "maximum length in bytes"}
 COMPONENTS = ("vhost-limits", "operator_policy", "federation-upstream",
               "federation-upstream-set", "shovel", "policy")
-APPLY_TO = ("all", "queues", "exchanges", "classic_queues", "quorum_queues", "streams")
 POLICY_SORT = ("vhost", "name")
 
 
 def _erl(value: Any) -> str:
-    """A JSON value roughly as Erlang prints it in RabbitMQ's texts (HTML-escaped there)."""
-    if isinstance(value, str):
-        return f'&lt;&lt;"{value}"&gt;&gt;'
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+    return erl(value)
 
 
 def _validation(text: str) -> ApiError:
     return bad_request(f"Validation failed\n\n{text}\n")
 
 
-def _check_value(key: str, value: Any, kind: str) -> None:
-    ok = True
-    if kind == _NON_NEG_INT:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    elif kind == _POS_INT:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    elif kind == _STRING:
-        ok = isinstance(value, str)
-    if not ok:
-        what = VALUE_TEXT.get(key, key)
-        raise _validation(f"{_erl(value)} is not a valid {what}")
-
-
 def check_policy(body: dict[str, Any], operator: bool = False) -> dict[str, Any]:
-    """pattern, definition, priority and apply-to of a PUT body, checked."""
+    """pattern, definition, priority and apply-to of a PUT body, checked as RabbitMQ
+    checks them (amqp_broker/policies.check_policy), its texts in a 400."""
     missing = [key for key in ("pattern", "definition") if key not in body]
     if missing:
         raise bad_request("[" + ",".join(f"{{key_missing,{k}}}" for k in missing) + "]")
-    pattern = body["pattern"]
-    if not isinstance(pattern, str):
-        raise _validation(f"pattern should be a string, actually was {_erl(pattern)}")
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise _validation("pattern should be regular expression but is invalid: "
-                          f'{{"{exc.msg}",{exc.pos or 0}}}') from None
-    definition = body["definition"]
-    if not isinstance(definition, dict) or not definition:
-        raise _validation("definition must be a non-empty object")
-    known = OPERATOR_POLICY_KEYS if operator else tuple(POLICY_KEYS)
-    unknown = [key for key in definition if key not in known]
-    if unknown:
-        items = ",".join(f"{{{_erl(k)},{_erl(definition[k])}}}" for k in unknown)
-        raise _validation(f"[{items}] are not recognised policy settings")
-    for key, value in definition.items():
-        _check_value(key, value, POLICY_KEYS.get(key, "any"))
-    priority = body.get("priority", 0)
-    if isinstance(priority, str) and priority.strip().lstrip("-").isdigit():
-        priority = int(priority)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise _validation(f"priority should be a number, actually was {_erl(priority)}")
-    apply_to = body.get("apply-to", "all")
-    if apply_to not in APPLY_TO:
-        raise _validation(f"apply-to '{apply_to}' unrecognised; should be 'queues', "
-                          "'exchanges' or 'all'")
-    return {"pattern": pattern, "apply-to": apply_to, "definition": definition,
-            "priority": priority}
+        return policies.check_policy(body, operator)
+    except policies.PolicyError as exc:
+        raise _validation(str(exc)) from None
 
 
 def _vhost_for_put(request: Request) -> str:

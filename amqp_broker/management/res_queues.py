@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .. import policies
 from ..definitions import plain
 from ..protocol import fast
 from ..protocol.errors import AMQPError
@@ -107,6 +108,7 @@ class QueueView:
         counters = dict(zip(QUEUE_FIELDS, queue_counters(q), strict=True))
         consumers = len(q.consumers)
         exclusive_tag = next((c.tag for c in q.consumers if c.exclusive), None)
+        applied = q.applied or policies.NONE
         info: dict[str, Any] = {
             "arguments": plain(q.arguments),
             "auto_delete": q.auto_delete,
@@ -114,7 +116,7 @@ class QueueView:
             "consumer_utilisation": 1.0 if consumers else 0,
             "consumers": consumers,
             "durable": q.durable,
-            "effective_policy_definition": {},
+            "effective_policy_definition": applied.definition,
             "exclusive": q.exclusive_owner is not None,
             "exclusive_consumer_tag": exclusive_tag,
             "head_message_timestamp": head_timestamp(q),
@@ -133,8 +135,8 @@ class QueueView:
             "messages_unacknowledged_details": {"rate": rates["messages_unacknowledged"]},
             "name": q.name,
             "node": self.node,
-            "operator_policy": None,
-            "policy": None,
+            "operator_policy": applied.operator_name,
+            "policy": applied.policy_name,
             "recoverable_slaves": None,
             "single_active_consumer_tag": (q.consumers[0].tag if q.consumers
                                            and q.args.single_active_consumer else None),
