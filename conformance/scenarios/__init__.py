@@ -24,6 +24,7 @@ from . import (  # noqa: F401
     mgmt_vhosts,
     mgmt_whoami,
     parity,
+    poison,
     properties,
     queues,
     routing,
