@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import deadletter
 from .protocol import fast
 from .queue_args import QueueArgs
-from .queue_extras import QueueExtras, extras_for
+from .queue_extras import QueueExtras, extras_for, refresh_extras
 from .storage import StoreError
 
 if TYPE_CHECKING:
@@ -503,6 +503,7 @@ class Queue:
             self.expire()
         if self.limited:
             self._drop_head()
+        refresh_extras(self)  # a policy's delivery-limit (queue_extras.py)
 
 
 def _msg_id(msg: Message) -> int:

@@ -99,7 +99,7 @@ class QueueExtras:
 def extras_for(queue: Queue) -> QueueExtras | None:
     """The extras of a new queue, None when it needs none; 406 (AMQPError) for bad
     deduplication arguments. Called again when a policy changes the queue's arguments
-    (refresh keeps the counts and the cache)."""
+    (refresh_extras keeps the counts and the cache)."""
     args = queue.args
     counts = DeliveryCounts() if delivery_limit.tracked(args) else None
     dedup_ = dedup.for_queue(queue.arguments)
@@ -108,7 +108,7 @@ def extras_for(queue: Queue) -> QueueExtras | None:
     return QueueExtras(queue, counts, dedup_)
 
 
-def refresh(queue: Queue) -> None:
+def refresh_extras(queue: Queue) -> None:
     """The queue's arguments changed (a policy's delivery-limit): start counting if it
     now needs to, keeping what was counted and cached so far."""
     extras = queue.extras

@@ -221,3 +221,22 @@ def test_counts_are_kept_only_for_returned_messages() -> None:
     assert got is not None
     q.requeue([got[0]])  # the second return is past the limit: gone, forgotten
     assert q.extras.counts.counts == {} and q.message_count == 0
+
+
+def test_a_policy_delivery_limit_applies_to_a_live_queue() -> None:
+    from amqp_broker.broker import Broker
+    from amqp_broker.config import Config
+    from tests.test_queue import publish
+    broker = Broker(Config(data_dir=None))
+    vhost = broker.vhosts["/"]
+    q = vhost.declare_queue("pq", False, False, False, False, {}, object())[0]
+    assert q.extras is None
+    broker.runtime.set_policy({"vhost": "/", "name": "dl", "pattern": "^pq$",
+                               "apply-to": "queues", "definition": {"delivery-limit": 0},
+                               "priority": 0})
+    assert q.args.delivery_limit == 0 and q.extras is not None
+    publish(vhost, "pq", b"one")
+    got = q.take()
+    assert got is not None
+    q.requeue([got[0]])  # the first return is past a limit of 0
+    assert q.message_count == 0
