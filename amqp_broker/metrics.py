@@ -416,6 +416,8 @@ class BrokerCollector(Collector):
                             "exceeded"),
                 ("maxlen", "Total number of messages dead-lettered due to overflow drop-head "
                            "or reject-publish-dlx"),
+                ("delivery_limit", "Total number of messages dead-lettered due to "
+                                   "delivery-limit exceeded"),
                 ("rejected", "Total number of messages dead-lettered due to basic.reject or "
                              "basic.nack")):
             m = CounterMetricFamily(f"rabbitmq_global_messages_dead_lettered_{reason}",

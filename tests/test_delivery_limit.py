@@ -240,3 +240,30 @@ def test_a_policy_delivery_limit_applies_to_a_live_queue() -> None:
     assert got is not None
     q.requeue([got[0]])  # the first return is past a limit of 0
     assert q.message_count == 0
+
+
+def test_dead_lettered_delivery_limit_metric() -> None:
+    from pamqp import commands
+
+    from tests.inproc import Client, make_broker
+    from tests.test_metrics import of_type, scrape, value
+    broker = make_broker()
+    c = Client(broker)
+    c.open_channel(1)
+    c.send(commands.Queue.Declare(queue="dlq"), 1)
+    c.send(commands.Queue.Declare(queue="q", arguments={
+        "x-delivery-limit": 0, "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "dlq"}), 1)
+    c.send(commands.Queue.Declare(queue="plain", arguments={"x-delivery-limit": 0}), 1)
+    for q in ("q", "plain"):
+        c.publish(1, "", q, b"m")
+    c.frames()
+    for q in ("q", "plain"):
+        c.send(commands.Basic.Get(queue=q), 1)
+    for _, got in of_type(c.frames(), commands.Basic.GetOk):
+        c.send(commands.Basic.Reject(delivery_tag=got.delivery_tag, requeue=True), 1)
+    s, _ = scrape(broker)
+    name = "rabbitmq_global_messages_dead_lettered_delivery_limit_total"
+    assert value(s, name, dead_letter_strategy="at_most_once") == 1
+    assert value(s, name, dead_letter_strategy="disabled") == 1
+    assert value(s, "rabbitmq_queue_messages_ready") == 1  # the dead letter in dlq
