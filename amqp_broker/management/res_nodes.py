@@ -37,6 +37,7 @@ EXCHANGE_TYPE_DESCRIPTIONS = {
     "headers": "AMQP headers exchange, as per the AMQP specification",
     "topic": "AMQP topic exchange, as per the AMQP specification",
     "x-delayed-message": "Delayed Message Exchange.",
+    "x-message-deduplication": "Message Deduplication Exchange.",  # the plugin's words
 }
 AUTH_MECHANISMS = (
     ("PLAIN", "SASL PLAIN authentication mechanism"),
