@@ -101,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
         return verbs.add_parser(name, help=help, description=help, parents=[common])
 
     v = verb("list", "list queues, exchanges, bindings, connections, channels, consumers, "
-                     "users, vhosts or permissions")
+                     "users, vhosts, permissions, policies or operator-policies")
     v.add_argument("kind", choices=sorted(LISTINGS), metavar="KIND",
                    help="one of: " + ", ".join(LISTINGS))
     v.add_argument("columns", nargs="*", metavar="COLUMN",
@@ -134,6 +134,21 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("read", metavar="READ")
     v = verb("clear-permissions", "revoke a user's permissions in a vhost")
     v.add_argument("user", metavar="USER")
+
+    for kind, what in (("policy", "a policy"), ("operator-policy", "an operator policy")):
+        v = verb(f"set-{kind}", f"set {what} in a vhost (rabbitmqctl set_{kind.replace('-', '_')})")
+        v.add_argument("name", metavar="NAME")
+        v.add_argument("pattern", metavar="PATTERN",
+                       help="regular expression the queue or exchange names must match")
+        v.add_argument("definition", metavar="DEFINITION",
+                       help='JSON object of policy keys, e.g. \'{"max-length": 1000}\'')
+        v.add_argument("--priority", type=int, default=0, metavar="N",
+                       help="the highest matching priority applies (default 0)")
+        v.add_argument("--apply-to", default="all", metavar="KIND",
+                       help="queues, exchanges or all (default), or classic_queues, "
+                            "quorum_queues, streams")
+        v = verb(f"clear-{kind}", f"remove {what} from a vhost")
+        v.add_argument("name", metavar="NAME")
 
     v = verb("purge-queue", "delete every ready message of a queue")
     v.add_argument("name", metavar="NAME")

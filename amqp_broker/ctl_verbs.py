@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import html
 import json
 import os
 import sys
@@ -55,6 +56,10 @@ LISTINGS: dict[str, Listing] = {
     "vhosts": Listing("/vhosts", None, _same("name", "description", "tags", "messages")),
     "permissions": Listing("/permissions", "/vhosts/{vhost}/permissions", _same(
         "user", "vhost", "configure", "write", "read")),
+    "policies": Listing("/policies", "/policies/{vhost}", _same(
+        "vhost", "name", "pattern", "apply-to", "definition", "priority")),
+    "operator-policies": Listing("/operator-policies", "/operator-policies/{vhost}", _same(
+        "vhost", "name", "pattern", "apply-to", "definition", "priority")),
 }
 
 
@@ -185,6 +190,48 @@ def do_clear_permissions(ctx: Context) -> int:
     user, vhost = ctx.args.user, ctx.vhost or "/"
     return _delete(ctx, f"/permissions/{quote(vhost)}/{quote(user)}",
                    f"permissions of user {user!r} in vhost {vhost!r}", "cleared")
+
+
+def _set_policy(ctx: Context, path: str, what: str) -> int:
+    a, vhost = ctx.args, ctx.vhost or "/"
+    try:
+        definition = json.loads(a.definition)
+    except ValueError as exc:
+        raise UsageError(f"DEFINITION is not JSON: {exc}") from None
+    body = {"pattern": a.pattern, "definition": definition, "priority": a.priority,
+            "apply-to": a.apply_to}
+    try:
+        ctx.api.call("PUT", f"{path}/{quote(vhost)}/{quote(a.name)}", body)
+    except HttpError as exc:
+        if exc.status == 404:
+            raise CtlError(f"vhost {vhost!r} not found") from None
+        if exc.status == 400:  # RabbitMQ's validation text, without its heading
+            reason = exc.reason.replace("Validation failed", "").strip()
+            raise CtlError(f"{what} {a.name!r} refused: "
+                           + html.unescape(reason or exc.error)) from None
+        raise
+    ctx.say(f"{what} {a.name!r} set in vhost {vhost!r}")
+    return 0
+
+
+def do_set_policy(ctx: Context) -> int:
+    return _set_policy(ctx, "/policies", "policy")
+
+
+def do_set_operator_policy(ctx: Context) -> int:
+    return _set_policy(ctx, "/operator-policies", "operator policy")
+
+
+def do_clear_policy(ctx: Context) -> int:
+    name, vhost = ctx.args.name, ctx.vhost or "/"
+    return _delete(ctx, f"/policies/{quote(vhost)}/{quote(name)}",
+                   f"policy {name!r} in vhost {vhost!r}", "cleared")
+
+
+def do_clear_operator_policy(ctx: Context) -> int:
+    name, vhost = ctx.args.name, ctx.vhost or "/"
+    return _delete(ctx, f"/operator-policies/{quote(vhost)}/{quote(name)}",
+                   f"operator policy {name!r} in vhost {vhost!r}", "cleared")
 
 
 def do_purge_queue(ctx: Context) -> int:
@@ -390,6 +437,10 @@ VERBS: dict[str, Callable[[Context], int]] = {
     "delete-vhost": do_delete_vhost,
     "set-permissions": do_set_permissions,
     "clear-permissions": do_clear_permissions,
+    "set-policy": do_set_policy,
+    "clear-policy": do_clear_policy,
+    "set-operator-policy": do_set_operator_policy,
+    "clear-operator-policy": do_clear_operator_policy,
     "purge-queue": do_purge_queue,
     "delete-queue": do_delete_queue,
     "close-connection": do_close_connection,

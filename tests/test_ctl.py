@@ -413,6 +413,19 @@ VERBS = [
      "/api/connections/127.0.0.1%3A5%20-%3E%20127.0.0.1%3A5672", None, {}),
     (["close-connection", "c1", "--reason", "maintenance"], "DELETE", "/api/connections/c1",
      None, {"x-reason": "maintenance"}),
+    (["set-policy", "cap", "^work", '{"max-length": 10}'], "PUT", "/api/policies/%2F/cap",
+     {"pattern": "^work", "definition": {"max-length": 10}, "priority": 0, "apply-to": "all"},
+     {}),
+    (["set_policy", "-p", "app", "--priority", "3", "--apply-to", "queues", "cap", ".*",
+      '{"message-ttl": 5}'], "PUT", "/api/policies/app/cap",
+     {"pattern": ".*", "definition": {"message-ttl": 5}, "priority": 3, "apply-to": "queues"},
+     {}),
+    (["clear-policy", "cap"], "DELETE", "/api/policies/%2F/cap", None, {}),
+    (["set-operator-policy", "ops", "^", '{"max-length": 1}'], "PUT",
+     "/api/operator-policies/%2F/ops",
+     {"pattern": "^", "definition": {"max-length": 1}, "priority": 0, "apply-to": "all"}, {}),
+    (["clear-operator-policy", "ops", "-p", "app"], "DELETE", "/api/operator-policies/app/ops",
+     None, {}),
 ]
 
 
@@ -752,6 +765,28 @@ def test_ours_queues_and_definitions(ours: str, capsys: pytest.CaptureFixture[st
     assert run(capsys, "delete-queue", "ctl-q", url=ours).code == 0
     result = run(capsys, "delete-queue", "ctl-q", url=ours)
     assert (result.code, result.err) == (1, "amqp-broker ctl: queue 'ctl-q' in vhost '/' "
+                                            "not found\n")
+
+
+def test_ours_policies(ours: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _served("res_policies")
+    assert run(capsys, "set-policy", "ctl-p", "^ctl-", '{"max-length": 5}', "--apply-to",
+               "queues", url=ours).code == 0
+    assert run(capsys, "set-operator-policy", "ctl-op", "^ctl-", '{"max-length": 2}',
+               url=ours).code == 0
+    listed = run(capsys, "--json", "list", "policies", url=ours).json()
+    assert [(p["name"], p["apply-to"], p["definition"]) for p in listed] == [
+        ("ctl-p", "queues", {"max-length": 5})]
+    assert "ctl-op" in run(capsys, "list_operator_policies", url=ours).out
+    result = run(capsys, "set-policy", "bad", "^", '{"max-length": -1}', url=ours)
+    assert (result.code, result.err) == (
+        1, "amqp-broker ctl: policy 'bad' refused: -1 is not a valid maximum length\n")
+    result = run(capsys, "set-policy", "bad", "^", "{nope", url=ours)
+    assert result.code == 2 and "DEFINITION is not JSON" in result.err
+    assert run(capsys, "clear-policy", "ctl-p", url=ours).code == 0
+    assert run(capsys, "clear-operator-policy", "ctl-op", url=ours).code == 0
+    result = run(capsys, "clear-policy", "ctl-p", url=ours)
+    assert (result.code, result.err) == (1, "amqp-broker ctl: policy 'ctl-p' in vhost '/' "
                                             "not found\n")
 
 
