@@ -251,8 +251,8 @@ def test_overview_fields(api: ApiClient, broker: Broker) -> None:
     assert overview["object_totals"]["connections"] == 1
     assert overview["message_stats"]["publish_details"] == {"rate": 0.0}
     assert overview["queue_totals"]["messages"] == 0
-    assert [t["name"] for t in overview["exchange_types"]] == ["direct", "fanout", "headers",
-                                                               "topic", "x-delayed-message"]
+    assert [t["name"] for t in overview["exchange_types"]] == [
+        "direct", "fanout", "headers", "topic", "x-delayed-message", "x-message-deduplication"]
     mgmt = add_user(api, "m", "management")
     mine = mgmt.get("/api/overview").json()
     assert "node" not in mine and "listeners" not in mine
