@@ -561,7 +561,7 @@ class Broker:
         checked against: bodies in RAM and a per-message overhead of ready messages, an
         estimate for unacknowledged deliveries, what connections buffer in and out, and
         bodies the store has not fsync'd yet. Plain counters; no walk over messages."""
-        held = self.store.unsynced_bytes
+        held = self.store.unsynced_bytes + self.delayed.ram_bytes  # delayed, due soon
         for vhost in self.vhosts.values():
             for q in vhost.queues.values():
                 held += q.ram_bytes + len(q.ready) * MESSAGE_OVERHEAD

@@ -16,9 +16,11 @@ RabbitMQ's rules, as its 3.10 answers them (checked against the reference broker
   acks (540); x-stream-offset is first, last, next (the default), an offset number, an
   AMQP timestamp (seconds) or an interval string like 1h; x-priority is refused (406);
   every delivery carries the x-stream-offset header (a long);
-* acks, and nack/reject with requeue, only give the consumer its credit back; nack or
-  reject without requeue is 540; basic.get and queue.purge are 540; queue.delete ignores
-  if-unused and if-empty and reports 0 messages.
+* acks only give the consumer its credit back; basic.nack and basic.reject (with
+  requeue or not) are 540, and basic.recover with stream deliveries outstanding 541 (its
+  stream reader fails); basic.get and queue.purge are 540; queue.delete ignores if-unused
+  and if-empty and reports 0 messages. Deliveries outstanding when a channel closes are
+  simply forgotten (the consumer is gone; nothing is requeued in a log).
 * retention (x-max-length-bytes, x-max-age) drops whole segments of
   x-stream-max-segment-size-bytes (default 500 MB), oldest first.
 
@@ -172,7 +174,7 @@ class StreamQueue(Queue):
         return False
 
     def requeue(self, msgs: Iterable[Message]) -> None:
-        """nack/reject with requeue: nothing goes back, the consumer has its credit again."""
+        """A closed channel's deliveries: nothing goes back into a log."""
         if self.consumers:
             self.dispatch()
 
@@ -310,8 +312,9 @@ def consumer(channel: Any, q: StreamQueue, tag: str, tag_raw: bytes, no_ack: boo
                           arguments, q.start_offset(spec))
 
 
-def refuse_drop(channel: Any, tag: int, multiple: bool, method_id: int) -> None:
-    """nack/reject without requeue of a stream delivery: 540, as RabbitMQ."""
+def refuse_settle(channel: Any, tag: int, multiple: bool, method_id: int) -> None:
+    """basic.nack or basic.reject of a stream delivery, with requeue or not: 540, as
+    RabbitMQ 3.10 answers it."""
     unacked = channel.unacked
     if multiple:
         queues = [d[1] for t, d in unacked.items() if tag == 0 or t <= tag]

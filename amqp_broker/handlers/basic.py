@@ -108,14 +108,14 @@ def ack(ch: Channel, method: commands.Basic.Ack) -> None:
 
 
 def reject(ch: Channel, method: commands.Basic.Reject) -> None:
-    if not method.requeue and ch.vhost.streams:
-        stream.refuse_drop(ch, method.delivery_tag or 0, False, 90)
+    if ch.vhost.streams:
+        stream.refuse_settle(ch, method.delivery_tag or 0, False, 90)
     ch.settle(method.delivery_tag or 0, False, REQUEUE if method.requeue else DROP)
 
 
 def nack(ch: Channel, method: commands.Basic.Nack) -> None:
-    if not method.requeue and ch.vhost.streams:
-        stream.refuse_drop(ch, method.delivery_tag or 0, method.multiple, 120)
+    if ch.vhost.streams:
+        stream.refuse_settle(ch, method.delivery_tag or 0, method.multiple, 120)
     ch.settle(method.delivery_tag or 0, method.multiple, REQUEUE if method.requeue else DROP)
 
 
