@@ -16,7 +16,10 @@ from __future__ import annotations
 import functools
 import gc
 import ipaddress
+import os
+import shutil
 import socket
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Collection
@@ -35,6 +38,7 @@ from .protocol.fast import shortstr
 from .queue import MESSAGE_OVERHEAD, PAGEABLE, STORED, Message, Queue
 from .storage import MemoryStore, MessageStore
 from .storage.base import RecoveredMessage
+from .storage.spool import SegmentLog, SpoolRoot
 from .users import DefinitionError, NotFoundError, User
 from .vhost import VHost, binding_store_key
 
@@ -99,6 +103,7 @@ class Broker:
         self.store: MessageStore = store if store is not None else MemoryStore()
         self.cluster_name = f"amqp-broker@{socket.gethostname()}"
         self.vhosts: dict[str, VHost] = {}
+        self.memory_alarm = MemoryAlarm(config.memory_high_water)
         self.vhost_info: dict[str, VHostInfo] = {}  # description, tags of each vhost
         self.access = AccessControl(self.vhosts, self.save_definition)  # users, permissions
         self.runtime = RuntimeParameters(self.save_definition)  # policies, parameters
@@ -115,7 +120,6 @@ class Broker:
         self._recovering = False
         self.started = time.time()
         self.alarms: set[str] = set()  # resource alarms on: "memory", "disk"
-        self.memory_alarm = MemoryAlarm(config.memory_high_water)
         # the store holds more unsynced bodies than max_unsynced_bytes: connections that
         # publish wait for the next group commit before more of their input is read
         self.store_backlogged = False
@@ -136,6 +140,9 @@ class Broker:
         self.orphans: dict[str, list[RecoveredMessage]] = {}
         self._read_only = False  # recover(startup=False): nothing is written
         self.delayed = delayed.Scheduler(self)  # x-delayed-message exchanges' messages
+        self._spool_root: SpoolRoot | None = None  # queues' backlogs on disk, made on demand
+        # more than half the memory watermark is held: queues spool every new backlog
+        self.spool_all = False
 
     # --- identity and auth ---------------------------------------------------
     def next_msg_id(self) -> int:
@@ -284,6 +291,32 @@ class Broker:
             self.store.on_sync(self._store_caught_up)
         return token
 
+    def head_limits(self) -> tuple[int, int]:
+        """Bounds of a queue's in-memory head for this memory watermark: the head's
+        bodies at most 1/16 of it, and as many messages as 1/16 of it covers."""
+        watermark = self.memory_alarm.watermark
+        return max(64, watermark // (16 * MESSAGE_OVERHEAD)), max(64 * 1024, watermark // 16)
+
+    def open_spool(self) -> SegmentLog:
+        """A new spool for a queue's backlog (storage/spool.py): under the data dir,
+        or a temporary directory when messages are kept in memory only."""
+        root = self._spool_root
+        if root is None:
+            if self.config.data_dir:
+                path = os.path.join(self.config.data_dir, "spool")
+            else:
+                path = tempfile.mkdtemp(prefix="amqp-broker-spool-")
+            root = self._spool_root = SpoolRoot(path)
+        return root.open()
+
+    def close_spools(self) -> None:
+        """The broker stops: spooled backlogs are RAM moved to disk, gone with it."""
+        if self._spool_root is not None:
+            self._spool_root.remove()
+            self._spool_root = None
+        elif self.config.data_dir and not self._read_only:
+            shutil.rmtree(os.path.join(self.config.data_dir, "spool"), ignore_errors=True)
+
     def _store_caught_up(self, _token: int, _ok: bool) -> None:
         self.store_backlogged = False
 
@@ -294,6 +327,9 @@ class Broker:
         startup nothing is written to the store (export-definitions)."""
         started = time.monotonic()
         recovery = self.store.open()
+        if startup and self.config.data_dir:
+            # a spool left by a broker that did not stop cleanly is garbage
+            shutil.rmtree(os.path.join(self.config.data_dir, "spool"), ignore_errors=True)
         self._recovering = True
         self._read_only = not startup
         try:
@@ -429,7 +465,8 @@ class Broker:
                 self.store.save_definition(current, raw)
 
     def _restore(self, q: Queue, entries: list[RecoveredMessage]) -> int:
-        """Put recovered messages back in their queue, in publish order."""
+        """Put recovered messages back in their queue, in publish order (past the
+        queue's head bound they go to its spool)."""
         shared: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         for e in entries:
             raw = shared.get((e.exchange, e.routing_key))
@@ -438,10 +475,7 @@ class Broker:
                     shortstr(e.exchange), shortstr(e.routing_key))
             msg = Message(e.msg_id, raw[0], raw[1], e.properties, None, e.body_size)
             msg.stored = PAGEABLE
-            q.ready.append(msg)
-            q.ready_bytes += e.body_size
-            if e.delivered:
-                q.redelivered.add(e.msg_id)
+            q.restore(msg, e.delivered)
         return len(entries)
 
     def adopt_orphans(self, q: Queue) -> None:

@@ -70,13 +70,13 @@ CH_VHOST = ("channel", "vhost")
 # -> its metrics; a value function per metric takes the object (queue, channel, ...)
 QUEUE_COARSE = [
     (Family("queue_messages_ready", "gauge", "Messages ready to be delivered to consumers", Q),
-     lambda q: len(q.ready)),
+     lambda q: q.ready_count),
     (Family("queue_messages_unacked", "gauge",
             "Messages delivered to consumers but not yet acknowledged", Q),
      lambda q: q.unacked),
     (Family("queue_messages", "gauge",
             "Sum of ready and unacknowledged messages - total queue depth", Q),
-     lambda q: len(q.ready) + q.unacked),
+     lambda q: q.ready_count + q.unacked),
 ]
 QUEUE_CONSUMER_COUNT = [
     (Family("queue_consumers", "gauge", "Consumers on a queue", Q), lambda q: len(q.consumers)),
@@ -88,11 +88,9 @@ QUEUE_METRICS = QUEUE_CONSUMER_COUNT + [
             "Size of ready and unacknowledged messages stored in memory", Q),
      lambda q: q.ram_bytes),
     (Family("queue_messages_ready_ram", "gauge", "Ready messages stored in memory", Q),
-     lambda q: sum(1 for m in q.ready if m.body is not None)
-     if q.ram_bytes != q.ready_bytes else len(q.ready)),
+     lambda q: q.ready_count - q.paged_out_count()),
     (Family("queue_messages_paged_out", "gauge", "Messages paged out to disk", Q),
-     lambda q: 0 if q.ram_bytes == q.ready_bytes
-     else sum(1 for m in q.ready if m.body is None)),
+     lambda q: q.paged_out_count()),
     (Family("queue_messages_paged_out_bytes", "gauge",
             "Size in bytes of messages paged out to disk", Q),
      lambda q: q.ready_bytes - q.ram_bytes),

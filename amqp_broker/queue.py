@@ -16,11 +16,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import deadletter
+from . import backlog, deadletter
+from .message import PAGEABLE as PAGEABLE  # re-exported: the model's names
+from .message import STORED as STORED
+from .message import Message as Message
 from .protocol import fast
 from .queue_args import QueueArgs
 from .queue_extras import QueueExtras, extras_for, refresh_extras
 from .storage import StoreError
+from .storage.spool import SegmentLog
 
 if TYPE_CHECKING:
     from .vhost import VHost
@@ -44,8 +48,6 @@ class DeliveryTarget(Protocol):
         """The queue went away under the consumer."""
 
 
-STORED = 1
-PAGEABLE = 2
 # Above this many bytes of ready messages, bodies of pageable messages are
 # dropped from RAM at enqueue and read back from the store at delivery.
 PAGE_OUT_BYTES = 32 * 1024 * 1024
@@ -54,39 +56,13 @@ PAGE_OUT_BYTES = 32 * 1024 * 1024
 MESSAGE_OVERHEAD = 200
 # At most this many bytes of paged-out bodies are read (blocking) per dispatch call.
 PAGE_IN_BUDGET = 4 * 1024 * 1024
-
-
-class Message:
-    """One published message, shared by every queue it was routed to."""
-
-    __slots__ = ("msg_id", "exchange_raw", "routing_key_raw", "properties", "body",
-                 "stored", "body_size", "ttl")
-
-    def __init__(self, msg_id: int, exchange_raw: bytes, routing_key_raw: bytes,
-                 properties: bytes, body: bytes | None, body_size: int) -> None:
-        self.msg_id = msg_id
-        self.exchange_raw = exchange_raw  # short string with its length octet
-        self.routing_key_raw = routing_key_raw  # idem
-        self.properties = properties  # raw content-header properties
-        self.body = body  # None while paged out to the store
-        # 0: not in the store; STORED: in the store for some of its queues;
-        # PAGEABLE: in the store for all of them, so the body may leave RAM
-        self.stored = 0
-        self.body_size = body_size
-        # (published at, per-message deadline or None) in monotonic seconds, set
-        # only while some queue has a TTL or the message has an expiration
-        self.ttl: tuple[float, float | None] | None = None
-
-    @property
-    def exchange(self) -> str:
-        return self.exchange_raw[1:].decode("utf-8", "surrogateescape")
-
-    @property
-    def routing_key(self) -> str:
-        return self.routing_key_raw[1:].decode("utf-8", "surrogateescape")
-
-    def __lt__(self, other: Message) -> bool:  # queue order for requeue
-        return self.msg_id < other.msg_id
+# The in-memory head of a FIFO queue: past this many ready messages, or this many
+# bytes of bodies in RAM, new messages go to the queue's spool on disk
+# (storage/spool.py explains the design) until the spool has been read empty again.
+# A small memory watermark makes the head smaller (Broker.head_limits), and while
+# the broker holds more than half its watermark every new backlog is spooled.
+HEAD_COUNT = 16384
+HEAD_BYTES = 8 * 1024 * 1024
 
 
 class Consumer:
@@ -227,6 +203,13 @@ class Queue:
         self.refusing = self.limited and self.args.overflow != "drop-head"
         self.ttl = self.args.message_ttl / 1000 if self.args.message_ttl is not None else None
         self.may_expire = self.ttl is not None  # head may hold expired messages
+        # the backlog behind the head, on disk (None while everything fits the head)
+        self.spool: SegmentLog | None = None
+        self.can_spool = isinstance(self.ready, FifoReady)
+        count, size = vhost.broker.head_limits()
+        self.head_count = min(HEAD_COUNT, count)
+        self.head_bytes = min(HEAD_BYTES, size)
+        self._spool_error = ""  # the last spool error logged (logged once per kind)
         self.last_used = time.monotonic()
         self._unreadable = 0  # msg_id whose unreadable body was last logged
         # delivery counts and deduplication (queue_extras.py): None for most queues
@@ -241,7 +224,27 @@ class Queue:
     def message_count(self) -> int:
         if self.may_expire:
             self.expire()
-        return len(self.ready)
+        return self.ready_count
+
+    @property
+    def ready_count(self) -> int:
+        """Ready messages, in the head and in the spool."""
+        spool = self.spool
+        return len(self.ready) + spool.count if spool is not None else len(self.ready)
+
+    def paged_out_count(self) -> int:
+        """Ready messages whose body is not in RAM: the spooled ones, and those of the
+        head paged out to the message store (the head is bounded; walked only then)."""
+        head = 0
+        if self.ram_bytes != self.ready_bytes:
+            head = sum(1 for m in self.ready if m.body is None)
+        return self.spooled + head
+
+    @property
+    def spooled(self) -> int:
+        """Ready messages in the spool (no object in RAM)."""
+        spool = self.spool
+        return spool.count if spool is not None else 0
 
     def enqueue(self, msg: Message) -> None:
         """Add a routed message (overflow refusals were checked by `refuses`).
@@ -257,6 +260,18 @@ class Queue:
             if consumer is not None:
                 self.published += 1
                 consumer.channel.deliver(consumer, self, msg, False, msg.body)
+                return
+        if self.spool is not None or (self.can_spool and (
+                len(self.ready) >= self.head_count or self.ram_bytes >= self.head_bytes
+                or self.vhost.broker.spool_all)):
+            if self._spool_out(msg):
+                self.ready_bytes += msg.body_size
+                self.published += 1
+                if msg.ttl is not None and msg.ttl[1] is not None:
+                    self.may_expire = True
+                    self.vhost.expiring_queues.add(self)
+                if self.limited:
+                    self._drop_head()
                 return
         self.ready.append(msg)
         self.ready_bytes += msg.body_size
@@ -290,14 +305,14 @@ class Queue:
 
     def _full(self, incoming: int) -> bool:
         a = self.args
-        return ((a.max_length is not None and len(self.ready) >= a.max_length)
+        return ((a.max_length is not None and self.ready_count >= a.max_length)
                 or (a.max_length_bytes is not None
                     and self.ready_bytes + incoming > a.max_length_bytes))
 
     def _drop_head(self) -> None:
         a = self.args
         dropped = []
-        while self.ready and ((a.max_length is not None and len(self.ready) > a.max_length)
+        while self.ready and ((a.max_length is not None and self.ready_count > a.max_length)
                               or (a.max_length_bytes is not None
                                   and self.ready_bytes > a.max_length_bytes)):
             dropped.append(self._pop()[0])
@@ -305,7 +320,10 @@ class Queue:
             self._discard(dropped, deadletter.MAXLEN)
 
     def _pop(self) -> tuple[Message, bool]:
-        msg = self.ready.popleft()
+        ready = self.ready
+        msg = ready.popleft()
+        if not ready and self.spool is not None:
+            self._refill()
         self.ready_bytes -= msg.body_size
         if msg.body is not None:
             self.ram_bytes -= msg.body_size
@@ -394,7 +412,97 @@ class Queue:
         self.redelivered.clear()
         self.ready_bytes = self.ram_bytes = 0
         self._unstore(msgs)
-        return len(msgs)
+        return len(msgs) + self.drop_spool(unstore=True)
+
+    def restore(self, msg: Message, delivered: bool) -> None:
+        """A message recovered from the store, in publish order (no consumer yet)."""
+        if self.extras is not None:  # delivery counts, deduplication keys
+            self.extras.restored(msg, delivered)
+        self.ready_bytes += msg.body_size
+        if self.spool is not None or (self.can_spool and len(self.ready) >= self.head_count):
+            if self.spool is None:
+                try:
+                    self.spool = self.vhost.broker.open_spool()
+                except OSError as exc:
+                    self._spool_failed("cannot create the queue's spool", exc)
+            if self.spool is not None:
+                self.spool.append(backlog.encode(msg, delivered, True))
+                return
+        self.ready.append(msg)
+        if delivered:
+            self.redelivered.add(msg.msg_id)
+
+    # --- the spool: the backlog behind the head, on disk -----------------------
+    def _spool_out(self, msg: Message) -> bool:
+        """Append msg to the spool; False (logged) when it cannot be encoded, then it
+        stays in RAM. A failing disk keeps records in the spool's write buffer."""
+        spool = self.spool
+        if spool is None:
+            try:
+                spool = self.spool = self.vhost.broker.open_spool()
+            except OSError as exc:
+                self._spool_failed("cannot create the queue's spool", exc)
+                return False
+        in_store = bool(self.persists and msg.stored)
+        if not in_store and msg.body is None:
+            return False  # cannot happen: a body not in this queue's store is in RAM
+        spool.append(backlog.encode(msg, False, in_store))
+        if spool.error is not None:
+            self._spool_failed("cannot write the queue's spool; the backlog stays in RAM",
+                               spool.error)
+        return True
+
+    def _refill(self) -> None:
+        """Move the oldest spooled messages into the (empty) head."""
+        spool = self.spool
+        assert spool is not None
+        try:
+            records = spool.read()
+        except OSError as exc:
+            self._spool_failed("cannot read the queue's spool", exc)
+            return
+        ready = self.ready
+        decode = backlog.decode
+        for record in records:
+            msg, redelivered = decode(record)
+            ready.append(msg)
+            if msg.body is not None:
+                self.ram_bytes += msg.body_size
+            if redelivered:
+                self.redelivered.add(msg.msg_id)
+        if not spool.count:
+            spool.close()
+            self.spool = None
+
+    def drop_spool(self, unstore: bool) -> int:
+        """Forget the spooled messages (purge, delete); returns how many there were.
+        With unstore, their references in the message store are removed too."""
+        spool = self.spool
+        if spool is None:
+            return 0
+        count = spool.count
+        ids: list[int] = []
+        if unstore and self.persists:
+            try:
+                while spool.count:
+                    for record in spool.read():
+                        msg_id, in_store = backlog.msg_id_of(record)
+                        if in_store:
+                            ids.append(msg_id)
+            except OSError as exc:
+                self._spool_failed("cannot read the queue's spool", exc)
+        spool.close()
+        self.spool = None
+        if ids:
+            self.vhost.broker.store.remove(self.store_key, ids)
+        return count
+
+    def _spool_failed(self, what: str, exc: OSError) -> None:
+        text = f"{what}: {exc}"
+        if text != self._spool_error:
+            self._spool_error = text
+            self.vhost.broker.log.error(what, queue=self.name, vhost=self.vhost.name,
+                                        error=str(exc))
 
     # --- consumers ---------------------------------------------------------
     def add_consumer(self, consumer: Consumer) -> None:

@@ -199,6 +199,7 @@ class Server:
         self.broker.store.close()
         self.log.info("stopped")
 
+        self.broker.close_spools()
     def _tls_host(self) -> str:
         """The amqps listener's address: tls_host, else the plain listener's."""
         host = self.config.tls_host
@@ -392,6 +393,7 @@ class Server:
                 alarms.add("memory")
             if broker.store.failed or self._disk_low():
                 alarms.add("disk")
+            broker.spool_all = held > memory.watermark // 2  # queues: backlogs to disk
             if alarms != broker.alarms:
                 self._set_alarms(alarms, held=held, rss=rss)
 

@@ -285,11 +285,12 @@ class VHost:
         q.deleted = True
         self.broker.counters.queues_deleted += 1
         self.queues.pop(q.name, None)
-        count = len(q.ready)
+        count = q.ready_count
         for consumer in list(q.consumers):
             consumer.channel.cancel_by_server(consumer)
         q.consumers.clear()
         q.ready.clear()
+        q.drop_spool(unstore=False)  # the store forgets the queue's refs at once below
         for ex in list(self.exchanges.values()):
             if ex is self.default_exchange:
                 continue

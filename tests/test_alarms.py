@@ -290,7 +290,8 @@ def test_alarm_sets_on_a_flood_and_clears_once_drained(broker_factory: Any, uid:
     conn.add_on_connection_blocked_callback(lambda *_: events["blocked"].append(1))
     conn.add_on_connection_unblocked_callback(lambda *_: events["unblocked"].append(1))
     ch = conn.channel()
-    ch.queue_declare(queue)
+    # a priority queue keeps its backlog in RAM (a FIFO queue would spool it to disk)
+    ch.queue_declare(queue, arguments={"x-max-priority": 1})
     _flood(b.port, queue)
     ch.basic_publish("", queue, b"during the alarm")
     assert _wait(conn, lambda: events["blocked"], 10), "no connection.blocked"

@@ -101,7 +101,7 @@ def queue_key(q: Queue) -> tuple[str, str, str]:
 
 def queue_counters(q: Queue) -> tuple[int, ...]:
     """In QUEUE_FIELDS order."""
-    ready = len(q.ready)
+    ready = q.ready_count
     return (q.published, q.delivered, q.acked, ready + q.unacked, ready, q.unacked)
 
 

@@ -91,7 +91,7 @@ def overview(request: Request) -> dict[str, Any]:
                            if user.is_monitor or getattr(s, "user", None) == user.name]
     channels = sum(len(getattr(s, "channels", {})) for s in sessions)
     consumers = sum(len(q.consumers) for q in queues)
-    ready = sum(len(q.ready) for q in queues)
+    ready = sum(q.ready_count for q in queues)
     unacked = sum(q.unacked for q in queues)
     totals = {"messages": ready + unacked, "messages_ready": ready,
               "messages_unacknowledged": unacked}

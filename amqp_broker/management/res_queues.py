@@ -102,7 +102,7 @@ class QueueView:
         return self._unacked.get(q, 0)
 
     def info(self, q: Queue, detail: bool = False) -> dict[str, Any]:
-        ready = len(q.ready)
+        ready = q.ready_count
         unacked_bytes = self.unacked_bytes_of(q)
         rates = self.rates.object_rates(queue_key(q), QUEUE_FIELDS)
         counters = dict(zip(QUEUE_FIELDS, queue_counters(q), strict=True))
@@ -121,7 +121,7 @@ class QueueView:
             "exclusive_consumer_tag": exclusive_tag,
             "head_message_timestamp": head_timestamp(q),
             "idle_since": iso_time(q.last_used + self._wall_offset),
-            "memory": q.ram_bytes + ready * MESSAGE_OVERHEAD,
+            "memory": q.ram_bytes + len(q.ready) * MESSAGE_OVERHEAD,
             "message_bytes": q.ready_bytes + unacked_bytes,
             "message_bytes_paged_out": q.ready_bytes - q.ram_bytes,
             "message_bytes_ram": q.ram_bytes + unacked_bytes,
@@ -308,7 +308,7 @@ def take_messages(q: Queue, count: int, ackmode: str, encoding: str,
             taken.append(msg)
             out.append({"payload_bytes": len(body), "redelivered": redelivered,
                         "exchange": msg.exchange, "routing_key": msg.routing_key,
-                        "message_count": len(q.ready),
+                        "message_count": q.ready_count,
                         "properties": message_properties(msg.properties),
                         **payload_fields(body, encoding, truncate)})
     except StoreError as exc:

@@ -76,7 +76,7 @@ def vhost_json(broker: Broker, name: str) -> dict[str, Any]:
         out["recv_oct"] = recv
         out["recv_oct_details"] = {"rate": 0.0}
     if queues:
-        ready = sum(len(q.ready) for q in queues)
+        ready = sum(q.ready_count for q in queues)
         unacked = sum(q.unacked for q in queues)
         for field, value in (("messages_ready", ready), ("messages_unacknowledged", unacked),
                              ("messages", ready + unacked)):
