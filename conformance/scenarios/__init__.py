@@ -28,4 +28,5 @@ from . import (  # noqa: F401
     properties,
     queues,
     routing,
+    streams,
 )
