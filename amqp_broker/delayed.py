@@ -339,7 +339,11 @@ class Scheduler:
             tg.start_soon(self._sync_loop)
             while True:
                 self._wake = anyio.Event()
-                delay = self.tick()
+                try:
+                    delay = self.tick()
+                except Exception:  # a bug must not take the broker down: logged, retried
+                    self.broker.log.exception("delayed-message timer failed")
+                    delay = 1.0
                 if delay <= 0:
                     await anyio.sleep(0)
                     continue
