@@ -186,7 +186,7 @@ def get_purge_nack_refusals(ctx):
         cch = conn.channel()
         cch.basic_qos(prefetch_count=1)
         got = []
-        cch.basic_consume(q, lambda c, m, p, b: got.append(m),
+        cch.basic_consume(q, lambda c, m, p, b, g=got: g.append(m),
                           arguments={"x-stream-offset": "first"})
         deadline = time.monotonic() + 3
         while not got and time.monotonic() < deadline:
