@@ -25,6 +25,7 @@ from . import (  # noqa: F401
     mgmt_whoami,
     parity,
     poison,
+    policies,
     properties,
     queues,
     routing,
