@@ -34,6 +34,8 @@ class QueueArgs:
     # x-consumer-timeout (RabbitMQ 3.12+) or the consumer-timeout policy key, in
     # milliseconds: overrides the broker-wide consumer_timeout for this queue's deliveries
     consumer_timeout: int | None = None
+    # x-max-age of a stream (or the max-age policy key), as given: "7D", "12h", ...
+    max_age: str | None = None
 
     @property
     def limited(self) -> bool:
@@ -336,4 +338,5 @@ def parse(arguments: dict[str, Any], queue: str, vhost: str) -> QueueArgs:
         queue_type=queue_type(arguments),
         delivery_limit=integer("x-delivery-limit", 0),
         consumer_timeout=integer("x-consumer-timeout", 0),
+        max_age=string("x-max-age"),
     )

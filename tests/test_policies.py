@@ -112,6 +112,16 @@ def test_argument_and_policy_precedence(key: str, argument: Any, policy: Any, cl
     assert policies.effective_value(args, {}, "classic", key) == argument
 
 
+def test_stream_retention_from_a_policy_wins_over_the_arguments() -> None:
+    applied = policies.Applied(None, None, {"max-age": "1h", "max-length-bytes": 100})
+    args = policies.queue_args_for("s", "/", {"x-queue-type": "stream", "x-max-age": "7D",
+                                              "x-max-length-bytes": 5000}, applied)
+    assert (args.max_age, args.max_length_bytes) == ("1h", 100)
+    plain = policies.queue_args_for("s", "/", {"x-queue-type": "stream", "x-max-age": "7D"},
+                                    policies.NONE)
+    assert (plain.max_age, plain.max_length_bytes) == ("7D", None)
+
+
 def test_alternate_exchange_argument_wins() -> None:
     applied = policies.Applied(None, None, {"alternate-exchange": "from-policy"})
     assert policies.alternate_of({"alternate-exchange": "own"}, applied) == "own"
