@@ -179,6 +179,18 @@ def test_alternate_exchange_takes_the_message_at_once_as_in_rabbitmq() -> None:
     assert len(q.ready) == 1 and len(aq.ready) == 1
 
 
+def test_reached_through_an_exchange_to_exchange_binding() -> None:
+    broker, vhost, q = _setup(None)
+    front = vhost.declare_exchange("front", "fanout", False, False, False, False, {})
+    direct = vhost.declare_queue("direct", False, False, False, False, {}, CLIENT)[0]
+    vhost.bind(front, vhost.exchanges["dx"], "", {})
+    vhost.bind(front, direct, "", {})
+    _publish(vhost, 100, b"m", exchange="front")
+    assert len(direct.ready) == 1 and not q.ready  # the fanout's own queue at once
+    broker.delayed.tick(delayed.now_ms() + 1000)
+    assert _bodies(q) == [b"m"]
+
+
 def test_declare_errors_through_the_vhost() -> None:
     vhost = Broker(Config(data_dir=None), MemoryStore()).vhosts["/"]
     with pytest.raises(AMQPError) as info:
