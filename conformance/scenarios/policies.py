@@ -155,3 +155,30 @@ def exchange_policy(ctx):
     ctx.log("cleared", alt=_count(ch, alt_q))
     status, body = ctx.api("GET", f"/api/exchanges/%2F/{q(plain)}")
     ctx.log("api_cleared", status=status, has_policy="policy" in body)
+
+
+@scenario(G)
+def validation(ctx):
+    """Definitions RabbitMQ refuses, with its texts: bad values of each kind, unknown keys
+    (after the values are checked), an empty definition, keys operator policies do not
+    take (their text not HTML-escaped), a bad value in an operator policy."""
+    name = ctx.name("bad")
+    ctx.on_cleanup(lambda: ctx.api("DELETE", f"/api/policies/%2F/{q(name)}"))
+    ctx.on_cleanup(lambda: ctx.api("DELETE", f"/api/operator-policies/%2F/{q(name)}"))
+    for definition in ({"message-ttl": -1}, {"message-ttl": "x"}, {"expires": 0},
+                       {"max-length": -1, "message-ttl": -1}, {"max-length-bytes": 1.5},
+                       {"overflow": "x"}, {"queue-mode": "x"}, {"delivery-limit": "x"},
+                       {"dead-letter-exchange": 1}, {"dead-letter-routing-key": True},
+                       {"alternate-exchange": 1}, {"zzz": 1, "max-length": -1},
+                       {"foo": 1, "bar": "x"}, {}):
+        status, body = ctx.api("PUT", f"/api/policies/%2F/{q(name)}",
+                               {"pattern": "^" + re.escape(name) + "$",
+                                "definition": definition})
+        ctx.log("policy", definition=definition, status=status, body=body)
+    for definition in ({"overflow": "drop-head", "queue-mode": "lazy"},
+                       {"dead-letter-exchange": "x"}, {"message-ttl": "x"},
+                       {"expires": 1000, "max-length": 5, "delivery-limit": 3}):
+        status, body = ctx.api("PUT", f"/api/operator-policies/%2F/{q(name)}",
+                               {"pattern": "^" + re.escape(name) + "$",
+                                "definition": definition})
+        ctx.log("operator_policy", definition=definition, status=status, body=body)
