@@ -88,6 +88,8 @@ class StreamReady(FifoReady):
         self.stream = stream
 
     def __bool__(self) -> bool:
+        if self.stream.deleted:
+            return False
         end = self.stream.log.next_offset
         return any(c.offset < end for c in self.stream.consumers
                    if isinstance(c, StreamConsumer))
@@ -133,6 +135,9 @@ class StreamQueue(Queue):
                              max_age_ms(arguments.get("x-max-age")))
         self.log.open({"vhost": vhost.name, "queue": name})
         self.token = 0  # the store token the latest append's fsync is part of
+        # this log's key in a group commit (a stream deleted and declared again within
+        # one commit has a new log that must be synced too)
+        self.sync_key = f"stream\x00{self.store_key}\x00{id(self.log)}"
         self._read_error = ""
 
     # the log is the queue's content: counted there, never as RAM or unacked messages
@@ -166,7 +171,7 @@ class StreamQueue(Queue):
             return
         self.published += 1
         if self.log.dir is not None:
-            self.token = self.vhost.broker.store.sync_with(self.store_key, self.log.sync)
+            self.token = self.vhost.broker.store.sync_with(self.sync_key, self.log.sync)
         if self.consumers:
             self.dispatch()
 
@@ -222,6 +227,8 @@ class StreamQueue(Queue):
     def dispatch(self) -> None:
         """Hand each consumer the messages after its offset while it has credit; reads
         stop after READ_BUDGET bytes and continue on the broker's next turn."""
+        if self.deleted:
+            return
         log = self.log
         end = log.next_offset
         budget = READ_BUDGET

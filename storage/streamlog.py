@@ -67,6 +67,7 @@ K_STREAM = 32
 HEAD = struct.Struct("<BQQHHI")  # kind, offset, timestamp, exchange, routing key, props lengths
 INDEX_EVERY = 16 * 1024  # bytes of records between two sparse index entries
 READ_BLOCK = 64 * 1024
+RESUME_HINTS = 1024  # read positions remembered for consumers going on (see read)
 DEFAULT_SEGMENT_BYTES = 500_000_000  # RabbitMQ's default x-stream-max-segment-size-bytes
 
 
@@ -164,6 +165,8 @@ class StreamLog:
         self.dirty = False  # appended since the last sync
         self.closed = False
         self._lock = threading.Lock()  # sync() runs in the store's writer thread
+        # next offset -> (segment, its position) where earlier reads stopped
+        self._resume: dict[int, tuple[Segment, int]] = {}
 
     # --- lifecycle -------------------------------------------------------------
     def open(self, meta: dict[str, str] | None = None) -> None:
@@ -274,17 +277,18 @@ class StreamLog:
         self.close()
         self.segments.clear()
         self.firsts.clear()
+        self._resume.clear()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # --- sizes -----------------------------------------------------------------
     @property
     def first_offset(self) -> int:
-        return self.segments[0].first
+        return self.segments[0].first if self.segments else 0  # none once destroyed
 
     @property
     def next_offset(self) -> int:
-        return self.segments[-1].next
+        return self.segments[-1].next if self.segments else 0
 
     @property
     def count(self) -> int:
@@ -358,6 +362,7 @@ class StreamLog:
             self.firsts.pop(0)
             self.bytes -= seg.size - HEADER_SIZE
             dropped += seg.count
+            self._resume = {k: v for k, v in self._resume.items() if v[0] is not seg}
             with self._lock:
                 if seg.fd >= 0:
                     os.close(seg.fd)
@@ -377,7 +382,7 @@ class StreamLog:
             if not seg.count or seg.last_ts < timestamp_ms:
                 continue
             i = max(bisect_left(seg.tss, timestamp_ms) - 1, 0)
-            for entry in self._scan(seg, seg.poss[i], seg.offs[i]):
+            for entry, _end in self._scan(seg, seg.poss[i], seg.offs[i]):
                 if entry.timestamp >= timestamp_ms:
                     return entry.offset
         return self.next_offset
@@ -389,50 +394,78 @@ class StreamLog:
 
     def read(self, offset: int, max_count: int, max_bytes: int = READ_BLOCK) -> list[Entry]:
         """Up to max_count messages from offset on (fewer when about max_bytes are read;
-        at least one if any). An offset dropped by retention reads from the first one."""
+        at least one if any). An offset dropped by retention reads from the first one.
+        A read that starts where an earlier one stopped (a consumer going on) starts at
+        that file position; any other seeks with the sparse index."""
         offset = self.clamp(offset)
         out: list[Entry] = []
         if offset >= self.next_offset or max_count <= 0:
             return out
         i = bisect_right(self.firsts, offset) - 1
         got = 0
+        hint = self._resume.pop(offset, None)
         while i < len(self.segments) and len(out) < max_count and got < max_bytes:
             seg = self.segments[i]
-            k = bisect_right(seg.offs, offset) - 1
-            for entry in self._scan(seg, seg.poss[k], seg.offs[k]):
-                if entry.offset < offset:
-                    continue
+            if hint is not None and hint[0] is seg:
+                pos, at = hint[1], offset
+            else:
+                k = bisect_right(seg.offs, offset) - 1
+                pos, at = seg.poss[k], seg.offs[k]
+            hint = None
+            for entry, end in self._scan(seg, pos, at, offset):
                 out.append(entry)
                 got += len(entry.body) + 64
                 if len(out) >= max_count or got >= max_bytes:
+                    self._remember(entry.offset + 1, seg, end)
                     break
+            else:
+                if i == len(self.segments) - 1:  # read to the end: go on from there
+                    self._remember(seg.next, seg, seg.size)
             offset = seg.next
             i += 1
         return out
 
-    def _scan(self, seg: Segment, pos: int, offset: int) -> Iterator[Entry]:
-        """The records of seg from pos (the record of offset) to its end, verified."""
+    def _remember(self, offset: int, seg: Segment, pos: int) -> None:
+        """Where the record of offset starts, for the read that goes on from there."""
+        resume = self._resume
+        if offset <= seg.next:
+            resume[offset] = (seg, pos)
+            if len(resume) > RESUME_HINTS:
+                del resume[next(iter(resume))]
+
+    def _scan(self, seg: Segment, pos: int, offset: int,
+              start: int = 0) -> Iterator[tuple[Entry, int]]:
+        """(record, position after it) for the records of seg from pos (the record of
+        offset) to its end, verified; records before offset start are skipped unread."""
         buf = b""
         base = pos
         end = seg.size
         while pos < end:
             need = pos - base + FRAME_SIZE
             if len(buf) < need:
-                buf = seg.pread(max(READ_BLOCK, need), pos)
+                buf = seg.pread(max(READ_BLOCK, FRAME_SIZE), pos)
                 base = pos
             magic, length, crc = FRAME.unpack_from(buf, pos - base)
+            if magic != RECORD_MAGIC:
+                raise StoreError(f"stream segment {seg.path}: bad record at byte {pos} "
+                                 f"(offset {offset})")
+            after = pos + FRAME_SIZE + length
+            if offset < start:
+                offset += 1
+                pos = after
+                continue
             stop = pos - base + FRAME_SIZE + length
             if len(buf) < stop:
                 buf = seg.pread(max(READ_BLOCK, FRAME_SIZE + length), pos)
                 base = pos
                 stop = FRAME_SIZE + length
             payload = memoryview(buf)[stop - length:stop]
-            if magic != RECORD_MAGIC or len(payload) != length or crc32(payload) != crc:
+            if len(payload) != length or crc32(payload) != crc:
                 raise StoreError(f"stream segment {seg.path}: bad record at byte {pos} "
                                  f"(offset {offset})")
-            yield decode(payload)
+            yield decode(payload), after
             offset += 1
-            pos += FRAME_SIZE + length
+            pos = after
 
 
 def _pwritev_all(fd: int, chunks: list[bytes], pos: int) -> None:

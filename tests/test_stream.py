@@ -373,6 +373,26 @@ def test_retention_by_max_age(broker: BrokerProcess, uid: str) -> None:
         c.close()
 
 
+def test_deleting_a_stream_under_unacked_deliveries(broker: BrokerProcess, uid: str) -> None:
+    """The consumer's channel then closes cleanly (nothing to requeue into a log)."""
+    q = f"stream-del-unacked-{uid}"
+    c = pika_connect(broker.port)
+    ch = c.channel()
+    ch.queue_declare(q, durable=True, arguments=STREAM)
+    publish(broker.port, q, [b"x", b"y"])
+    ch.basic_qos(prefetch_count=5)
+    got: list[Any] = []
+    ch.basic_consume(q, lambda c_, m, p, b: got.append(m), arguments={"x-stream-offset": "first"})
+    collect(c, got, 2)
+    other = pika_connect(broker.port)
+    other.channel().queue_delete(q)
+    other.close()
+    c.process_data_events(0.2)
+    ch.close()  # the unacked deliveries of the deleted stream are forgotten
+    assert c.channel().queue_declare(f"classic-{uid}", auto_delete=True).method.queue
+    c.close()
+
+
 def test_delete_ignores_if_empty_and_if_unused(broker: BrokerProcess, uid: str) -> None:
     q = f"stream-del-{uid}"
     c = pika_connect(broker.port)

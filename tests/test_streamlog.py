@@ -158,3 +158,24 @@ def test_sync_is_safe_after_close(tmp_path: Path) -> None:
     assert not log.dirty
     log.close()
     log.sync()  # the store's writer may run it after the stream was deleted
+
+
+def test_reads_that_go_on_where_the_last_stopped(make) -> None:  # type: ignore[no-untyped-def]
+    """A consumer's successive reads (resumed at the remembered position) see every
+    offset once, across segments, appends made meanwhile and retention."""
+    log = make(segment_bytes=3000, max_bytes=6_000)
+    fill(log, 50, size=40)
+    seen: list[int] = []
+    offset = 0
+    for round_ in range(40):
+        got = log.read(offset, 7)
+        seen += [e.offset for e in got]
+        offset = got[-1].offset + 1 if got else offset
+        assert all(e.body.startswith(str(e.offset).encode()) for e in got)
+        if round_ % 3 == 0:
+            fill_from = log.next_offset
+            for i in range(fill_from, fill_from + 5):
+                log.append(EX, RK, PROPS, str(i).encode().ljust(40, b"."))
+    assert seen == list(range(seen[0], seen[0] + len(seen)))
+    assert len(log._resume) <= 2  # one reader: its hint, replaced as it goes
+    assert log.first_offset > 0  # retention dropped segments meanwhile
