@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from base64 import b64encode
 from collections.abc import Callable, Iterator
@@ -466,6 +467,24 @@ def test_management_shows_type_stream_and_the_log_length(
     assert (info["messages"], info["messages_ready"], info["messages_unacknowledged"]) == (
         3, 3, 0)
     assert info["arguments"] == STREAM and info["durable"] is True
+
+    def api(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": auth, "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    assert api("POST", f"/api/queues/%2F/{q}/get", {
+        "count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"}) == (400, {
+            "error": "bad_request",
+            "reason": f"540 basic.get not supported by stream queues {rs(q)}"})
+    assert api("DELETE", f"/api/queues/%2F/{q}/contents") == (400, {
+        "error": "bad_request", "reason": f"queue.purge not supported by stream queues {rs(q)}"})
 
 
 def test_a_broker_without_data_dir_keeps_streams_in_memory(

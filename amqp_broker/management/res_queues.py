@@ -364,7 +364,10 @@ async def get_messages(request: Request) -> JSONResponse:
         q = vhost.get_queue(name, API_CLIENT)
     except AMQPError as exc:
         raise channel_error(exc) from None
-    return JSONResponse(take_messages(q, count, ackmode, encoding, truncate))
+    try:
+        return JSONResponse(take_messages(q, count, ackmode, encoding, truncate))
+    except AMQPError as exc:  # a stream's 540, worded as RabbitMQ's connection errors
+        raise bad_request(f"{exc.reply_code} {exc.text}") from None
 
 
 def routes() -> list[BaseRoute]:
