@@ -76,15 +76,17 @@ class Journal:
     COMPACT_FACTOR times past the live entries. Lines are flushed to the OS as written
     (a killed broker loses none; a power loss may lose the last ones)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, on_error: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.lines = 0
         self._file: Any = None
+        self.failed = False  # a write failed: the cache goes on in memory only
+        self.on_error = on_error
 
     def load(self) -> list[tuple[Key, float | None]]:
         entries: OrderedDict[Key, float | None] = OrderedDict()
         try:
-            with open(self.path, encoding="utf-8") as f:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
                 for line in f:
                     try:
                         rec = json.loads(line)
@@ -113,11 +115,37 @@ class Journal:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
 
     def write(self, record: list[Any]) -> None:
-        if self._file is None:
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self.failed:
+            return
+        try:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self.fail(exc)
+            return
         self.lines += 1
+
+    def compact(self, entries: list[tuple[Key, float | None]]) -> None:
+        if self.failed:
+            return
+        try:
+            self.rewrite(entries)
+        except OSError as exc:
+            self.fail(exc)
+
+    def fail(self, exc: OSError) -> None:
+        """Stop writing (logged once): the cache keeps working in memory."""
+        self.failed = True
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        if self.on_error is not None:
+            self.on_error(f"{self.path}: {exc}")
 
     def delete(self) -> None:
         if self._file is not None:
@@ -143,11 +171,16 @@ class Cache:
         self.clock = clock
         if journal is not None:
             now = clock()
-            live = [(k, e) for k, e in journal.load() if e is None or e > now]
+            try:
+                loaded = journal.load()
+            except OSError as exc:  # unreadable: start empty, in memory
+                journal.fail(exc)
+                loaded = []
+            live = [(k, e) for k, e in loaded if e is None or e > now]
             if size is not None:
                 live = live[-size:]
             self.entries.update(live)
-            journal.rewrite(live)
+            journal.compact(live)
 
     def seen(self, key: Key, ttl_ms: int | None = None) -> bool:
         """True when key is cached (a duplicate); else cache it and return False."""
@@ -188,7 +221,7 @@ class Cache:
         if journal is None:
             return
         if journal.lines > COMPACT_FACTOR * (len(self.entries) + 64):
-            journal.rewrite(list(self.entries.items()))
+            journal.compact(list(self.entries.items()))
         else:
             journal.write(record)
 
@@ -307,7 +340,14 @@ def for_exchange(ex: Exchange) -> ExchangeDedup | None:
     journal = None
     data_dir = ex.vhost.broker.config.data_dir
     if settings.persistence == "disk" and ex.durable and data_dir:
-        journal = Journal(journal_path(str(data_dir), ex.vhost.name, "exchange", ex.name))
+        log = ex.vhost.broker.log
+
+        def failed(error: str) -> None:
+            log.error("deduplication cache kept in memory only: its journal failed",
+                      exchange=ex.name, vhost=ex.vhost.name, error=error)
+
+        journal = Journal(journal_path(str(data_dir), ex.vhost.name, "exchange", ex.name),
+                          failed)
     cache = Cache(settings.size if settings.size is not None else DEFAULT_SIZE,
                   settings.ttl_ms, journal)
     return ExchangeDedup(cache, settings.header)

@@ -269,3 +269,17 @@ def test_header_values_that_deduplicate() -> None:
     assert dedup.key_of("a") == ("s", "a")
     assert dedup.key_of(1) != dedup.key_of("1") and dedup.key_of(True) != dedup.key_of(1)
     assert dedup.key_of({"a": 1}) is None and dedup.key_of([1]) is None
+
+
+def test_a_failing_journal_leaves_the_cache_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    errors: list[str] = []
+    journal = dedup.Journal(str(blocker / "dedup" / "x.log"), errors.append)
+    cache = dedup.Cache(3, None, journal)
+    assert journal.failed and len(errors) == 1 and "x.log" in errors[0]
+    assert not cache.seen(("s", "a")) and cache.seen(("s", "a"))
+    assert len(errors) == 1  # logged once
+    garbage = tmp_path / "garbage.log"
+    garbage.write_bytes(b"\xff\xfe\x00 not json\n")
+    assert dedup.Cache(3, None, dedup.Journal(str(garbage))).entries == {}
