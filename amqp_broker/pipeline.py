@@ -60,5 +60,6 @@ def publish(vhost: VHost, exchange: str, exchange_raw: bytes, routing_key: str,
     for q in queues:
         q.enqueue(msg)
     if streams:
-        token = stream_model.publish_token(token, queues)
+        token, lost = stream_model.publish_token(token, queues)
+        refused = refused or lost  # a stream could not append it: nacked
     return token, refused, True

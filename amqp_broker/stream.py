@@ -135,6 +135,7 @@ class StreamQueue(Queue):
                              max_age_ms(arguments.get("x-max-age")))
         self.log.open({"vhost": vhost.name, "queue": name})
         self.token = 0  # the store token the latest append's fsync is part of
+        self.lost = 0  # appends that failed since publish_token last looked
         # this log's key in a group commit (a stream deleted and declared again within
         # one commit has a new log that must be synced too)
         self.sync_key = f"stream\x00{self.store_key}\x00{id(self.log)}"
@@ -168,6 +169,7 @@ class StreamQueue(Queue):
         except StoreError as exc:
             self.vhost.broker.log.error("message not appended to the stream", queue=self.name,
                                         vhost=self.vhost.name, error=str(exc))
+            self.lost += 1  # the publish is nacked (publish_token)
             return
         self.published += 1
         if self.log.dir is not None:
@@ -350,9 +352,15 @@ def classic_only(queues: Collection[Queue]) -> list[Queue]:
     return [q for q in queues if not isinstance(q, StreamQueue)]
 
 
-def publish_token(token: int, queues: Collection[Queue]) -> int:
-    """The store token a confirm of a message appended to these streams waits for."""
+def publish_token(token: int, queues: Collection[Queue]) -> tuple[int, bool]:
+    """The store token a confirm of a message appended to these streams waits for, and
+    whether some stream could not append it (the publish is then nacked)."""
+    lost = False
     for q in queues:
-        if isinstance(q, StreamQueue) and q.token > token:
-            token = q.token
-    return token
+        if isinstance(q, StreamQueue):
+            if q.token > token:
+                token = q.token
+            if q.lost:
+                q.lost = 0
+                lost = True
+    return token, lost

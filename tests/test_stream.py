@@ -19,12 +19,15 @@ from typing import Any
 
 import pika
 import pytest
+from pamqp import commands
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
 from amqp_broker.protocol import fast
+from amqp_broker.storage import StoreError
 from amqp_broker.stream import with_offset
 
 from helpers import BrokerProcess, free_port, pika_connect
+from inproc import Client, ManualSyncStore, make_broker, of_type
 
 STREAM = {"x-queue-type": "stream"}
 
@@ -505,3 +508,79 @@ def test_stream_files_live_under_the_data_dir(broker: BrokerProcess, stream: str
     metas = [json.loads(p.read_text())
              for p in Path(broker.data_dir, "streams").glob("*/meta.json")]
     assert {"vhost": "/", "queue": stream} in metas
+
+
+# --- in process: confirms wait for the log's fsync; a failed append is nacked -------------
+class StreamSyncStore(ManualSyncStore):
+    """Stream logs under root; their fsyncs run only when the test calls sync()."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+        self.stream_syncs: dict[str, Callable[[], None]] = {}
+
+    def stream_root(self) -> str | None:
+        return str(self.root)
+
+    def sync_with(self, key: str, sync: Callable[[], None]) -> int:
+        if key not in self.stream_syncs:
+            self.stream_syncs[key] = sync
+            self._token += 1
+        return self._token
+
+    def sync(self, ok: bool = True) -> None:
+        syncs, self.stream_syncs = self.stream_syncs, {}
+        for fn in syncs.values():
+            fn()
+        super().sync(ok)
+
+
+def declare_stream(client: Client, name: str) -> None:
+    client.send(commands.Queue.Declare(queue=name, durable=True, arguments=STREAM), 1)
+
+
+def test_a_confirm_waits_for_the_stream_log_fsync(tmp_path: Path) -> None:
+    store = StreamSyncStore(tmp_path)
+    broker = make_broker(store)
+    client = Client(broker)
+    client.open_channel()
+    declare_stream(client, "s")
+    store.sync()
+    client.send(commands.Confirm.Select(), 1)
+    client.frames()
+    client.publish(1, "", "s", b"hello")  # transient: a stream stores it all the same
+    assert of_type(client.frames(), commands.Basic.Ack) == []
+    assert store.stream_syncs  # the log's fsync is part of the next group commit
+    log = broker.vhosts["/"].queues["s"].log  # type: ignore[attr-defined]
+    assert log.dirty
+    store.sync()
+    assert not log.dirty
+    acks = of_type(client.frames(), commands.Basic.Ack)
+    assert [a.delivery_tag for _, a in acks] == [1]
+    assert list(tmp_path.glob("*/00000000000000000000.seg"))
+
+
+def test_a_publish_a_stream_cannot_append_is_nacked(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    store = StreamSyncStore(tmp_path)
+    broker = make_broker(store)
+    client = Client(broker)
+    client.open_channel()
+    declare_stream(client, "s")
+    client.send(commands.Confirm.Select(), 1)
+    client.frames()
+    log = broker.vhosts["/"].queues["s"].log  # type: ignore[attr-defined]
+
+    def full(*_args: Any) -> int:
+        raise StoreError("No space left on device")
+
+    monkeypatch.setattr(log, "append", full)
+    client.publish(1, "", "s", b"lost")
+    store.sync()
+    nacks = of_type(client.frames(), commands.Basic.Nack)
+    assert [n.delivery_tag for _, n in nacks] == [1]
+    monkeypatch.undo()
+    client.publish(1, "", "s", b"kept")
+    store.sync()
+    assert [a.delivery_tag for _, a in of_type(client.frames(), commands.Basic.Ack)] == [2]
+    assert log.count == 1
