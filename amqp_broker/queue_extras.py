@@ -101,6 +101,8 @@ def extras_for(queue: Queue) -> QueueExtras | None:
     deduplication arguments. Called again when a policy changes the queue's arguments
     (refresh_extras keeps the counts and the cache)."""
     args = queue.args
+    if args.queue_type == "stream":  # a log: nothing is returned, nothing deduplicated
+        return None
     counts = DeliveryCounts() if delivery_limit.tracked(args) else None
     dedup_ = dedup.for_queue(queue.arguments)
     if counts is None and dedup_ is None:
