@@ -128,7 +128,8 @@ class StreamQueue(Queue):
         store = vhost.broker.store
         root = store.stream_root()
         directory = None
-        if root is not None:
+        # a broker only reading a data dir (export-definitions) must not touch the logs
+        if root is not None and not vhost.broker._read_only:
             digest = hashlib.sha1(self.store_key.encode("utf-8", "surrogateescape")).hexdigest()
             directory = Path(root) / digest
         self.log = StreamLog(directory, segment, self.args.max_length_bytes,

@@ -22,6 +22,7 @@ import pytest
 from pamqp import commands
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker
 
+from amqp_broker.definitions import read_data_dir
 from amqp_broker.protocol import fast
 from amqp_broker.storage import StoreError
 from amqp_broker.stream import with_offset
@@ -584,3 +585,26 @@ def test_a_publish_a_stream_cannot_append_is_nacked(tmp_path: Path,
     store.sync()
     assert [a.delivery_tag for _, a in of_type(client.frames(), commands.Basic.Ack)] == [2]
     assert log.count == 1
+
+
+def test_export_definitions_of_a_data_dir_leaves_stream_logs_alone(
+        broker_factory: Callable[..., BrokerProcess], uid: str) -> None:
+    proc = broker_factory()
+    q = f"stream-export-{uid}"
+    c = pika_connect(proc.port)
+    args = {**STREAM, "x-max-age": "1s", "x-stream-max-segment-size-bytes": 100}
+    c.channel().queue_declare(q, durable=True, arguments=args)
+    c.close()
+    publish(proc.port, q, [b"x" * 200] * 3)  # a segment each
+    proc.stop()
+    assert proc.data_dir is not None
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                    for p in (proc.data_dir / "streams").rglob("*"))
+    time.sleep(1.1)  # past x-max-age: a retention run would delete, a reopen would touch
+    exported = read_data_dir(str(proc.data_dir))
+    assert len(before) == 5  # directory, meta.json, three segments
+    assert args in [
+        d["arguments"] for d in exported["queues"] if d["name"] == q]
+    after = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in (proc.data_dir / "streams").rglob("*"))
+    assert after == before
