@@ -67,6 +67,7 @@ K_STREAM = 32
 HEAD = struct.Struct("<BQQHHI")  # kind, offset, timestamp, exchange, routing key, props lengths
 INDEX_EVERY = 16 * 1024  # bytes of records between two sparse index entries
 READ_BLOCK = 64 * 1024
+RECOVER_BLOCK = 1024 * 1024  # bytes read at a time when a segment is verified at open
 RESUME_HINTS = 1024  # read positions remembered for consumers going on (see read)
 DEFAULT_SEGMENT_BYTES = 500_000_000  # RabbitMQ's default x-stream-max-segment-size-bytes
 
@@ -218,16 +219,22 @@ class StreamLog:
         pos = HEADER_SIZE
         offset = first
         complete = True
+        buf = b""
+        base = pos  # file position of buf[0]
         while pos < size:
-            frame = os.pread(fd, FRAME_SIZE, pos)
-            ok = len(frame) == FRAME_SIZE
+            if pos + FRAME_SIZE > base + len(buf):
+                buf, base = os.pread(fd, RECOVER_BLOCK, pos), pos
+            ok = pos + FRAME_SIZE <= base + len(buf)
             if ok:
-                magic, length, crc = FRAME.unpack(frame)
-                payload = os.pread(fd, length, pos + FRAME_SIZE) if magic == RECORD_MAGIC \
-                    and length >= HEAD.size else b""
-                ok = (len(payload) == length and length >= HEAD.size
-                      and crc32(payload) == crc and payload[0] == K_STREAM
-                      and HEAD.unpack_from(payload, 0)[1] == offset)
+                magic, length, crc = FRAME.unpack_from(buf, pos - base)
+                end = pos + FRAME_SIZE + length
+                ok = magic == RECORD_MAGIC and length >= HEAD.size and end <= size
+            if ok:
+                if end > base + len(buf):  # the record runs past the block: read it whole
+                    buf, base = os.pread(fd, max(RECOVER_BLOCK, end - pos), pos), pos
+                payload = memoryview(buf)[pos - base + FRAME_SIZE:end - base]
+                ok = (len(payload) == length and crc32(payload) == crc
+                      and payload[0] == K_STREAM and HEAD.unpack_from(payload, 0)[1] == offset)
             if not ok:
                 log.error("stream segment %s: bad or torn record at byte %d; truncated there "
                           "(%d bytes dropped)", path, pos, size - pos,
@@ -235,9 +242,7 @@ class StreamLog:
                 os.ftruncate(fd, pos)
                 complete = False
                 break
-            ts = HEAD.unpack_from(payload, 0)[2]
-            end = pos + FRAME_SIZE + length
-            seg.note(offset, pos, ts, end)
+            seg.note(offset, pos, HEAD.unpack_from(payload, 0)[2], end)
             self.bytes += end - pos
             offset += 1
             pos = end

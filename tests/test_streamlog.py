@@ -9,7 +9,7 @@ import pytest
 
 from amqp_broker.storage.base import StoreError
 from amqp_broker.storage.records import HEADER_SIZE
-from amqp_broker.storage.streamlog import StreamLog
+from amqp_broker.storage.streamlog import RECOVER_BLOCK, StreamLog
 
 EX, RK, PROPS = b"\x02ex", b"\x03key", b"\x00\x00"
 
@@ -179,3 +179,19 @@ def test_reads_that_go_on_where_the_last_stopped(make) -> None:  # type: ignore[
     assert seen == list(range(seen[0], seen[0] + len(seen)))
     assert len(log._resume) <= 2  # one reader: its hint, replaced as it goes
     assert log.first_offset > 0  # retention dropped segments meanwhile
+
+
+def test_recovery_reads_records_larger_than_its_read_block(tmp_path: Path) -> None:
+    log = StreamLog(tmp_path / "s")
+    log.open()
+    fill(log, 3)
+    big = b"B" * (RECOVER_BLOCK + 12345)
+    log.append(EX, RK, PROPS, big)
+    fill(log, 3)
+    log.close()
+    again = StreamLog(tmp_path / "s")
+    again.open()
+    assert again.next_offset == 7
+    assert again.read(3, 1, max_bytes=10**9)[0].body == big
+    assert [e.offset for e in again.read(4, 5)] == [4, 5, 6]
+    again.close()
