@@ -276,16 +276,26 @@ def with_offset(props: bytes, offset: int) -> bytes:
 
 
 # --- basic.consume on a stream (handlers/basic.py) ------------------------------------
+class _Unusable:
+    """An x-stream-offset RabbitMQ's check lets through and its stream reader fails on."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 def check_offset(q: Queue, arguments: dict[str, Any]) -> Any:
-    """x-stream-offset as RabbitMQ's parse_offset_arg reads it: the offset spec."""
-    spec = arguments.get("x-stream-offset")
-    if spec is None:
+    """x-stream-offset as RabbitMQ's consume argument check and parse_offset_arg read it:
+    the offset spec (None: next), or _Unusable for a value of another type."""
+    if "x-stream-offset" not in arguments:
         return None
+    spec = arguments["x-stream-offset"]
     if isinstance(spec, (bytes, bytearray)):
         spec = bytes(spec).decode("utf-8", "surrogateescape")
     if spec in ("first", "last", "next") or isinstance(spec, Timestamp):
         return spec
-    if isinstance(spec, str) and spec[:1].isdigit():
+    if isinstance(spec, str):
+        if not spec[:1].isdigit():  # RabbitMQ's interval parser fails on it (541)
+            raise _internal_error(q, f"'{spec}'")
         if max_age_ms(spec) is None:
             shown = spec.encode("utf-8", "surrogateescape").decode("latin-1")
             raise AMQPError(PRECONDITION_FAILED,
@@ -294,23 +304,25 @@ def check_offset(q: Queue, arguments: dict[str, Any]) -> Any:
         return spec
     if isinstance(spec, int) and not isinstance(spec, bool):
         return spec
-    # RabbitMQ accepts the value here and its stream reader then fails (541); a string
-    # that does not start with a digit makes its interval parser fail the same way
-    q.vhost.broker.log.warning("basic.consume refused: x-stream-offset of an unusable type",
-                               queue=q.name, vhost=q.vhost.name, type=type(spec).__name__)
-    shown = f"'{spec}'" if isinstance(spec, str) else f"of type {type(spec).__name__}"
-    raise AMQPError(INTERNAL_ERROR, f"x-stream-offset {shown} is not an offset of {_rs(q)}",
-                    60, 20)
+    return _Unusable(spec)
+
+
+def _internal_error(q: Queue, shown: str) -> AMQPError:
+    q.vhost.broker.log.warning("basic.consume refused: unusable x-stream-offset", queue=q.name,
+                               vhost=q.vhost.name, offset=shown)
+    return AMQPError(INTERNAL_ERROR, f"x-stream-offset {shown} is not an offset of {_rs(q)}",
+                     60, 20)
 
 
 def consumer(channel: Any, q: StreamQueue, tag: str, tag_raw: bytes, no_ack: bool,
              exclusive: bool, arguments: dict[str, Any]) -> StreamConsumer:
-    """A stream consumer after RabbitMQ's checks, in its order."""
+    """A stream consumer after RabbitMQ's checks, in its order: argument values, argument
+    names, prefetch, automatic acks, then what its stream reader fails on."""
+    spec = check_offset(q, arguments)
     for name in arguments:
         if name in _OTHER_CONSUMER_ARGS:
             raise AMQPError(PRECONDITION_FAILED, f"invalid arg '{name}' for {_rs(q)} of queue "
                             "type rabbit_stream_queue", 60, 20)
-    spec = check_offset(q, arguments) if "x-stream-offset" in arguments else None
     if not channel.prefetch_count:
         raise AMQPError(PRECONDITION_FAILED,
                         f"consumer prefetch count is not set for '{_rs(q)}'", 60, 20)
@@ -318,6 +330,8 @@ def consumer(channel: Any, q: StreamQueue, tag: str, tag_raw: bytes, no_ack: boo
         raise AMQPError(NOT_IMPLEMENTED,
                         f"automatic acknowledgement not supported by stream queues {_rs(q)}",
                         60, 20)
+    if isinstance(spec, _Unusable):
+        raise _internal_error(q, f"of type {type(spec.value).__name__}")
     return StreamConsumer(channel, tag, tag_raw, q, exclusive, channel.prefetch_count,
                           arguments, q.start_offset(spec))
 

@@ -215,6 +215,14 @@ def test_the_x_stream_offset_header_is_a_long_put_last() -> None:
     ("qos", False, {"x-stream-offset": "0s"}, (
         406, "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for {rs}: "
              '{{invalid_stream_offset_arg,{{longstr,<<"0s">>}}}}')),
+    # RabbitMQ's order: argument values, argument names, prefetch, no-ack, then its reader
+    ("qos", False, {"x-priority": 3, "x-stream-offset": "1x"}, (
+        406, "PRECONDITION_FAILED - invalid arg 'x-stream-offset' for {rs}: "
+             '{{invalid_stream_offset_arg,{{longstr,<<"1x">>}}}}')),
+    ("none", False, {"x-stream-offset": True}, (
+        406, "PRECONDITION_FAILED - consumer prefetch count is not set for '{rs}'")),
+    ("qos", True, {"x-stream-offset": True}, (
+        540, "NOT_IMPLEMENTED - automatic acknowledgement not supported by stream queues {rs}")),
 ])
 def test_consume_refusals(broker: BrokerProcess, stream: str, setup: str, no_ack: bool,
                           arguments: dict[str, Any], expected: tuple[int, str]) -> None:
@@ -231,7 +239,7 @@ def test_consume_refusals(broker: BrokerProcess, stream: str, setup: str, no_ack
 
 @pytest.mark.skipif(bool(os.environ.get("AMQP_TEST_PORT")),
                     reason="RabbitMQ answers 541 with no text (its reader crashes)")
-@pytest.mark.parametrize("offset", ["foo", True, {"a": 1}])
+@pytest.mark.parametrize("offset", ["foo", True, {"a": 1}, None])
 def test_an_unusable_offset_is_541(broker: BrokerProcess, stream: str, offset: Any) -> None:
     def consume(ch: Any) -> None:
         ch.basic_qos(prefetch_count=10)

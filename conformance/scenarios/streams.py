@@ -143,7 +143,8 @@ def prefetch_credit(ctx):
 
 @scenario(G)
 def consume_refusals(ctx):
-    """No prefetch (406), automatic acks (540), x-priority and a bad interval (406)."""
+    """No prefetch (406), automatic acks (540), x-priority and a bad interval (406), an
+    offset RabbitMQ's reader fails on (541), in RabbitMQ's order of checks."""
     conn = ctx.connect()
     ch = conn.channel()
     q = stream(ctx, ch)
@@ -154,7 +155,13 @@ def consume_refusals(ctx):
             ("no_ack", 10, True, {}),
             ("x_priority", 10, False, {"x-priority": 1}),
             ("bad_interval", 10, False, {"x-stream-offset": "1x"}),
-            ("zero_interval", 10, False, {"x-stream-offset": "0s"})):
+            ("zero_interval", 10, False, {"x-stream-offset": "0s"}),
+            ("bad_interval_before_x_priority", 10, False,
+             {"x-priority": 1, "x-stream-offset": "1x"}),
+            ("bool_offset_no_prefetch", None, False, {"x-stream-offset": True}),
+            ("bool_offset", 10, False, {"x-stream-offset": True}),
+            ("word_offset", None, False, {"x-stream-offset": "foo"}),
+            ("void_offset", 10, False, {"x-stream-offset": None})):
         if not conn.is_open:
             conn = ctx.connect()
         cch = conn.channel()
