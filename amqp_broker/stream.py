@@ -166,7 +166,8 @@ class StreamQueue(Queue):
     def enqueue(self, msg: Message) -> None:
         body = msg.body if msg.body is not None else self.vhost.broker.body_of(msg)
         try:
-            self.log.append(msg.exchange_raw, msg.routing_key_raw, msg.properties, body)
+            offset = self.log.append(msg.exchange_raw, msg.routing_key_raw, msg.properties,
+                                     body)
         except StoreError as exc:
             self.vhost.broker.log.error("message not appended to the stream", queue=self.name,
                                         vhost=self.vhost.name, error=str(exc))
@@ -176,7 +177,17 @@ class StreamQueue(Queue):
         if self.log.dir is not None:
             self.token = self.vhost.broker.store.sync_with(self.sync_key, self.log.sync)
         if self.consumers:
-            self.dispatch()
+            # consumers waiting at the end take it from here rather than from the log
+            delivery: Message | None = None
+            for c in self.consumers:
+                if isinstance(c, StreamConsumer) and c.offset == offset and c.can_take():
+                    if delivery is None:
+                        delivery = Message(0, msg.exchange_raw, msg.routing_key_raw,
+                                           with_offset(msg.properties, offset), body, len(body))
+                    c.offset = offset + 1
+                    c.channel.deliver(c, self, delivery, False, body)
+            if self.ready:  # others are behind
+                self.dispatch()
 
     def refuses(self, size: int) -> bool:
         return False
