@@ -39,6 +39,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import policies
 from .protocol import fast
 from .protocol.errors import (
     INTERNAL_ERROR,
@@ -122,9 +123,7 @@ class StreamQueue(Queue):
         self.limited = self.refusing = self.may_expire = False
         self.ttl = None
         self.can_spool = False
-        segment = arguments.get("x-stream-max-segment-size-bytes")
-        if not isinstance(segment, int) or isinstance(segment, bool) or segment <= 0:
-            segment = DEFAULT_SEGMENT_BYTES
+        self._applied: Any = None
         store = vhost.broker.store
         root = store.stream_root()
         directory = None
@@ -132,8 +131,8 @@ class StreamQueue(Queue):
         if root is not None and not vhost.broker._read_only:
             digest = hashlib.sha1(self.store_key.encode("utf-8", "surrogateescape")).hexdigest()
             directory = Path(root) / digest
-        self.log = StreamLog(directory, segment, self.args.max_length_bytes,
-                             max_age_ms(arguments.get("x-max-age")))
+        self.log = StreamLog(directory)
+        self._retention()
         self.log.open({"vhost": vhost.name, "queue": name})
         self.token = 0  # the store token the latest append's fsync is part of
         self.lost = 0  # appends that failed since publish_token last looked
@@ -211,10 +210,34 @@ class StreamQueue(Queue):
         raise AMQPError(NOT_IMPLEMENTED,
                         f"queue.purge not supported by stream queues {_rs(self)}", 50, 30)
 
+    # --- retention: arguments, or policies (amqp_broker/policies.py) ------------------
+    @property
+    def applied(self) -> Any:
+        return self._applied
+
+    @applied.setter
+    def applied(self, applied: Any) -> None:
+        """The policies in force changed (or were set at declare): for a stream their
+        max-length-bytes, max-age and stream-max-segment-size-bytes win over the arguments,
+        applied (as RabbitMQ) when a segment is full and at start-up."""
+        self._applied = applied
+        self._retention()
+
     def apply_args(self, args: QueueArgs) -> None:
-        """A policy changed: the new max-length-bytes applies to retention from now on."""
         self.args = args
-        self.log.max_bytes = args.max_length_bytes
+        self._retention()
+
+    def _retention(self) -> None:
+        definition = self._applied.definition if self._applied is not None else {}
+        effective = policies.effective_arguments(self.arguments, definition, "stream")
+        log = self.log
+        log.max_bytes = self.args.max_length_bytes
+        log.max_age_ms = max_age_ms(effective.get("x-max-age"))
+        segment = effective.get("x-stream-max-segment-size-bytes")
+        if isinstance(segment, int) and not isinstance(segment, bool) and segment > 0:
+            log.segment_bytes = segment
+        else:
+            log.segment_bytes = DEFAULT_SEGMENT_BYTES
 
     def destroy(self) -> None:
         """The queue was deleted: the log goes with it."""

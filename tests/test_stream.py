@@ -616,3 +616,29 @@ def test_export_definitions_of_a_data_dir_leaves_stream_logs_alone(
     after = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                    for p in (proc.data_dir / "streams").rglob("*"))
     assert after == before
+
+
+def test_policies_set_a_streams_retention(tmp_path: Path) -> None:
+    """max-length-bytes, max-age and stream-max-segment-size-bytes from a policy win over
+    the stream's arguments (RabbitMQ's rule for streams), on a declare and on a live one."""
+    broker = make_broker()
+    client = Client(broker)
+    client.open_channel()
+    declare_stream(client, "s1")
+    log = broker.vhosts["/"].queues["s1"].log  # type: ignore[attr-defined]
+    assert (log.max_bytes, log.max_age_ms, log.segment_bytes) == (None, None, 500_000_000)
+    broker.runtime.set_policy({"vhost": "/", "name": "ret", "pattern": "^s", "priority": 0,
+                               "apply-to": "queues", "definition": {
+                                   "max-length-bytes": 5000, "max-age": "2h",
+                                   "stream-max-segment-size-bytes": 1000}})
+    assert (log.max_bytes, log.max_age_ms, log.segment_bytes) == (5000, 7_200_000, 1000)
+    client.send(commands.Queue.Declare(queue="s2", durable=True, arguments={
+        **STREAM, "x-max-age": "1D", "x-max-length-bytes": 10**9}), 1)
+    log2 = broker.vhosts["/"].queues["s2"].log  # type: ignore[attr-defined]
+    assert (log2.max_bytes, log2.max_age_ms) == (5000, 7_200_000)  # the policy wins
+    for _ in range(50):
+        client.publish(1, "", "s2", b"x" * 200)
+    assert 0 < log2.first_offset and log2.bytes <= 5000 + 1000
+    broker.runtime.clear_policy("/", "ret")
+    assert (log2.max_bytes, log2.max_age_ms, log2.segment_bytes) == (10**9, 86_400_000,
+                                                                    500_000_000)
