@@ -6,6 +6,7 @@ The expected codes and texts were recorded against the reference RabbitMQ 3.10.8
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pika
 import pytest
 from pamqp import commands
@@ -642,3 +644,34 @@ def test_policies_set_a_streams_retention(tmp_path: Path) -> None:
     broker.runtime.clear_policy("/", "ret")
     assert (log2.max_bytes, log2.max_age_ms, log2.segment_bytes) == (10**9, 86_400_000,
                                                                     500_000_000)
+
+
+def test_aio_pika_replays_a_stream(broker: BrokerProcess, stream: str) -> None:
+    """The same with aio-pika: two consumers on one channel, at first and at offset 3."""
+    async def main() -> tuple[list[int], list[int]]:
+        conn = await aio_pika.connect(broker.url)
+        async with conn:
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=10)
+            await ch.default_exchange.publish(aio_pika.Message(b"a"), routing_key=stream)
+            queue = await ch.get_queue(stream, ensure=False)
+            for body in (b"b", b"c", b"d", b"e"):
+                await ch.default_exchange.publish(aio_pika.Message(body), routing_key=stream)
+            first: list[int] = []
+            third: list[int] = []
+            done = asyncio.Event()
+
+            def collector(into: list[int]) -> Callable[[Any], Any]:
+                async def on_message(message: Any) -> None:
+                    into.append(message.headers["x-stream-offset"])
+                    await message.ack()
+                    if len(first) == 5 and len(third) == 2:
+                        done.set()
+                return on_message
+
+            await queue.consume(collector(first), arguments={"x-stream-offset": "first"})
+            await queue.consume(collector(third), arguments={"x-stream-offset": 3})
+            await asyncio.wait_for(done.wait(), 10)
+            return first, third
+
+    assert asyncio.run(main()) == ([0, 1, 2, 3, 4], [3, 4])
