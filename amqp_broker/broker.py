@@ -291,6 +291,13 @@ class Broker:
             self.store.on_sync(self._store_caught_up)
         return token
 
+    def set_spool_all(self, on: bool) -> None:
+        """Above half the memory watermark every queue spools its new backlog."""
+        if on != self.spool_all:
+            self.spool_all = on
+            for q in self.queues():
+                q.set_head_bounds(on)
+
     def head_limits(self) -> tuple[int, int]:
         """Bounds of a queue's in-memory head for this memory watermark: the head's
         bodies at most 1/16 of it, and as many messages as 1/16 of it covers."""

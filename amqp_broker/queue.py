@@ -10,6 +10,7 @@ No task per message.
 
 from __future__ import annotations
 
+import sys
 import time
 from bisect import insort
 from collections import deque
@@ -206,9 +207,9 @@ class Queue:
         # the backlog behind the head, on disk (None while everything fits the head)
         self.spool: SegmentLog | None = None
         self.can_spool = isinstance(self.ready, FifoReady)
-        count, size = vhost.broker.head_limits()
-        self.head_count = min(HEAD_COUNT, count)
-        self.head_bytes = min(HEAD_BYTES, size)
+        # the head's bounds (set_head_bounds); a queue that cannot spool has none
+        self.head_count = self.head_bytes = sys.maxsize
+        self.set_head_bounds(vhost.broker.spool_all)
         self._spool_error = ""  # the last spool error logged (logged once per kind)
         self.last_used = time.monotonic()
         self._unreadable = 0  # msg_id whose unreadable body was last logged
@@ -261,9 +262,8 @@ class Queue:
                 self.published += 1
                 consumer.channel.deliver(consumer, self, msg, False, msg.body)
                 return
-        if self.spool is not None or (self.can_spool and (
-                len(self.ready) >= self.head_count or self.ram_bytes >= self.head_bytes
-                or self.vhost.broker.spool_all)):
+        if (self.spool is not None or len(self.ready) >= self.head_count
+                or self.ram_bytes >= self.head_bytes):
             if self._spool_out(msg):
                 self.ready_bytes += msg.body_size
                 self.published += 1
@@ -414,12 +414,25 @@ class Queue:
         self._unstore(msgs)
         return len(msgs) + self.drop_spool(unstore=True)
 
+    def set_head_bounds(self, spool_all: bool) -> None:
+        """Bound the in-memory head: by HEAD_COUNT and HEAD_BYTES, less under a small
+        memory watermark (Broker.head_limits), and to nothing while the broker holds
+        more than half its watermark (spool_all: every new backlog goes to disk)."""
+        if not self.can_spool:
+            return
+        if spool_all:
+            self.head_count = self.head_bytes = 0
+        else:
+            count, size = self.vhost.broker.head_limits()
+            self.head_count = min(HEAD_COUNT, count)
+            self.head_bytes = min(HEAD_BYTES, size)
+
     def restore(self, msg: Message, delivered: bool) -> None:
         """A message recovered from the store, in publish order (no consumer yet)."""
         if self.extras is not None:  # delivery counts, deduplication keys
             self.extras.restored(msg, delivered)
         self.ready_bytes += msg.body_size
-        if self.spool is not None or (self.can_spool and len(self.ready) >= self.head_count):
+        if self.spool is not None or len(self.ready) >= self.head_count:
             if self.spool is None:
                 try:
                     self.spool = self.vhost.broker.open_spool()
