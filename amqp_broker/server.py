@@ -393,8 +393,6 @@ class Server:
                 alarms.add("memory")
             if broker.store.failed or self._disk_low():
                 alarms.add("disk")
-            broker.set_spool_all(held > memory.watermark // 2)  # queues: backlogs to disk
-            broker.spool_all = held > memory.watermark // 2  # queues: backlogs to disk
             if alarms != broker.alarms:
                 self._set_alarms(alarms, held=held, rss=rss)
 
