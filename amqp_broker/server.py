@@ -197,9 +197,9 @@ class Server:
             tg.cancel_scope.cancel()
         self.broker.delayed.close()
         self.broker.store.close()
+        self.broker.close_spools()
         self.log.info("stopped")
 
-        self.broker.close_spools()
     def _tls_host(self) -> str:
         """The amqps listener's address: tls_host, else the plain listener's."""
         host = self.config.tls_host
@@ -383,6 +383,7 @@ class Server:
             await anyio.sleep(0.25)
             broker.sweep(time.monotonic())
             held = broker.memory_held()
+            broker.set_spool_all(held > memory.watermark // 2)  # queues: backlogs to disk
             rss = _rss()
             if memory.wants_trim(held, rss):
                 trim_memory()  # freed bodies back to the OS, so RSS can fall too
