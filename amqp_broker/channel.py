@@ -123,7 +123,7 @@ class Channel:
         if command is not None:
             self._complete(command)
 
-    def on_body(self, payload: bytes) -> None:
+    def on_body(self, payload: bytes | memoryview) -> None:
         command = self.content.body(payload)
         if command is not None:
             self._complete(command)

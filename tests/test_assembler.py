@@ -97,3 +97,20 @@ def test_immediate_and_non_basic_headers() -> None:
     assert code(a.publish, publish(immediate=True)) == (540, "immediate=true")
     a.publish(publish())
     assert code(a.header, header(0, class_id=50))[0] == 501
+
+
+@pytest.mark.parametrize("cuts", [[], [5000], [1, 20000, 20001]])
+def test_body_frames_given_as_views_make_a_body_of_its_own(cuts: list[int]) -> None:
+    """Big body frames come from the frame reader as views of what it read: the body
+    handed out is bytes of its own (one copy), whether one frame or several."""
+    chunk = bytes(range(256)) * 100  # what the reader "read"
+    bounds = [0, *cuts, len(chunk)]
+    a = ContentAssembler(10**6)
+    a.publish(publish())
+    a.header(header(len(chunk)))
+    command = None
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        command = a.body(memoryview(chunk)[start:end])
+    assert command is not None
+    body = command[-1]
+    assert type(body) is bytes and body == chunk

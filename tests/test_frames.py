@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from amqp_broker.protocol.errors import AMQPError, FrameError
 from amqp_broker.protocol.frames import (
+    BODY_VIEW_MIN,
     FRAME_BODY,
     FRAME_HEARTBEAT,
     FRAME_METHOD,
@@ -124,3 +125,121 @@ def test_deliver_frames_match_the_generic_encoding(size: int) -> None:
         commands.Basic.Deliver, consumer_tag="ctag", delivery_tag=7, redelivered=True,
         exchange="ex", routing_key="rk"))) + b"".join(content_frames(3, props, body, 131072))
     assert joined == expected
+
+
+def _normal(frames: list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+    """Payloads as bytes (big body frames come as views)."""
+    return [(t, c, bytes(p)) for t, c, p in frames]
+
+
+BIG = [
+    (FRAME_METHOD, 1, b"\x00\x3c\x00\x28abc"),
+    (FRAME_BODY, 1, bytes(range(256)) * 80),  # 20 KiB: handed over as a view
+    (FRAME_BODY, 2, b"small"),
+    (FRAME_HEARTBEAT, 0, b""),
+    (FRAME_BODY, 1, b"y" * (BODY_VIEW_MIN - 1)),  # just below: bytes
+]
+BIG_STREAM = b"".join(frame(t, c, p) for t, c, p in BIG)
+
+
+@pytest.mark.parametrize("cut", sorted({*range(0, 40), *range(len(BIG_STREAM) - 40,
+                                                            len(BIG_STREAM) + 1),
+                                        *range(20400, 20500)}))
+def test_stream_split_in_two_at_every_boundary(cut: int) -> None:
+    """Whatever byte a read ends on (inside a header, a payload, just before the end
+    octet), the same frames come out, and nothing is left over."""
+    reader = FrameReader(131072)
+    got = list(reader.feed(BIG_STREAM[:cut]))
+    got += reader.feed(BIG_STREAM[cut:])
+    assert _normal(got) == BIG
+    assert len(reader) == 0
+
+
+def test_stream_split_in_three_pieces_everywhere_in_small_frames() -> None:
+    stream = STREAM * 2
+    for a in range(len(stream) + 1):
+        for b in range(a, len(stream) + 1):
+            reader = FrameReader(4096)
+            got = list(reader.feed(stream[:a]))
+            got += reader.feed(stream[a:b])
+            got += reader.feed(stream[b:])
+            assert got == FRAMES * 2, (a, b)
+            assert len(reader) == 0
+
+
+def test_big_stream_byte_at_a_time_and_in_odd_chunks() -> None:
+    for chunk in (1, 7, 8, 4093, 65536):
+        reader = FrameReader(131072)
+        got = []
+        for i in range(0, len(BIG_STREAM), chunk):
+            got.extend(reader.feed(BIG_STREAM[i:i + chunk]))
+        assert _normal(got) == BIG, chunk
+
+
+def test_big_body_frames_are_views_of_the_chunk_others_are_bytes() -> None:
+    got = list(FrameReader(131072).feed(BIG_STREAM))
+    kinds = [type(p) for _, _, p in got]
+    assert kinds == [bytes, memoryview, bytes, bytes, bytes]
+    view = got[1][2]
+    assert isinstance(view, memoryview) and isinstance(view.obj, bytes)  # immutable
+
+
+def test_a_bytearray_fed_is_never_viewed() -> None:
+    """Only immutable bytes are viewed: a caller's bytearray is copied, so changing it
+    after the feed cannot change a payload."""
+    data = bytearray(BIG_STREAM)
+    got = list(FrameReader(131072).feed(data))  # type: ignore[arg-type]
+    data[:] = bytes(len(data))
+    assert _normal(got) == BIG
+
+
+def test_frames_held_while_paused_come_out_after() -> None:
+    """A consumer that stops after one frame (input paused) finds the rest, and what
+    was held meanwhile, on the next feed, in order."""
+    reader = FrameReader(131072)
+    frames = reader.feed(BIG_STREAM[:30000])
+    first = next(frames)
+    frames.close()  # the connection paused
+    assert first == BIG[0]
+    reader.hold(BIG_STREAM[30000:30010])
+    reader.hold(BIG_STREAM[30010:])
+    assert len(reader) == len(BIG_STREAM) - len(frame(*BIG[0]))
+    assert _normal(list(reader.feed(b""))) == BIG[1:]
+    assert len(reader) == 0
+
+
+@pytest.mark.parametrize("frame_max", [4096, 131072])
+def test_frame_max_edges(frame_max: int) -> None:
+    """A payload of frame_max bytes is taken (RabbitMQ's fudge), one more is 501 with
+    RabbitMQ's text as soon as the header is in, whole or split anywhere."""
+    ok = frame(FRAME_BODY, 1, b"z" * frame_max)
+    reader = FrameReader(frame_max)
+    assert _normal(list(reader.feed(ok[:3]))) == []
+    assert _normal(list(reader.feed(ok[3:]))) == [(FRAME_BODY, 1, b"z" * frame_max)]
+    too_big = frame(FRAME_BODY, 1, b"z" * (frame_max + 1))
+    for cut in (1, 6, 7):
+        reader = FrameReader(frame_max)
+        frames = reader.feed(ok + too_big[:cut])
+        assert _normal([next(frames)]) == [(FRAME_BODY, 1, b"z" * frame_max)]
+        with pytest.raises(FrameError) as info:
+            list(frames)  # the header is complete: at once if it came in this read
+            list(reader.feed(too_big[cut:7]))  # else at once when it does
+        assert info.value.reply_code == 501
+        assert info.value.reply_text == (
+            f"FRAME_ERROR - type 3, all octets = <<>>: {{frame_too_large,{frame_max + 1},"
+            f"{frame_max - 8}}}")
+
+
+@pytest.mark.parametrize("cut", [1, 7, 100, 20000, 20487])
+def test_bad_end_octet_and_type_across_reads_are_frame_errors(cut: int) -> None:
+    body = frame(FRAME_BODY, 1, b"q" * 20480)
+    bad_end = body[:-1] + b"\x00"
+    reader = FrameReader(131072)
+    list(reader.feed(bad_end[:cut]))
+    with pytest.raises(FrameError, match="frame end octet missing"):
+        list(reader.feed(bad_end[cut:]))
+    bad_type = bytes([9]) + body[1:]
+    reader = FrameReader(131072)
+    list(reader.feed(bad_type[:cut]))
+    with pytest.raises(FrameError, match="unknown frame type 9"):
+        list(reader.feed(bad_type[cut:]))

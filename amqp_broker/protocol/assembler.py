@@ -37,7 +37,7 @@ class ContentAssembler:
         self._props = b""
         self._body_size = 0  # _AWAIT_HEADER until the header came
         self._received = 0
-        self._body: list[bytes] = []
+        self._body: list[bytes | memoryview] = []
         self._last_names = (b"", b"")
         self._last_props = b""
 
@@ -90,21 +90,27 @@ class ContentAssembler:
         self._body = []
         return None
 
-    def body(self, payload: bytes) -> Command | None:
-        """A content body frame's payload; the command once the body is complete."""
-        if self._publish is None or self._body_size <= 0:
+    def body(self, payload: bytes | memoryview) -> Command | None:
+        """A content body frame's payload; the command once the body is complete.
+
+        A memoryview (FrameReader hands big body frames over as views of what it read)
+        is copied here, once: into the joined body, or into bytes of its own."""
+        size = self._body_size
+        if size <= 0 or self._publish is None:
             raise AMQPError(UNEXPECTED_FRAME, "unexpected content body frame")
-        self._received += len(payload)
-        if self._received > self._body_size:
-            raise AMQPError(FRAME_ERROR, "content body exceeds the size in its header")
-        if self._received < self._body_size:
+        received = self._received + len(payload)
+        if received < size:
+            self._received = received
             self._body.append(payload)
             return None
+        if received > size:
+            raise AMQPError(FRAME_ERROR, "content body exceeds the size in its header")
         if self._body:
             self._body.append(payload)
-            payload = b"".join(self._body)
+            body = b"".join(self._body)
             self._body = []
-        return self._complete(payload)
+            return self._complete(body)
+        return self._complete(payload if type(payload) is bytes else bytes(payload))
 
     def _complete(self, body: bytes) -> Command:
         publish = self._publish
