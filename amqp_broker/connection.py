@@ -41,6 +41,7 @@ from .protocol.errors import (
     AMQPError,
     is_connection_error,
 )
+from .protocol.fast import BIG_BODY as BIG_PART
 from .protocol.frames import (
     FRAME_BODY,
     FRAME_HEADER,
@@ -72,9 +73,10 @@ class Connection:
     # slots: read for every frame; more than 30 plain attributes would cost CPython its
     # fast attribute layout. __dict__ stays for tests that replace a method.
     __slots__ = (
-        "_held_input", "_out", "_wake_pending", "access", "alarm_blocked", "auth_mechanism",
-        "broker", "channel_max", "channels", "client_properties", "close_reason", "config",
-        "confirms_due", "connected_at", "exclusive_queues", "finished_routes", "frame_max",
+        "_held_input", "_out", "_out_big", "_wake_pending", "access", "alarm_blocked",
+        "auth_mechanism", "broker", "channel_max", "channels", "client_properties",
+        "close_reason", "config", "confirms_due", "connected_at", "exclusive_queues",
+        "finished_routes", "frame_max",
         "gate", "handshake", "heartbeat", "hold_output_until", "in_flight", "last_queue_name",
         "last_received", "local", "mechanisms", "on_output", "on_resume", "out_size", "paused",
         "peer", "peer_cert_login", "peer_cert_refusal", "peer_host", "peer_label", "published",
@@ -105,7 +107,11 @@ class Connection:
         # the handshake's state, copied after each of its transitions (_handle, _finish):
         # read for every frame, so a plain attribute rather than a property
         self.state = self.handshake.state
+        # output: small frames pile up in _out (joined when the shell takes them); once a
+        # big body is queued, what came before it is joined into _out_big and the body
+        # follows as it is (a view of it at most), so the shell writes it with writev
         self._out: list[bytes | memoryview] = []
+        self._out_big: list[bytes | memoryview] = []
         self.out_size = 0  # queued for the shell, not yet taken
         self.in_flight = 0  # taken by the shell, being sent (until drained)
         self._wake_pending = False
@@ -167,20 +173,41 @@ class Connection:
         self._out.append(data)
         self.out_size += len(data)
         if self.out_size > self.config.write_high_water:
-            self.write_blocked = True
-            if (not self.throttled and self.state is ConnState.OPEN and self.out_size
-                    + self.in_flight > self.config.max_connection_buffer):
-                self.throttled = self.paused = True
+            self._over_high_water()
         if not self._wake_pending:
             self._wake_pending = True
             self.on_output()
 
+    def _over_high_water(self) -> None:
+        """Deliveries wait for the output to drain; input too, past the buffer's cap."""
+        self.write_blocked = True
+        if (not self.throttled and self.state is ConnState.OPEN and self.out_size
+                + self.in_flight > self.config.max_connection_buffer):
+            self.throttled = self.paused = True
+
     def write_parts(self, parts: list[bytes | memoryview]) -> None:
-        """Several buffers queued as they are, not joined (a big body is copied once,
-        when the shell takes the output)."""
-        self._out.extend(parts)
-        self.out_size += sum(len(part) for part in parts)
-        self.write(b"")  # write()'s bookkeeping: high water, throttling, waking the shell
+        """Frames with a big body in them: parts of BIG_PART bytes or more are queued as
+        they are (the shell hands them to the kernel without copying them), the small
+        ones between them are joined."""
+        out = self._out
+        big = self._out_big
+        size = 0
+        for part in parts:
+            n = len(part)
+            size += n
+            if n < BIG_PART:
+                out.append(part)
+            else:
+                if out:
+                    big.append(out[0] if len(out) == 1 else b"".join(out))
+                    out.clear()
+                big.append(part)
+        self.out_size += size
+        if self.out_size > self.config.write_high_water:
+            self._over_high_water()
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.on_output()
 
     def write_content(self, channel: int, props: bytes, body: bytes) -> None:
         for part in content_frames(channel, props, body, self.frame_max):
@@ -296,17 +323,35 @@ class Connection:
 
     def take_output(self) -> bytes:
         """Everything queued for the socket, as one buffer."""
-        out = self._out
-        self._wake_pending = False
-        if not out:
+        parts = self.take_parts()
+        if not parts:
             return b""
-        first = out[0]
-        data = first if len(out) == 1 and isinstance(first, bytes) else b"".join(out)
-        self.send_oct += len(data)
-        self._out = []
+        first = parts[0]
+        return first if len(parts) == 1 and isinstance(first, bytes) else b"".join(parts)
+
+    def take_parts(self) -> list[bytes | memoryview]:
+        """Everything queued for the socket, as buffers to write in order (a vectored
+        write): big bodies as they were queued, the small frames between them joined.
+        Counted as in flight until drained()."""
+        self._wake_pending = False
+        out = self._out
+        big = self._out_big
+        if big:
+            if out:
+                big.append(out[0] if len(out) == 1 else b"".join(out))
+                self._out = []
+            parts = big
+            self._out_big = []
+        elif out:
+            parts = [out[0] if len(out) == 1 else b"".join(out)]
+            self._out = []
+        else:
+            return []
+        size = self.out_size
+        self.send_oct += size
         self.out_size = 0
-        self.in_flight = len(data)
-        return data
+        self.in_flight = size
+        return parts
 
     def drained(self) -> None:
         """The shell wrote everything out: resume deliveries paused on a full buffer,
@@ -321,7 +366,7 @@ class Connection:
             self._maybe_resume()
 
     def flush(self) -> None:
-        if self._out and not self._wake_pending:
+        if (self._out or self._out_big) and not self._wake_pending:
             self._wake_pending = True
             self.on_output()
 

@@ -2,10 +2,13 @@
 
 Server accepts sockets (counted against the descriptor limit) and runs the
 broker-wide tasks: the store's group commit, the resource alarm loop, and the
-signal handler for a clean shutdown. Per connection, a ConnectionHandler runs
-one reader task feeding Connection.receive, one writer task sending whatever
-the connection queued as one buffer, and one timer task for heartbeats and the
-handshake and close-ok timeouts.
+signal handler for a clean shutdown. A plain TCP connection (under asyncio, as
+`run` starts the broker) is a TransportHandler: asyncio protocol callbacks feed
+Connection.receive once per turn of the loop and write what it queued in one
+vectored write, big bodies without copying them; a timer task handles heartbeats
+and the handshake and close-ok timeouts. Any other stream (TLS, trio) gets a
+ConnectionHandler: one reader task, one writer task sending whatever the
+connection queued as one buffer, and the same timer task.
 
 With tls_port set, a second (amqps) listener feeds the same accept loop; its sockets go
 through a TLS handshake, bounded by tls.HANDSHAKE_TIMEOUT, before they get a
@@ -15,9 +18,11 @@ work per read.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -244,9 +249,11 @@ class Server:
         that fails (no descriptors left, the peer gone already) never ends it. Beyond
         max_connections sockets are closed as soon as accepted, so the descriptors
         left serve the connections that exist; each episode is logged once."""
+        raw = _raw_listening_socket(listener) if tls_context is None else None
         while True:
             try:
-                stream = await listener.accept()
+                stream: Any = (await listener.accept() if raw is None
+                               else await _accept_socket(raw))
             except OSError as exc:
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue  # this one peer gave up before it was accepted
@@ -269,8 +276,11 @@ class Server:
                                      connections=self.sockets,
                                      max_connections=self.max_connections,
                                      fd_limit=fd_limit())
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
+                if isinstance(stream, socket.socket):
+                    stream.close()
+                else:
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()
                 continue
             if self._refusing:
                 self._refusing = False
@@ -282,9 +292,12 @@ class Server:
             else:
                 tg.start_soon(self._serve_tls_socket, stream, tls_context)
 
-    async def _serve_socket(self, stream: SocketStream) -> None:
+    async def _serve_socket(self, stream: SocketStream | socket.socket) -> None:
         try:
-            await self._handle(stream)
+            if isinstance(stream, socket.socket):
+                await self._handle_socket(stream)
+            else:
+                await self._handle(stream)
         finally:
             self.sockets -= 1
 
@@ -420,8 +433,55 @@ class Server:
             return
         await ConnectionHandler(self.broker, stream, self.log, tls_session).run()
 
+    async def _handle_socket(self, sock: socket.socket) -> None:
+        """A plain TCP socket: an asyncio protocol reads and writes it (TransportHandler)."""
+        if self._stopping:
+            sock.close()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            _transport, handler = await loop.connect_accepted_socket(
+                lambda: TransportHandler(self.broker, self.log), sock)
+        except OSError:
+            sock.close()
+            return
+        await handler.run()
 
-class ConnectionHandler:
+
+class _Timers:
+    """The timer task both handlers run: heartbeats out, and the end of a connection
+    that missed the client's, or stays in its handshake or waits for close-ok too long."""
+
+    conn: Connection
+    log: Any
+    opened_at: float
+    last_sent: float
+    closing_since: float
+
+    async def timer_loop(self) -> None:
+        conn = self.conn
+        while True:
+            await anyio.sleep(TIMER_TICK if not conn.heartbeat
+                              else min(TIMER_TICK, conn.heartbeat / 4))
+            now = time.monotonic()
+            if conn.state is ConnState.CLOSING:
+                self.closing_since = self.closing_since or now
+                if now - self.closing_since > CLOSE_OK_TIMEOUT:
+                    return
+            elif conn.state is not ConnState.OPEN and now - self.opened_at > HANDSHAKE_TIMEOUT:
+                conn.close_reason = "handshake timeout"
+                return
+            if conn.heartbeat_expired(now) and not conn.input_stalled:
+                conn.close_reason = (f"missed heartbeats from client, timeout: "
+                                     f"{conn.heartbeat}s")
+                self.log.warning("heartbeat timeout", peer=self.conn.peer_label,
+                                 user=conn.user)
+                return
+            if conn.heartbeat_due(now, self.last_sent):
+                conn.send_heartbeat()
+
+
+class ConnectionHandler(_Timers):
     """One client socket around its sans-IO Connection (the model: hypercorn's
     TCPServer). The shell only reads, writes and owns the timers: read_loop feeds
     Connection.receive, write_loop sends what the connection queued as one buffer,
@@ -518,27 +578,155 @@ class ConnectionHandler:
             if conn.closed and not conn.out_size:
                 return
 
-    async def timer_loop(self) -> None:
+
+class TransportHandler(asyncio.Protocol, _Timers):
+    """One plain TCP socket, driven by the event loop's callbacks instead of tasks: each
+    read is handed to Connection.receive at once, and what it queued goes
+    out in one vectored write (writelines: writev under uvloop) once the read's
+    callbacks ran, big bodies without being copied. The kernel's buffer is the only
+    output buffer: past it writing pauses, and until it drains the connection's output
+    counts as in flight (Connection.drained once it is). Only the timers are a task
+    (run)."""
+
+    def __init__(self, broker: Broker, log: Any) -> None:
+        self.broker = broker
+        self.log = log
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.conn: Connection = None  # type: ignore[assignment]  # set in connection_made
+        self.ended = anyio.Event()
+        self.finished = False
+        self.writing_paused = False
+        self.routing_scheduled = False
+        self.opened_at = self.last_sent = time.monotonic()
+        self.closing_since = 0.0
+
+    # --- asyncio protocol callbacks ------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        # paused as soon as anything is left over after a write, resumed once it all went
+        self.transport.set_write_buffer_limits(high=0)
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        host, port = (peer[0], peer[1]) if isinstance(peer, tuple) else (str(peer), 0)
+        self.conn = Connection(self.broker, (host, port), on_output=self._output_queued)
+        self.conn.local = (local[0], local[1]) if isinstance(local, tuple) else None
+        self.conn.on_resume = self._resume_reading
+
+    def data_received(self, data: bytes) -> None:
         conn = self.conn
-        while True:
-            await anyio.sleep(TIMER_TICK if not conn.heartbeat
-                              else min(TIMER_TICK, conn.heartbeat / 4))
-            now = time.monotonic()
-            if conn.state is ConnState.CLOSING:
-                self.closing_since = self.closing_since or now
-                if now - self.closing_since > CLOSE_OK_TIMEOUT:
-                    return
-            elif conn.state is not ConnState.OPEN and now - self.opened_at > HANDSHAKE_TIMEOUT:
-                conn.close_reason = "handshake timeout"
+        conn.receive(data)
+        if conn.closed:
+            self._stop_reading()
+            self.loop.call_soon(self._flush)  # the last frames, then the end
+        elif conn.paused:
+            self._stop_reading()
+            if conn.routing is not None and not self.routing_scheduled:
+                self.routing_scheduled = True
+                self.loop.call_soon(self._continue_routing)
+        else:
+            # one read per turn of the loop: the event loop would read a busy publisher
+            # again and again (libuv: up to 32 reads), the writes its messages cause
+            # waiting behind; a turn lets them (and other connections) go first
+            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.loop.call_soon(self._read_again)
+
+    def eof_received(self) -> bool:
+        self._end()
+        return True  # _end closes the transport once the last frames are handed over
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if not self.finished:
+            self.conn.drained()
+            self.loop.call_soon(self._flush)
+
+    # --- output ----------------------------------------------------------------
+    def _output_queued(self) -> None:
+        # Connection calls this once per take: the write follows the callbacks ready now
+        self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        conn = self.conn
+        transport = self.transport
+        if self.finished or self.writing_paused or transport is None:
+            return
+        if conn.hold_output_until:  # a refused login: its answer waits a little
+            delay = conn.hold_output_until - time.monotonic()
+            conn.hold_output_until = 0.0
+            if delay > 0:
+                self.loop.call_later(delay, self._flush)
                 return
-            if conn.heartbeat_expired(now) and not conn.input_stalled:
-                conn.close_reason = (f"missed heartbeats from client, timeout: "
-                                     f"{conn.heartbeat}s")
-                self.log.warning("heartbeat timeout", peer=self.conn.peer_label,
-                                 user=conn.user)
-                return
-            if conn.heartbeat_due(now, self.last_sent):
-                conn.send_heartbeat()
+        parts = conn.take_parts()
+        if parts:
+            transport.writelines(parts)  # pause_writing() is called now if some is left
+            self.last_sent = time.monotonic()
+        if not self.writing_paused:
+            conn.drained()
+            if conn.closed and not conn.out_size:
+                self._end()
+
+    # --- input -----------------------------------------------------------------
+    def _stop_reading(self) -> None:
+        if self.transport is not None and not self.finished:
+            self.transport.pause_reading()
+
+    def _read_again(self) -> None:
+        if not self.conn.paused:
+            self._resume_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.finished and not self.conn.closed:
+            self.transport.resume_reading()
+
+    def _continue_routing(self) -> None:
+        """One slice of a long topic match (Connection.route_later), then other callbacks."""
+        self.routing_scheduled = False
+        conn = self.conn
+        if self.finished or conn.routing is None:
+            return
+        conn.continue_routing()  # reading resumes through on_resume once nothing holds it
+        if conn.routing is not None:
+            self.routing_scheduled = True
+            self.loop.call_soon(self._continue_routing)
+
+    # --- the end ---------------------------------------------------------------
+    async def run(self) -> None:
+        """Run the timers until the connection ends (either side, or a timer)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._timers)
+                await self.ended.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._end()
+
+    async def _timers(self) -> None:
+        await self.timer_loop()
+        self._end()
+
+    def _end(self) -> None:
+        """Tell the Connection the socket is gone, hand over what that queued, close
+        (briefly: a peer that reads nothing more is cut off after a second)."""
+        if self.finished:
+            return
+        self.finished = True
+        self.conn.connection_lost()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            parts = self.conn.take_parts()
+            if parts:
+                transport.writelines(parts)
+            transport.close()
+            if transport.get_write_buffer_size():
+                self.loop.call_later(1.0, transport.abort)
+        self.ended.set()
 
 
 async def _handshake(stream: ByteStream, ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO,
@@ -598,6 +786,39 @@ def _ssl_error_text(exc: ssl.SSLError) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _raw_listening_socket(listener: Any) -> socket.socket | None:
+    """The listening socket of a plain TCP listener under asyncio, accepted from directly
+    (_accept_socket) so a TransportHandler drives each connection; None otherwise (trio,
+    a test's listener), and the listener's own accept() serves."""
+    try:
+        import sniffio
+        if sniffio.current_async_library() != "asyncio":
+            return None
+        raw = listener.extra(SocketAttribute.raw_socket)
+    except Exception:
+        return None
+    if not isinstance(raw, socket.socket) or raw.family not in (socket.AF_INET,
+                                                                 socket.AF_INET6):
+        return None
+    return raw
+
+
+async def _accept_socket(raw: socket.socket) -> socket.socket:
+    """One accepted connection's socket (what anyio's TCP listener does before it wraps
+    the socket in a stream)."""
+    loop = asyncio.get_running_loop()
+    try:
+        sock, _addr = await loop.sock_accept(raw)
+    except asyncio.CancelledError:
+        try:  # a cancelled sock_accept leaves its reader behind (bpo-41317)
+            loop.remove_reader(raw)
+        except (ValueError, NotImplementedError):
+            pass
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
 def _local_of(stream: ByteStream) -> tuple[str, int] | None:
     """(host, port) this end of the connection is bound to; None when unknown."""
     try:
@@ -628,8 +849,32 @@ def _rss() -> int | None:
         return None
 
 
+# glibc malloc: allocations up to this size come from the heap, not fresh mmap()s, and the
+# heap's top is given back to the OS only past TRIM_THRESHOLD free bytes. glibc's own
+# thresholds (dynamic, a few MB at most) make every big body's buffers fresh pages: with
+# 1 MiB messages and a queue that grows and shrinks, page faults cost more than all the
+# copies together. The memory alarm still trims explicitly when it needs RSS back
+# (alarms.trim_memory).
+MMAP_THRESHOLD = 32 * 1024 * 1024
+TRIM_THRESHOLD = 128 * 1024 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+
+
+def tune_malloc() -> bool:
+    """Set glibc's mmap and trim thresholds (MMAP_THRESHOLD, TRIM_THRESHOLD); False
+    where there is no glibc (nothing to tune)."""
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
 def run(config: Config) -> None:
     """Run the broker until SIGTERM/SIGINT (uvloop when installed)."""
+    tune_malloc()
     before, limit = raise_fd_limit()
     server = Server(config)
     raised = {"raised_from": before} if before != limit else {}

@@ -3,6 +3,8 @@ no sockets, every wait bounded by fail_after, no assertion on elapsed time."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -16,7 +18,7 @@ from pamqp.body import ContentBody
 from amqp_broker import server
 from amqp_broker.broker import Broker
 from amqp_broker.config import Config
-from amqp_broker.server import ConnectionHandler
+from amqp_broker.server import ConnectionHandler, TransportHandler
 from amqp_broker.storage import MemoryStore
 
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -266,3 +268,133 @@ def test_a_good_login_is_not_held() -> None:
     handler.conn.receive(frame.marshal(commands.Connection.StartOk(
         mechanism="PLAIN", response="\x00guest\x00guest", locale="en_US"), 0))
     assert handler.conn.hold_output_until == 0.0
+
+
+# --- TransportHandler: plain TCP sockets under asyncio, over real loopback sockets ----
+
+async def transport_handler(**config: Any) -> tuple[TransportHandler, Peer, list[str]]:
+    """A TransportHandler on an accepted loopback socket, and the client's end."""
+    broker = Broker(Config(data_dir=None, metrics_port=0, **config), MemoryStore())
+    loop = asyncio.get_running_loop()
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        listening.setblocking(False)
+        client = await anyio.connect_tcp("127.0.0.1", listening.getsockname()[1])
+        sock, _ = await loop.sock_accept(listening)
+    _, handler = await loop.connect_accepted_socket(
+        lambda: TransportHandler(broker, broker.log), sock)
+    lost: list[str] = []
+    connection_lost = handler.conn.connection_lost
+
+    def record() -> None:
+        connection_lost()
+        lost.append(handler.conn.close_reason)
+    handler.conn.connection_lost = record  # type: ignore[method-assign]
+    return handler, Peer(client), lost  # type: ignore[arg-type]
+
+
+def run_transport(test: Callable[[TransportHandler, Peer, list[str]], Awaitable[None]],
+                  **config: Any) -> list[str]:
+    """Serve one TransportHandler while the test plays the client; the close reasons."""
+    reasons: list[str] = []
+
+    async def main() -> None:
+        with anyio.fail_after(WAIT):
+            handler, peer, lost = await transport_handler(**config)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(handler.run)
+                try:
+                    await test(handler, peer, lost)
+                finally:
+                    await peer.stream.aclose()
+            reasons.extend(lost)
+    anyio.run(main, backend="asyncio")
+    return reasons
+
+
+def test_transport_peer_closing_ends_the_handler() -> None:
+    async def client(handler: TransportHandler, peer: Peer, lost: list[str]) -> None:
+        assert handler.conn.peer is not None and handler.conn.peer[0] == "127.0.0.1"
+        await peer.stream.send(PROTOCOL_HEADER)
+        await peer.expect(commands.Connection.Start)
+        await peer.stream.send_eof()
+        await handler.ended.wait()
+    assert run_transport(client) == ["connection lost"]
+
+
+def test_transport_client_close_gets_close_ok_then_the_socket_closes() -> None:
+    async def client(handler: TransportHandler, peer: Peer, lost: list[str]) -> None:
+        await peer.open()
+        await peer.send(commands.Connection.Close(reply_code=200, reply_text="bye",
+                                                   class_id=0, method_id=0))
+        await peer.expect(commands.Connection.CloseOk)
+        assert await peer.closed()
+        assert handler.finished
+    assert len(run_transport(client)) == 1
+
+
+def test_transport_silent_peer_hits_the_handshake_timeout(quick_timers: None) -> None:
+    async def client(handler: TransportHandler, peer: Peer, lost: list[str]) -> None:
+        assert await peer.closed()
+    assert run_transport(client) == ["handshake timeout"]
+
+
+@pytest.mark.parametrize("sizes", [[64 * 1024, 10, 3 * 131072 + 5, 0, 16 * 1024]])
+def test_transport_carries_big_and_small_bodies_intact_and_in_order(sizes: list[int]) -> None:
+    """Bodies over several frames and of one frame, big and small, published in one
+    write: each consumer gets them byte for byte, in order (views, vectored writes)."""
+    bodies = [bytes((i * 7 + n) % 251 for i in range(n)) for n in sizes]
+
+    async def client(handler: TransportHandler, peer: Peer, lost: list[str]) -> None:
+        await peer.open()
+        await peer.send(commands.Channel.Open(), 1)
+        await peer.expect(commands.Channel.OpenOk, 1)
+        await peer.send(commands.Queue.Declare(queue="big"), 1)
+        await peer.expect(commands.Queue.DeclareOk, 1)
+        out = []
+        for body in bodies:
+            out.append(frame.marshal(commands.Basic.Publish(routing_key="big"), 1))
+            out.append(frame.marshal(header.ContentHeader(0, len(body),
+                                                          commands.Basic.Properties()), 1))
+            for start in range(0, len(body), 131072 - 8):
+                out.append(frame.marshal(ContentBody(body[start:start + 131072 - 8]), 1))
+        await peer.stream.send(b"".join(out))
+        await peer.send(commands.Basic.Consume(queue="big", no_ack=True), 1)
+        await peer.expect(commands.Basic.ConsumeOk, 1)
+        for body in bodies:
+            await peer.expect(commands.Basic.Deliver, 1)
+            got_header = await peer.expect(header.ContentHeader, 1)
+            assert got_header.body_size == len(body)
+            got = b""
+            while len(got) < len(body):
+                got += (await peer.expect(ContentBody, 1)).value
+            assert got == body
+    run_transport(client)
+
+
+def test_transport_input_held_during_an_alarm_is_read_once_it_clears() -> None:
+    async def client(handler: TransportHandler, peer: Peer, lost: list[str]) -> None:
+        broker = handler.conn.broker
+        await peer.open()
+        await peer.send(commands.Channel.Open(), 1)
+        await peer.expect(commands.Channel.OpenOk, 1)
+        broker.set_alarms({"memory"})
+        await peer.stream.send(b"".join([
+            frame.marshal(commands.Basic.Publish(exchange="", routing_key="nowhere"), 1),
+            frame.marshal(header.ContentHeader(0, 1, commands.Basic.Properties()), 1),
+            frame.marshal(ContentBody(b"x"), 1)]))
+        while not handler.conn.alarm_blocked:
+            await anyio.sleep(0.001)
+        assert handler.transport is not None and not handler.transport.is_reading()
+        await peer.send(commands.Channel.Open(), 2)
+        broker.set_alarms(set())
+        await peer.expect(commands.Channel.OpenOk, 2)
+        assert handler.transport.is_reading()
+    run_transport(client)
+
+
+def test_tune_malloc_sets_glibc_thresholds() -> None:
+    """On glibc the thresholds are set (mallopt answers 1); elsewhere nothing to do."""
+    import platform
+    assert server.tune_malloc() is (platform.libc_ver()[0] == "glibc")
