@@ -167,7 +167,7 @@ def test_persistent_burst_without_confirms_waits_for_the_group_commit(tmp_path: 
         peak[0] = max(peak[0], store.unsynced_bytes)
         assert commits[0] >= 5, commits
         assert peak[0] <= limit + READ + len(body), peak
-        assert len(broker.vhosts["/"].queues["dq"].ready) == 1000
+        assert broker.vhosts["/"].queues["dq"].message_count == 1000
     finally:
         store.close()
 

@@ -82,7 +82,8 @@ def test_publishers_blocked_by_memory_alarm(broker_factory: Any, uid: str) -> No
     conn.add_on_connection_blocked_callback(lambda _c, frame_: blocked.append(frame_))
     ch = conn.channel()
     queue = f"flood-{uid}"
-    ch.queue_declare(queue)
+    # a priority queue keeps its backlog in RAM (a FIFO queue would spool it to disk)
+    ch.queue_declare(queue, arguments={"x-max-priority": 1})
     with RawClient(b.port) as flood:
         flood.handshake()
         flood.open_channel()
