@@ -144,6 +144,35 @@ def test_restart_keeps_persistent_messages_of_durable_exchanges(tmp_path: Path) 
     assert sorted(_bodies(q2)) == [b"near", b"persistent"]
 
 
+def test_a_torn_or_corrupt_record_ends_its_file_and_nothing_else(tmp_path: Path) -> None:
+    broker, vhost, _ = _setup(tmp_path)
+    now = delayed.now_ms()
+    broker.delayed.tick(now)
+    for i in range(3):
+        _publish(vhost, 30_000, b"first%d" % i)
+    _publish(vhost, 90_000, b"other bucket")
+    broker.delayed.close()
+    files = sorted((tmp_path / "delayed").glob("*.dly"))
+    assert len(files) == 2
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[:-3])  # the last record torn
+    again, vhost2, q2 = _setup(tmp_path)
+    again.delayed.tick(now + 100_000)
+    assert sorted(_bodies(q2)) == [b"first0", b"first1", b"other bucket"]
+    # a flipped byte inside a record: its checksum fails, the file's rest is skipped
+    _publish(vhost2, 30_000, b"a")
+    _publish(vhost2, 30_000, b"b")
+    again.delayed.close()
+    (path,) = (tmp_path / "delayed").glob("*.dly")
+    raw = bytearray(path.read_bytes())
+    raw[len(delayed.MAGIC) + 30] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    third, _, q3 = _setup(tmp_path)
+    third.delayed.tick(now + 100_000)
+    assert _bodies(q3) == []
+    assert not list((tmp_path / "delayed").glob("*.dly"))
+
+
 def test_deleting_the_exchange_drops_its_messages(tmp_path: Path) -> None:
     broker, vhost, q = _setup(tmp_path)
     now = delayed.now_ms()
