@@ -46,7 +46,7 @@ _FRAME_HEAD = struct.Struct(">BHI")
 
 
 class Broker:
-    def __init__(self, watermark: int, data_dir: str, log: Path) -> None:
+    def __init__(self, watermark: str, data_dir: str, log: Path) -> None:
         self.watermark = watermark
         self.data_dir = data_dir
         self.log = log
@@ -187,7 +187,8 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=3_000_000)
     p.add_argument("--size", type=int, default=1024)
-    p.add_argument("--watermark", type=int, default=300_000_000)
+    p.add_argument("--watermark", default="300000000",
+                   help="--memory-high-watermark: bytes, a size such as 2GB, or a fraction of RAM")
     p.add_argument("--persistent", action="store_true", help="durable queue, persistent messages")
     p.add_argument("--restart", action="store_true", help="restart the broker before draining")
     p.add_argument("--no-confirm", action="store_true")

@@ -19,6 +19,7 @@ from amqp_broker.config import Config
 from amqp_broker.message import Message
 from amqp_broker.protocol import fast
 from amqp_broker.vhost import VHost
+from tests.test_queue import CLIENT as CLIENT_DURABLE
 from tests.test_queue import FakeChannel, declare, get_all, publish
 
 
@@ -120,12 +121,12 @@ def test_reject_publish_overflow_counts_the_spool(tmp_path: Path) -> None:
 def test_purge_and_delete_drop_the_spool(tmp_path: Path) -> None:
     vhost = make_vhost(tmp_path)
     q = declare(vhost, "q")
-    for i in range(3000):
+    for _ in range(3000):
         publish(vhost, "q", bytes(100))
     assert spool_files(tmp_path)
     assert q.purge() == 3000
     assert q.message_count == 0 and q.spool is None and not spool_files(tmp_path)
-    for i in range(3000):
+    for _ in range(3000):
         publish(vhost, "q", bytes(100))
     assert vhost.delete_queue(q) == 3000
     assert not spool_files(tmp_path)
@@ -213,3 +214,52 @@ def test_a_backlog_ten_times_the_watermark_is_confirmed_unblocked_and_drained_in
     ch.cancel()
     assert ch.queue_declare(queue, passive=True).method.message_count == 0
     conn.close()
+
+
+# --- persistent messages: the store holds them, the spool only their place ------------------
+
+def _durable_broker(data: Path) -> tuple[Any, Any]:
+    from amqp_broker.storage.disk import DiskStore
+
+    store = DiskStore(data)
+    broker = Broker(Config(data_dir=str(data)), store)
+    broker.recover()
+    return broker, store
+
+
+def test_persistent_backlog_spools_without_bodies_and_recovers_in_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+
+    monkeypatch.setattr(queue_module, "HEAD_BYTES", 100_000)  # the head bound is 10 messages
+    data = tmp_path / "data"
+    broker, store = _durable_broker(data)
+    vhost = broker.vhosts["/"]
+    q, _ = vhost.declare_queue("dq", False, True, False, False, {}, CLIENT_DURABLE)
+    persistent = fast.encode_properties(fast.Properties(delivery_mode=2))
+    bodies = [os.urandom(200) for _ in range(100)]
+    for body in bodies:
+        publish(vhost, "dq", body, props=persistent)
+    anyio.run(store.commit)
+    assert q.spooled == 90
+    # the spool holds their place, not their bodies: far less than 90 x 200 bytes
+    assert q.spool is not None and len(q.spool._buf) < 90 * 200
+    first = q.take()
+    assert first is not None and first[2] == bodies[0]
+    broker.vhosts["/"].broker.store.remove(q.store_key, [first[0].msg_id])
+    anyio.run(store.commit)
+    store.close()
+    (data / "spool" / "stale").mkdir(parents=True, exist_ok=True)  # a crash's leftovers
+
+    broker, store = _durable_broker(data)
+    try:
+        assert not (data / "spool" / "stale").exists()
+        q = broker.vhosts["/"].queues["dq"]
+        assert q.message_count == 99
+        assert q.spooled == 89  # recovery fills the head, then the spool
+        got = []
+        while (taken := q.take()) is not None:
+            got.append(taken[2])  # read back from the store
+        assert got == bodies[1:]
+    finally:
+        store.close()
