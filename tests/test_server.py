@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -398,3 +398,39 @@ def test_tune_malloc_sets_glibc_thresholds() -> None:
     """On glibc the thresholds are set (mallopt answers 1); elsewhere nothing to do."""
     import platform
     assert server.tune_malloc() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_transport_refused_login_is_answered_after_the_delay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 403 waits for the connection's hold time (a recorded call_later, no clock)."""
+    from amqp_broker import connection
+    monkeypatch.setattr(connection, "AUTH_FAILURE_DELAY", 30.0)
+    delays: list[float] = []
+
+    async def client(handler: TransportHandler, peer: Peer, lost: list[str]) -> None:
+        def recorded(delay: float, callback: Callable[[], object]) -> None:
+            delays.append(delay)
+            handler.loop.call_soon(callback)
+        handler.loop = cast(Any, _LoopProxy(handler.loop, recorded))
+        await peer.stream.send(PROTOCOL_HEADER)
+        await peer.expect(commands.Connection.Start)
+        assert delays == []
+        await peer.send(commands.Connection.StartOk(
+            client_properties={"capabilities": {"authentication_failure_close": True}},
+            mechanism="PLAIN", response="\x00guest\x00wrong", locale="en_US"))
+        close = await peer.expect(commands.Connection.Close)
+        assert close.reply_code == 403
+        assert len(delays) == 1 and 25 < delays[0] <= 30, delays
+    run_transport(client)
+
+
+class _LoopProxy:
+    """The event loop, with call_later replaced."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop,
+                 call_later: Callable[[float, Callable[[], object]], None]) -> None:
+        self._loop = loop
+        self.call_later = call_later
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
