@@ -163,8 +163,9 @@ class StreamQueue(Queue):
 
     # --- contents ----------------------------------------------------------------
     def enqueue(self, msg: Message) -> None:
-        body = msg.body if msg.body is not None else self.vhost.broker.body_of(msg)
         try:
+            # a classic queue of the same publish may have paged the body out already
+            body = msg.body if msg.body is not None else self.vhost.broker.body_of(msg)
             offset = self.log.append(msg.exchange_raw, msg.routing_key_raw, msg.properties,
                                      body)
         except StoreError as exc:
