@@ -63,10 +63,11 @@ PAGE_IN_BUDGET = 4 * 1024 * 1024
 # A small memory watermark makes the head smaller (Broker.head_limits), and while
 # the broker holds more than half its watermark every new backlog is spooled.
 # A consumer that is merely slower than its publishers (a throughput benchmark's
-# backlog of 200,000 small messages) stays within the head and never waits for
-# the disk; a queue without consumers pages out after at most ~84 MB.
+# backlog of 200,000 small or 4,000 64 KiB messages) stays within the head and never
+# waits for the disk; the memory watermark caps the head (1/16 of it) and, above half
+# of it, sends every new backlog to disk.
 HEAD_COUNT = 262_144
-HEAD_BYTES = 32 * 1024 * 1024
+HEAD_BYTES = 256 * 1024 * 1024
 
 
 class Consumer:
