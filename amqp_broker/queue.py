@@ -260,7 +260,7 @@ class Queue:
         if self.extras is not None and self.extras.refuses(msg):
             self._unstore([msg])  # a duplicate (x-message-deduplication): dropped
             return
-        if self.consumers and not self.ready and msg.body is not None:
+        if self.consumers and not self.ready and msg.body is not None and self.spool is None:
             consumer = self._pick()
             if consumer is not None:
                 self.published += 1
@@ -444,6 +444,8 @@ class Queue:
                     self._spool_failed("cannot create the queue's spool", exc)
             if self.spool is not None:
                 self.spool.append(backlog.encode(msg, delivered, True))
+                if not self.ready:  # the head is never empty while the spool is not
+                    self._refill()
                 return
         self.ready.append(msg)
         if delivered:
@@ -467,6 +469,8 @@ class Queue:
         if spool.error is not None:
             self._spool_failed("cannot write the queue's spool; the backlog stays in RAM",
                                spool.error)
+        if not self.ready:  # the head is never empty while the spool is not
+            self._refill()
         return True
 
     def _refill(self) -> None:

@@ -13,6 +13,9 @@
 #   * every message in the spool is newer than every message in the head, so FIFO
 #     order holds: a requeued delivery goes back into the head at its place, and
 #     while the spool is not empty every new message goes behind it;
+#   * the head is never empty while the spool is not (a message spooled into a queue
+#     whose head is empty, as while everything is spooled, is read back at once), so
+#     the head alone tells whether a queue has ready messages;
 #   * RAM for a backlog of any length is the head plus one write buffer and one
 #     read chunk per spooled queue.
 #

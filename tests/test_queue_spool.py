@@ -263,3 +263,55 @@ def test_persistent_backlog_spools_without_bodies_and_recovers_in_order(
         assert got == bodies[1:]
     finally:
         store.close()
+
+
+def test_a_message_routed_to_a_spooling_and_a_consumed_queue_reaches_both(
+        tmp_path: Path) -> None:
+    vhost = make_vhost(tmp_path)
+    vhost.declare_exchange("fan", "fanout", False, False, False, False, {})
+    fast_q, slow_q = declare(vhost, "fast"), declare(vhost, "slow")
+    for q in (fast_q, slow_q):
+        vhost.bind(vhost.exchanges["fan"], q, "", {})
+    ch = FakeChannel()
+    ch.consumer(fast_q, "c", no_ack=True)
+    for i in range(100):
+        publish(vhost, "", b"%d" % i, exchange="fan")
+    assert ch.bodies() == [b"%d" % i for i in range(100)]  # never spooled
+    assert fast_q.spool is None
+    assert slow_q.spooled == 90 and slow_q.paged_out_count() == 90
+    assert [b for b, _ in get_all(slow_q)] == [b"%d" % i for i in range(100)]
+
+
+def test_spool_all_spools_every_new_backlog_and_is_lifted(tmp_path: Path) -> None:
+    vhost = make_vhost(tmp_path)
+    q = declare(vhost, "q")
+    vhost.broker.set_spool_all(True)  # the broker holds more than half its watermark
+    publish(vhost, "q", b"first")  # into an empty head: spooled and read back at once
+    assert len(q.ready) == 1 and q.spool is None
+    publish(vhost, "q", b"second")
+    assert len(q.ready) == 1 and q.spooled == 1
+    vhost.broker.set_spool_all(False)
+    late = declare(vhost, "late")
+    publish(vhost, "late", b"x")
+    assert late.spool is None and len(late.ready) == 1
+    publish(vhost, "q", b"third")  # behind a spooled one: spooled too (order)
+    assert q.spooled == 2
+    ch = FakeChannel()
+    ch.consumer(q, "c", no_ack=True)
+    publish(vhost, "q", b"fourth")  # a consumer waits, but older messages go first
+    assert ch.bodies() == [b"first", b"second", b"third", b"fourth"]
+
+
+def test_a_spooled_message_is_never_overtaken_by_direct_delivery(tmp_path: Path) -> None:
+    vhost = make_vhost(tmp_path)
+    q = declare(vhost, "q")
+    vhost.broker.set_spool_all(True)
+    ch = FakeChannel()
+    c = ch.consumer(q, "c", prefetch=1)
+    for i in range(5):
+        publish(vhost, "q", b"%d" % i)  # 0 goes straight out, the rest wait (prefetch 1)
+    assert ch.bodies() == [b"0"] and q.message_count == 4
+    while ch.unacked:
+        ch.settle()
+    assert ch.bodies() == [b"%d" % i for i in range(5)]
+    assert c.unacked == 0 and q.message_count == 0
