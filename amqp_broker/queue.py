@@ -402,7 +402,11 @@ class Queue:
         if self.may_expire:
             self.expire()
         if not self.ready:
-            return None
+            if self.spool is None:
+                return None
+            self._refill()  # a read of the spool failed before: try again
+            if not self.ready:
+                return None
         body = self.vhost.broker.body_of(self.ready[0])
         msg, redelivered = self._pop()
         return msg, redelivered, body
@@ -572,6 +576,8 @@ class Queue:
         block the event loop, so one call reads at most PAGE_IN_BUDGET bytes and
         asks the broker to call again soon for the rest."""
         ready = self.ready
+        if not ready and self.spool is not None:
+            self._refill()  # a read of the spool failed before: try again
         if self.may_expire:
             self.expire()
         budget = PAGE_IN_BUDGET

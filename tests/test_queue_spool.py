@@ -315,3 +315,31 @@ def test_a_spooled_message_is_never_overtaken_by_direct_delivery(tmp_path: Path)
         ch.settle()
     assert ch.bodies() == [b"%d" % i for i in range(5)]
     assert c.unacked == 0 and q.message_count == 0
+
+
+def test_a_failed_spool_read_is_logged_and_retried(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from amqp_broker.storage import spool
+
+    vhost = make_vhost(tmp_path)
+    q = declare(vhost, "q")
+    for i in range(40_000):  # past the write buffer: the spool is read from its files
+        publish(vhost, "q", b"%d" % i)
+    real = spool.os.pread
+    failures = [0]
+
+    def failing(fd: int, n: int, offset: int) -> bytes:
+        failures[0] += 1
+        raise OSError(5, "Input/output error")
+
+    got = []
+    while len(q.ready) > 1:
+        got.append(q.take())
+    monkeypatch.setattr(spool.os, "pread", failing)
+    got.append(q.take())  # the head's last message; the refill after it fails
+    assert failures[0] == 1
+    assert q.take() is None and q.message_count == 40_000 - len(got)  # retried, failed
+    monkeypatch.setattr(spool.os, "pread", real)
+    rest = get_all(q)  # retried: nothing lost, nothing out of order
+    assert [m[0].body for m in got if m] + [b for b, _ in rest] == [
+        b"%d" % i for i in range(40_000)]
