@@ -48,8 +48,13 @@ def channel_fields(ctx):
     def ready(body: object) -> bool:
         mine = [c for c in body if c.get("connection_details", {}).get("name") == connection]
         stats = [c.get("message_stats", {}) for c in mine]
+        # RabbitMQ emits a channel's counts and its message stats apart (every few
+        # seconds): wait for both, consumer, prefetch, unacked and confirm mode included
         return len(mine) == 2 and any(s.get("deliver") == 1 for s in stats) and any(
-            s.get("publish") == 2 and s.get("confirm") == 2 for s in stats)
+            s.get("publish") == 2 and s.get("confirm") == 2 for s in stats) and any(
+            c.get("consumer_count") == 1 and c.get("prefetch_count") == 5
+            and c.get("messages_unacknowledged") == 1 for c in mine) and any(
+            c.get("confirm") is True for c in mine)
 
     channels = wait_for(ctx, "/api/channels", ready)
     mine = sorted((c for c in channels

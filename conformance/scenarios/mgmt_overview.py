@@ -25,7 +25,8 @@ def overview_fields(ctx):
     deadline = time.monotonic() + 30  # RabbitMQ's statistics arrive every 5 s
     while time.monotonic() < deadline:
         _, overview = ctx.api("GET", "/api/overview")
-        if "publish" in overview.get("message_stats", {}):
+        # a RabbitMQ just started lists its HTTP contexts only some seconds later
+        if "publish" in overview.get("message_stats", {}) and overview.get("contexts"):
             break
         time.sleep(0.5)
     ctx.log("keys", keys=sorted(overview))
