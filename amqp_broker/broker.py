@@ -17,7 +17,6 @@ import functools
 import gc
 import ipaddress
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -309,20 +308,21 @@ class Broker:
         or a temporary directory when messages are kept in memory only."""
         root = self._spool_root
         if root is None:
-            if self.config.data_dir:
-                path = os.path.join(self.config.data_dir, "spool")
-            else:
-                path = tempfile.mkdtemp(prefix="amqp-broker-spool-")
-            root = self._spool_root = SpoolRoot(path)
+            root = self._spool_root = self._new_spool_root()
         return root.open()
+
+    def _new_spool_root(self) -> SpoolRoot:
+        """<data dir>/spool, emptied (what a broker that did not stop cleanly left
+        there is garbage), or a new temporary directory without a data dir."""
+        if self.config.data_dir:
+            return SpoolRoot(os.path.join(self.config.data_dir, "spool"))
+        return SpoolRoot(tempfile.mkdtemp(prefix="amqp-broker-spool-"))
 
     def close_spools(self) -> None:
         """The broker stops: spooled backlogs are RAM moved to disk, gone with it."""
         if self._spool_root is not None:
             self._spool_root.remove()
             self._spool_root = None
-        elif self.config.data_dir and not self._read_only:
-            shutil.rmtree(os.path.join(self.config.data_dir, "spool"), ignore_errors=True)
 
     def _store_caught_up(self, _token: int, _ok: bool) -> None:
         self.store_backlogged = False
@@ -335,8 +335,7 @@ class Broker:
         started = time.monotonic()
         recovery = self.store.open()
         if startup and self.config.data_dir:
-            # a spool left by a broker that did not stop cleanly is garbage
-            shutil.rmtree(os.path.join(self.config.data_dir, "spool"), ignore_errors=True)
+            self._spool_root = self._new_spool_root()  # a crash's leftovers go now
         self._recovering = True
         self._read_only = not startup
         try:

@@ -266,33 +266,25 @@ class Queue:
                 self.published += 1
                 consumer.channel.deliver(consumer, self, msg, False, msg.body)
                 return
-        if (self.spool is not None or len(self.ready) >= self.head_count
-                or self.ram_bytes >= self.head_bytes):
-            if self._spool_out(msg):
-                self.ready_bytes += msg.body_size
-                self.published += 1
-                if msg.ttl is not None and msg.ttl[1] is not None:
-                    self.may_expire = True
-                    self.vhost.expiring_queues.add(self)
-                if self.limited:
-                    self._drop_head()
-                return
-        self.ready.append(msg)
         self.ready_bytes += msg.body_size
-        if msg.stored == PAGEABLE:
-            if self.ready_bytes > PAGE_OUT_BYTES:
-                msg.body = None
-            else:
-                # kept in RAM here, so no other queue of this message pages it out
-                # (the body stays in RAM anyway) and every count of it stays true
-                msg.stored = STORED
-        if msg.body is not None:
-            self.ram_bytes += msg.body_size
+        spooled = ((self.spool is not None or len(self.ready) >= self.head_count
+                    or self.ram_bytes >= self.head_bytes) and self._spool_out(msg, False))
+        if not spooled:
+            self.ready.append(msg)
+            if msg.stored == PAGEABLE:
+                if self.ready_bytes > PAGE_OUT_BYTES:
+                    msg.body = None
+                else:
+                    # kept in RAM here, so no other queue of this message pages it out
+                    # (the body stays in RAM anyway) and every count of it stays true
+                    msg.stored = STORED
+            if msg.body is not None:
+                self.ram_bytes += msg.body_size
         self.published += 1
         if msg.ttl is not None and msg.ttl[1] is not None:
             self.may_expire = True
             self.vhost.expiring_queues.add(self)
-        if self.consumers:
+        if self.consumers and not spooled:  # behind the spool: no consumer could take it
             self.dispatch()
         if self.limited:
             self._drop_head()
@@ -440,24 +432,16 @@ class Queue:
         if self.extras is not None:  # delivery counts, deduplication keys
             self.extras.restored(msg, delivered)
         self.ready_bytes += msg.body_size
-        if self.spool is not None or len(self.ready) >= self.head_count:
-            if self.spool is None:
-                try:
-                    self.spool = self.vhost.broker.open_spool()
-                except OSError as exc:
-                    self._spool_failed("cannot create the queue's spool", exc)
-            if self.spool is not None:
-                self.spool.append(backlog.encode(msg, delivered, True))
-                if not self.ready:  # the head is never empty while the spool is not
-                    self._refill()
-                return
+        if ((self.spool is not None or len(self.ready) >= self.head_count)
+                and self._spool_out(msg, delivered)):
+            return
         self.ready.append(msg)
         if delivered:
             self.redelivered.add(msg.msg_id)
 
     # --- the spool: the backlog behind the head, on disk -----------------------
-    def _spool_out(self, msg: Message) -> bool:
-        """Append msg to the spool; False (logged) when it cannot be encoded, then it
+    def _spool_out(self, msg: Message, redelivered: bool) -> bool:
+        """Append msg to the spool; False (logged) when no spool can be made, then it
         stays in RAM. A failing disk keeps records in the spool's write buffer."""
         spool = self.spool
         if spool is None:
@@ -469,7 +453,7 @@ class Queue:
         in_store = bool(self.persists and msg.stored)
         if not in_store and msg.body is None:
             return False  # cannot happen: a body not in this queue's store is in RAM
-        spool.append(backlog.encode(msg, False, in_store))
+        spool.append(backlog.encode(msg, redelivered, in_store))
         if spool.error is not None:
             self._spool_failed("cannot write the queue's spool; the backlog stays in RAM",
                                spool.error)

@@ -250,5 +250,5 @@ class SegmentLog:
 
     @property
     def disk_bytes(self) -> int:
-        """Bytes in segment files not yet dropped (for metrics)."""
+        """Bytes written to segment files not yet dropped."""
         return sum(seg.size for seg in self._segments)
