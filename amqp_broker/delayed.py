@@ -26,10 +26,11 @@ Files, under <data dir>/delayed/ (nothing is written without a data directory):
               records of an exchange not found again at start-up are dropped.
   <bucket>-<generation>-<serial>.dly   the messages due in one bucket that one run
               wrote (a run never appends to a past run's file):
-      MAGIC (8 bytes), then records: u32 payload length, u32 CRC-32 of the payload,
-      payload = u64 due ms, u64 exchange uid, u8 flags (1: persistent), u8 length +
-      exchange name published to, u8 length + routing key, u32 length + raw properties
-      (x-delay already rewritten), body (the rest).
+      MAGIC (8 bytes), then records framed as the message store's (storage/records.py:
+      u32 record magic, u32 payload length, u32 CRC-32 of the payload; little-endian
+      like every integer here), payload = u64 due ms, u64 exchange uid, u8 flags
+      (1: persistent), u8 length + exchange name published to, u8 length + routing key,
+      u32 length + raw properties (x-delay already rewritten), body (the rest).
 A message is persistent when delivery-mode is 2 and the exchange durable; transient
 ones are written only when their bucket is not in RAM yet (so RAM stays bounded) and
 are skipped when a later run reads the file. A torn or corrupt record ends its file's
@@ -58,6 +59,7 @@ from . import pipeline
 from .exchanges.delayed import TYPE_NAME, Delayed, DelayedExchange
 from .protocol import fast
 from .protocol.fieldtable import LongInt, LongLongInt
+from .storage.records import FRAME, FRAME_SIZE, RECORD_MAGIC, U32
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -69,11 +71,9 @@ LOOKAHEAD_MS = 2000
 FIRE_BATCH = 2000  # messages routed per turn before other tasks run
 SYNC_INTERVAL = 0.5  # seconds between fsyncs of written files
 MAX_OPEN = 32  # bucket files kept open for appending
-MAGIC = b"AMQDLY\x00\x01"
+MAGIC = b"AMQDLY\x00\x02"  # 2: the store's record frame (1 had its own)
 PERSISTENT = 1
-_HEAD = struct.Struct(">II")
-_FIXED = struct.Struct(">QQB")
-_U32 = struct.Struct(">I")
+_FIXED = struct.Struct("<QQB")
 _META = "meta.json"
 _OVERHEAD = 200  # RAM per held message besides properties and body (estimate)
 
@@ -209,9 +209,9 @@ class Scheduler:
         rk_raw = routing_key.encode("utf-8", "surrogateescape")
         prefix = b"".join((_FIXED.pack(due, uid, PERSISTENT if persistent else 0),
                            bytes((len(ex_raw),)), ex_raw, bytes((len(rk_raw),)), rk_raw,
-                           _U32.pack(len(props)), props))
+                           U32.pack(len(props)), props))
         crc = zlib.crc32(body, zlib.crc32(prefix))
-        head = _HEAD.pack(len(prefix) + len(body), crc)
+        head = FRAME.pack(RECORD_MAGIC, len(prefix) + len(body), crc)
         try:
             path = bucket.current
             if path is None:
@@ -453,17 +453,17 @@ class Scheduler:
                                             "skipped", path=str(path))
                     return 0
                 pos = len(MAGIC)
-                while pos + _HEAD.size + _FIXED.size <= size:
+                while pos + FRAME_SIZE + _FIXED.size <= size:
                     f.seek(pos)
-                    raw = f.read(_HEAD.size + _FIXED.size)
-                    length = _HEAD.unpack_from(raw)[0]
-                    _, uid, flags = _FIXED.unpack_from(raw, _HEAD.size)
-                    if pos + _HEAD.size + length > size:
-                        break  # a torn last record
+                    raw = f.read(FRAME_SIZE + _FIXED.size)
+                    magic, length, _crc = FRAME.unpack_from(raw)
+                    _, uid, flags = _FIXED.unpack_from(raw, FRAME_SIZE)
+                    if magic != RECORD_MAGIC or pos + FRAME_SIZE + length > size:
+                        break  # a torn or corrupt record (_records logs it)
                     if flags & PERSISTENT and uid in self.live:
                         valid += 1
                         self.counts[uid] = self.counts.get(uid, 0) + 1
-                    pos += _HEAD.size + length
+                    pos += FRAME_SIZE + length
         except OSError as exc:
             self.broker.log.error("cannot read a delayed-message file", path=str(path),
                                   error=str(exc))
@@ -498,13 +498,15 @@ class Scheduler:
             return []
         found: list[tuple[Item, bool]] = []
         pos, end = len(MAGIC), len(data)
-        while pos + _HEAD.size <= end:
-            length, crc = _HEAD.unpack_from(data, pos)
-            start, stop = pos + _HEAD.size, pos + _HEAD.size + length
-            if stop > end:
+        while pos + FRAME_SIZE <= end:
+            magic, length, crc = FRAME.unpack_from(data, pos)
+            start, stop = pos + FRAME_SIZE, pos + FRAME_SIZE + length
+            if stop > end and magic == RECORD_MAGIC:
                 break  # a torn last record: never acknowledged as written
             payload = data[start:stop]
             try:
+                if magic != RECORD_MAGIC:
+                    raise ValueError("record magic missing")
                 if zlib.crc32(payload) != crc:
                     raise ValueError("checksum mismatch")
                 due, uid, flags = _FIXED.unpack_from(payload)
@@ -514,7 +516,7 @@ class Scheduler:
                 routing_key = payload[p + 1:p + 1 + payload[p]].decode("utf-8",
                                                                         "surrogateescape")
                 p += 1 + payload[p]
-                (props_len,) = _U32.unpack_from(payload, p)
+                (props_len,) = U32.unpack_from(payload, p)
                 p += 4
                 props = payload[p:p + props_len]
                 if len(props) != props_len:
