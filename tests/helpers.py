@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,19 @@ def method_payload(method: Any) -> bytes:
 def raw_frame(frame_type: int, channel: int, payload: bytes, end: bytes = b"\xce") -> bytes:
     return (frame_type.to_bytes(1, "big") + channel.to_bytes(2, "big")
             + len(payload).to_bytes(4, "big") + payload + end)
+
+
+def temporary_names(ch: Any, prefix: str, uid: str) -> Iterator[Callable[[str], str]]:
+    """For a fixture: yields name(label) -> "PREFIX-LABEL-UID", then deletes the queue
+    and the exchange of every name it gave (while the channel is still open)."""
+    made: list[str] = []
+
+    def name(label: str) -> str:
+        made.append(f"{prefix}-{label}-{uid}")
+        return made[-1]
+
+    yield name
+    if ch.is_open:
+        for n in made:
+            ch.queue_delete(n)
+            ch.exchange_delete(n)

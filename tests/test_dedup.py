@@ -14,7 +14,7 @@ import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
 from amqp_broker import dedup
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, temporary_names
 
 
 def connect(broker: BrokerProcess) -> BlockingChannel:
@@ -34,17 +34,7 @@ def ch(broker: BrokerProcess) -> Iterator[BlockingChannel]:
 
 @pytest.fixture
 def names(ch: BlockingChannel, uid: str) -> Iterator[Callable[[str], str]]:
-    made: list[str] = []
-
-    def name(label: str) -> str:
-        made.append(f"dd-{label}-{uid}")
-        return made[-1]
-
-    yield name
-    if ch.is_open:
-        for n in made:
-            ch.queue_delete(n)
-            ch.exchange_delete(n)
+    yield from temporary_names(ch, "dd", uid)
 
 
 def send(ch: BlockingChannel, exchange: str, key: str, value: Any, body: bytes = b"m",

@@ -17,7 +17,7 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
-from tests.helpers import BrokerProcess
+from tests.helpers import BrokerProcess, temporary_names
 
 ON_RABBITMQ = bool(os.environ.get("AMQP_TEST_PORT"))
 QUORUM = {"x-queue-type": "quorum"}
@@ -38,17 +38,7 @@ def ch(broker: BrokerProcess) -> Iterator[BlockingChannel]:
 
 @pytest.fixture
 def names(ch: BlockingChannel, uid: str) -> Iterator[Callable[[str], str]]:
-    made: list[str] = []
-
-    def name(label: str) -> str:
-        made.append(f"dl-{label}-{uid}")
-        return made[-1]
-
-    yield name
-    if ch.is_open:
-        for n in made:
-            ch.queue_delete(n)
-            ch.exchange_delete(n)
+    yield from temporary_names(ch, "dl", uid)
 
 
 def get(ch: BlockingChannel, queue: str, tries: int = 100) -> tuple[Any, Any, bytes]:
